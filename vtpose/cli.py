@@ -1,0 +1,92 @@
+"""The `vtpose` command: inference, evaluation, model export and the vtuber studio.
+
+Every command turns a `VtposeError` into one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vtpose.errors import VtposeError
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a `VtposeError` (or a bad value) as one clear line and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (VtposeError, ValueError) as error:
+            click.echo(f"vtpose: error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vtpose")
+def main() -> None:
+    """Human pose estimation: train, evaluate, serve, and pose avatars."""
+
+
+def weights_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--weights`: a .pt or .onnx file; default the production model version, else the pretrained checkpoint."""
+    return click.option(
+        "--weights",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Weights (.pt or .onnx). Default: the production model version, else data/pretrained/yolo11n-pose.pt.",
+    )(func)
+
+
+def resolve_weights(weights: Path | None) -> Path:
+    """The weights to use: the given file, else the registry's default."""
+    if weights is not None:
+        return weights
+    from vtpose.registry import default_weights
+
+    return default_weights()
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@weights_option
+@click.option("--imgsz", type=int, default=640, show_default=True, help="Inference image size (multiple of 32).")
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum person confidence.")
+@click.option("--json", "as_json", is_flag=True, help="Print DESIGN.md's inference JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the skeleton overlay.")
+@friendly_errors
+def infer(image: Path, weights: Path | None, imgsz: int, conf: float, as_json: bool, output: Path | None) -> None:
+    """Find the poses in one IMAGE."""
+    from vtpose.predict import PosePredictor, load_image
+
+    bgr = load_image(image)
+    predictor = PosePredictor(resolve_weights(weights), imgsz=imgsz, conf=conf)
+    persons = predictor.predict_one(bgr)
+    height, width = bgr.shape[:2]
+    if output is not None:
+        from vtpose.render import draw_skeletons, write_image
+
+        write_image(output, draw_skeletons(bgr, persons))
+    if as_json:
+        record = {"image": {"width": width, "height": height}, "persons": [p.to_json() for p in persons]}
+        click.echo(json.dumps(record))
+        return
+    click.echo(f"{image}: {width}x{height}, {len(persons)} person(s)")
+    for i, person in enumerate(persons):
+        x, y, w, h = person.bbox
+        click.echo(f"  person {i}: score {person.score:.2f}, box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}")
+    if output is not None:
+        click.echo(f"overlay: {output}")
+
+
+if __name__ == "__main__":
+    main()
