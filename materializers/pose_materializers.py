@@ -1,0 +1,254 @@
+"""Materializers for vtpose's artifacts: each stores exactly the object it is given and shows it in the dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+from zenml.enums import ArtifactType, VisualizationType
+from zenml.io import fileio
+from zenml.materializers.base_materializer import BaseMaterializer
+from zenml.metadata.metadata_types import MetadataType, StorageSize
+
+from materializers.storage import download_file, download_folder, hash_folder, upload_file, upload_folder
+from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
+from vtpose.reports import (
+    EvaluationReport,
+    TrainingCurves,
+    contact_sheet,
+    dataset_markdown,
+    dataset_previews,
+    dataset_statistics,
+    plot_training_curves,
+)
+
+META_FILE = "meta.json"
+
+
+def _write_text(uri: str, name: str, text: str) -> str:
+    path = os.path.join(uri, name)
+    with fileio.open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _write_bytes(uri: str, name: str, data: bytes) -> str:
+    path = os.path.join(uri, name)
+    with fileio.open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _read_json(uri: str, name: str) -> Any:
+    with fileio.open(os.path.join(uri, name), "r") as f:
+        return json.loads(f.read())
+
+
+def _png(image: Any) -> bytes:
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError("could not encode a preview image as PNG")
+    return buffer.tobytes()
+
+
+def _local_copy_dir(materializer: BaseMaterializer) -> Path:
+    # Lives as long as the step (or the notebook) that loaded it; ZenML cleans temporary folders it hands out.
+    with materializer.get_temporary_directory(delete_at_exit=False) as local:
+        return Path(local)
+
+
+class PoseDatasetMaterializer(BaseMaterializer):
+    """A COCO-format dataset folder: the whole folder, its previews with skeletons and its statistics."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (PoseDataset,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+
+    def load(self, data_type: type[Any]) -> PoseDataset:
+        """Extract the folder locally and open it."""
+        return PoseDataset.open(download_folder(self.uri, _local_copy_dir(self) / "dataset"))
+
+    def save(self, data: PoseDataset) -> None:
+        """Store the folder the dataset lives in."""
+        data.write_manifest()
+        upload_folder(data.root, self.uri)
+
+    def compute_content_hash(self, data: PoseDataset) -> str:
+        """Same files, same hash: a re-ingested but unchanged dataset keeps downstream steps cached."""
+        data.write_manifest()
+        return hash_folder(data.root)
+
+    def save_visualizations(self, data: PoseDataset) -> dict[str, VisualizationType]:
+        """Ground-truth skeletons on sample images, and the dataset statistics."""
+        stats = dataset_statistics(data)
+        return {
+            _write_bytes(self.uri, "previews.png", _png(contact_sheet(dataset_previews(data)))): VisualizationType.IMAGE,
+            _write_text(self.uri, "statistics.md", dataset_markdown(stats)): VisualizationType.MARKDOWN,
+        }
+
+    def extract_metadata(self, data: PoseDataset) -> dict[str, MetadataType]:
+        """Counts per split, and how many records validation skipped."""
+        stats = dataset_statistics(data)
+        metadata: dict[str, MetadataType] = {"name": data.name, "source": data.source}
+        for split, values in stats["splits"].items():
+            metadata[f"{split}_images"] = values["images"]
+            metadata[f"{split}_persons_with_keypoints"] = values["persons_with_keypoints"]
+        skipped = data.info.get("skipped")
+        if isinstance(skipped, dict):
+            metadata["skipped_records"] = int(sum(skipped.values()))
+        return metadata
+
+
+class YoloPoseDatasetMaterializer(BaseMaterializer):
+    """A YOLO-pose dataset folder and its conversion summary."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (YoloPoseDataset,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+
+    def load(self, data_type: type[Any]) -> YoloPoseDataset:
+        """Extract the folder locally."""
+        root = download_folder(self.uri, _local_copy_dir(self) / "yolo")
+        summary_path = root / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        return YoloPoseDataset(root=root, summary=summary)
+
+    def save(self, data: YoloPoseDataset) -> None:
+        """Store the folder (data.yaml, images, labels, summary.json)."""
+        upload_folder(data.root, self.uri)
+
+    def compute_content_hash(self, data: YoloPoseDataset) -> str:
+        """Hash of every file, so identical conversions are recognised."""
+        return hash_folder(data.root)
+
+    def save_visualizations(self, data: YoloPoseDataset) -> dict[str, VisualizationType]:
+        """The conversion summary as a table."""
+        lines = ["# COCO -> YOLO-pose conversion", "", "```json", json.dumps(data.summary, indent=2), "```"]
+        return {_write_text(self.uri, "summary.md", "\n".join(lines) + "\n"): VisualizationType.MARKDOWN}
+
+    def extract_metadata(self, data: YoloPoseDataset) -> dict[str, MetadataType]:
+        """Top-level numbers of the summary."""
+        return {k: v for k, v in data.summary.items() if isinstance(v, int | float | str)}
+
+
+class PoseWeightsMaterializer(BaseMaterializer):
+    """One weights file, stored as given, with its sha256."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (PoseWeights,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+
+    def load(self, data_type: type[Any]) -> PoseWeights:
+        """Copy the file locally."""
+        meta = _read_json(self.uri, META_FILE)
+        local = download_file(self.uri, meta["file_name"], _local_copy_dir(self) / meta["file_name"])
+        return PoseWeights(path=local, architecture=meta["architecture"], imgsz=meta["imgsz"], origin=meta["origin"])
+
+    def save(self, data: PoseWeights) -> None:
+        """Store the file the object points at, and what it is."""
+        meta = {
+            "file_name": data.path.name,
+            "architecture": data.architecture,
+            "imgsz": data.imgsz,
+            "origin": data.origin,
+            "sha256": sha256_file(data.path),
+        }
+        upload_file(data.path, self.uri, data.path.name)
+        _write_text(self.uri, META_FILE, json.dumps(meta, indent=2))
+
+    def compute_content_hash(self, data: PoseWeights) -> str:
+        """The file's sha256 and how it is described."""
+        return f"{sha256_file(data.path)}:{data.architecture}:{data.imgsz}:{data.origin}"
+
+    def save_visualizations(self, data: PoseWeights) -> dict[str, VisualizationType]:
+        """A card: file, size, sha256, architecture."""
+        text = (
+            f"# Weights `{data.path.name}`\n\n| | |\n|---|---|\n| architecture | {data.architecture} |\n"
+            f"| image size | {data.imgsz} |\n| origin | {data.origin} |\n"
+            f"| size | {data.path.stat().st_size / 1e6:.2f} MB |\n| sha256 | `{sha256_file(data.path)}` |\n"
+        )
+        return {_write_text(self.uri, "weights.md", text): VisualizationType.MARKDOWN}
+
+    def extract_metadata(self, data: PoseWeights) -> dict[str, MetadataType]:
+        """sha256, size and architecture."""
+        return {
+            "sha256": sha256_file(data.path),
+            "size": StorageSize(data.path.stat().st_size),
+            "architecture": data.architecture,
+            "imgsz": data.imgsz,
+        }
+
+
+class TrainingCurvesMaterializer(BaseMaterializer):
+    """Per-epoch losses and metrics: a plot and the table."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (TrainingCurves,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.STATISTICS
+
+    def load(self, data_type: type[Any]) -> TrainingCurves:
+        """Read the JSON back."""
+        return TrainingCurves(**_read_json(self.uri, "curves.json"))
+
+    def save(self, data: TrainingCurves) -> None:
+        """Store as JSON."""
+        _write_text(self.uri, "curves.json", json.dumps(data.to_dict(), indent=2))
+
+    def save_visualizations(self, data: TrainingCurves) -> dict[str, VisualizationType]:
+        """The curves as a PNG plot and a CSV table."""
+        columns = sorted({k for row in data.rows for k in row}, key=lambda k: (k != "epoch", k))
+        table = "\n".join(
+            [",".join(columns), *(",".join(f"{row.get(c, '')}" for c in columns) for row in data.rows)]
+        )
+        return {
+            _write_bytes(self.uri, "curves.png", plot_training_curves(data)): VisualizationType.IMAGE,
+            _write_text(self.uri, "curves.csv", table + "\n"): VisualizationType.CSV,
+        }
+
+    def extract_metadata(self, data: TrainingCurves) -> dict[str, MetadataType]:
+        """Epochs and wall-clock time."""
+        return {"epochs": len(data.rows), "train_seconds": round(data.train_seconds, 1)}
+
+
+class EvaluationReportMaterializer(BaseMaterializer):
+    """The evaluation report: stats beside the baseline's, per-keypoint errors, predicted skeletons."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (EvaluationReport,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+
+    def load(self, data_type: type[Any]) -> EvaluationReport:
+        """Read the summary, the COCO results and the preview PNGs back."""
+        summary = _read_json(self.uri, "report.json")
+        results = _read_json(self.uri, "coco_results.json")
+        previews = []
+        for i in range(summary.pop("num_previews")):
+            with fileio.open(os.path.join(self.uri, f"preview_{i}.png"), "rb") as f:
+                previews.append(f.read())
+        return EvaluationReport(**summary, results_json=results, previews=previews)
+
+    def save(self, data: EvaluationReport) -> None:
+        """Summary JSON, the COCO results JSON that was scored, and the preview PNGs."""
+        _write_text(self.uri, "report.json", json.dumps({**data.summary(), "num_previews": len(data.previews)}))
+        _write_text(self.uri, "coco_results.json", json.dumps(data.results_json))
+        for i, png in enumerate(data.previews):
+            _write_bytes(self.uri, f"preview_{i}.png", png)
+
+    def save_visualizations(self, data: EvaluationReport) -> dict[str, VisualizationType]:
+        """The report table, and a sheet of predicted (red) and ground-truth (green) skeletons."""
+        images = [cv2.imdecode(_as_array(png), cv2.IMREAD_COLOR) for png in data.previews]
+        return {
+            _write_text(self.uri, "report.md", data.markdown()): VisualizationType.MARKDOWN,
+            _write_bytes(self.uri, "predictions.png", _png(contact_sheet(images))): VisualizationType.IMAGE,
+        }
+
+    def extract_metadata(self, data: EvaluationReport) -> dict[str, MetadataType]:
+        """The 10 stats, and the baseline's AP."""
+        metadata: dict[str, MetadataType] = {name: round(value, 4) for name, value in data.stats.items()}
+        if "AP" in data.baseline_stats:
+            metadata["baseline_AP"] = round(data.baseline_stats["AP"], 4)
+        return metadata
+
+
+def _as_array(png: bytes) -> Any:
+    import numpy as np
+
+    return np.frombuffer(png, dtype=np.uint8)

@@ -1,0 +1,49 @@
+"""The training pipeline: ingest -> validate -> convert -> train -> evaluate -> promote -> package."""
+
+from __future__ import annotations
+
+from zenml import Model, pipeline
+
+from steps import (
+    convert_dataset,
+    evaluate_model,
+    ingest_dataset,
+    ingest_pretrained,
+    package_model,
+    promote_model,
+    train_model,
+    validate_dataset,
+)
+from vtpose.config import DataConfig, EvaluationConfig, PackageConfig, PromotionConfig, TrainConfig, ValidationConfig
+from vtpose.registry import MODEL_NAME
+
+
+@pipeline(
+    model=Model(
+        name=MODEL_NAME,
+        description="YOLO-pose person keypoint model (COCO-17), scored with pycocotools OKS.",
+        license="AGPL-3.0 (Ultralytics)",
+        tags=["pose", "yolo", "coco-keypoints"],
+    ),
+)
+def training_pipeline(
+    data: DataConfig,
+    validation: ValidationConfig,
+    train: TrainConfig,
+    evaluation: EvaluationConfig,
+    promotion: PromotionConfig,
+    package: PackageConfig,
+) -> None:
+    """Train a pose model on the configured data and decide whether it goes to production."""
+    raw_dataset = ingest_dataset(data=data)
+    pretrained_weights = ingest_pretrained(data=data)
+    dataset, _ = validate_dataset(raw_dataset=raw_dataset, validation=validation)
+    yolo_dataset = convert_dataset(dataset=dataset)
+    trained_weights, _ = train_model(
+        yolo_dataset=yolo_dataset, pretrained_weights=pretrained_weights, train_config=train
+    )
+    report = evaluate_model(
+        trained_weights=trained_weights, pretrained_weights=pretrained_weights, dataset=dataset, evaluation=evaluation
+    )
+    decision = promote_model(evaluation_report=report, promotion=promotion)
+    package_model(trained_weights=trained_weights, promotion_decision=decision, package=package)

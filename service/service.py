@@ -1,0 +1,198 @@
+"""The BentoML pose service: `bentoml serve pose-service:latest`, or `bentoml serve` in this folder's parent.
+
+A thin adapter: decoding, limits, schemas and model loading live in `vtpose.serving`; this module only maps
+HTTP onto them. Single images and batches both go through one adaptively batched model call (`infer_pixels`),
+so concurrent /predict requests share forward passes.
+
+Which model: the Bento argument `model_tag` (set by `vtpose.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
+else the latest `pose-estimator` in the local model store. Backend: $VTPOSE_BACKEND ("onnx" or "pytorch"), else
+the Bento argument `backend`, else ONNX.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import anyio
+import bentoml
+import numpy as np
+from bentoml.validators import ContentType
+from starlette.responses import JSONResponse, Response
+
+from vtpose.errors import VtposeError
+from vtpose.render import draw_skeletons, encode_png
+from vtpose.serving import (
+    ENV_BACKEND,
+    AdmissionLimit,
+    BatchResult,
+    ImageRejected,
+    PersonRecord,
+    PixelImage,
+    PoseResult,
+    ServingLimits,
+    check_batch_size,
+    decode_image_bytes,
+    load_packaged_predictor,
+    pose_result,
+    rescale_poses,
+    resolve_backend,
+    shrink_for_model,
+)
+
+logger = logging.getLogger("bentoml.service.pose")
+
+ENV_MODEL_TAG = "VTPOSE_MODEL_TAG"
+ENV_MAX_IN_FLIGHT = "VTPOSE_MAX_IN_FLIGHT"
+DEFAULT_MODEL_TAG = "pose-estimator:latest"
+PUBLIC_PATHS = ("/predict", "/predict_batch", "/render")
+# One request may wait behind this many others before 503 + Retry-After; sized for 16 clients with room.
+MAX_IN_FLIGHT = int(os.environ.get(ENV_MAX_IN_FLIGHT, "64"))
+MAX_BATCH_SIZE = 16
+LIMITS = ServingLimits.from_env()
+
+_args = bentoml.use_arguments()
+MODEL_TAG: str = getattr(_args, "model_tag", None) or os.environ.get(ENV_MODEL_TAG) or DEFAULT_MODEL_TAG
+BACKEND: str = resolve_backend(os.environ.get(ENV_BACKEND) or getattr(_args, "backend", None))
+
+
+def _pinned(*names: str) -> list[str]:
+    # The versions installed where the Bento is built are the tested ones (constraints.txt); pin exactly those.
+    # (BentoML adds its own bentoml==<version> line.)
+    return [f"{name}=={version(name)}" for name in names]
+
+
+# Locking would resolve against PyPI at build time; the pins are already exact, so the build stays offline.
+IMAGE = (
+    bentoml.images.Image(python_version="3.11", lock_python_packages=False)
+    .system_packages("libgl1", "libglib2.0-0")
+    .python_packages(
+        *_pinned(
+            "ultralytics", "torch", "torchvision", "onnx", "onnxruntime",
+            "opencv-python", "pillow", "numpy", "pydantic",
+        )
+    )
+)  # fmt: skip
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
+    """Answer an `ImageRejected` as `{"error", "field", "status"}` JSON with its 4xx status.
+
+    BentoML's own handler for `BentoMLException` (1.4.39) wraps the body in a one-element list, so the endpoints
+    answer their known input errors themselves; anything unexpected still propagates to BentoML's 500 and its log.
+    `functools.wraps` keeps the signature BentoML reads the request and response schemas from.
+    """
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
+        try:
+            return await func(*args, **kwargs)
+        except ImageRejected as rejected:
+            return JSONResponse(rejected.to_json(), status_code=rejected.status)
+
+    return wrapper
+
+
+@bentoml.service(
+    name="pose-service",
+    image=IMAGE,
+    workers=1,
+    # Sync methods (the model call) run one at a time in a worker: the model already uses every core.
+    threads=1,
+    # BentoML's limit counts the internal batched calls too, so it sits well above ours (AdmissionLimit).
+    traffic={"timeout": 60, "max_concurrency": 4 * MAX_IN_FLIGHT},
+    envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "true"}, {"name": "YOLO_OFFLINE", "value": "1"}],
+    labels={"project": "vtpose"},
+)
+class PoseService:
+    """Human pose estimation: COCO-17 keypoints per person, as JSON or drawn over the image."""
+
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        stored = type(self).model_ref.stored
+        if stored is None:
+            # Without this check BentoModel would try to pull the model from BentoCloud.
+            raise VtposeError(
+                f"BentoML model {MODEL_TAG} is not in the local model store ({bentoml.models.list.__module__}); "
+                "package one with vtpose.packaging.build_bento, or set VTPOSE_MODEL_TAG to one listed by "
+                "`bentoml models list`."
+            )
+        metadata: dict[str, Any] = dict(stored.info.metadata)
+        self.model_version = str(metadata.get("model_version", stored.tag.version))
+        self.model_tag = str(stored.tag)
+        self.limits = LIMITS
+        self.predictor = load_packaged_predictor(Path(stored.path), metadata, BACKEND)
+        # The first call builds the ONNX session / fuses the PyTorch graph: pay it before /readyz says yes.
+        self.predictor.predict([np.zeros((480, 640, 3), dtype=np.uint8)])
+        logger.info(
+            "serving %s (model version %s) with %s on %s", self.model_tag, self.model_version, BACKEND,
+            self.predictor.device,
+        )  # fmt: skip
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=30_000)
+    def infer_pixels(self, images: list[PixelImage]) -> list[list[PersonRecord]]:
+        """Internal, adaptively batched: persons in each decoded BGR image (called by the other endpoints)."""
+        poses = self.predictor.predict([image.to_array() for image in images])
+        return [[PersonRecord.from_pose(p) for p in persons] for persons in poses]
+
+    async def _poses(self, images: list[np.ndarray]) -> list[list[PersonRecord]]:
+        shrunk = [shrink_for_model(image, self.predictor.imgsz) for image in images]
+        records = await self.to_async.infer_pixels([PixelImage.from_array(small) for small, _ in shrunk])  # type: ignore[attr-defined]
+        out: list[list[PersonRecord]] = []
+        for (_, ratio), persons in zip(shrunk, records, strict=True):
+            poses = rescale_poses([PersonRecord.model_validate(p).to_pose() for p in persons], ratio)
+            out.append([PersonRecord.from_pose(p) for p in poses])
+        return out
+
+    async def _decode(self, path: Path, field: str = "image") -> np.ndarray:
+        data = await anyio.Path(path).read_bytes()
+        return await anyio.to_thread.run_sync(functools.partial(decode_image_bytes, data, self.limits, field=field))
+
+    @bentoml.api(route="/predict")
+    @json_errors
+    async def predict(self, image: Annotated[Path, ContentType("image/*")]) -> PoseResult:
+        """Poses in one image: image size, persons with bbox [x, y, w, h], score and 17 [x, y, confidence]."""
+        bgr = await self._decode(image)
+        persons = (await self._poses([bgr]))[0]
+        return pose_result(bgr, [p.to_pose() for p in persons], self.model_version)
+
+    @bentoml.api(route="/predict_batch")
+    @json_errors
+    async def predict_batch(self, images: list[Annotated[Path, ContentType("image/*")]]) -> BatchResult:
+        """Poses in several images (repeat the `images` field), in request order."""
+        check_batch_size(len(images), self.limits)
+        decoded = [await self._decode(path, field=f"images[{i}]") for i, path in enumerate(images)]
+        persons = await self._poses(decoded)
+        results = [
+            pose_result(bgr, [p.to_pose() for p in found], self.model_version)
+            for bgr, found in zip(decoded, persons, strict=True)
+        ]
+        return BatchResult(results=results, model_version=self.model_version)
+
+    @bentoml.api(route="/render")
+    @json_errors
+    async def render(self, image: Annotated[Path, ContentType("image/*")]) -> Annotated[Path, ContentType("image/png")]:
+        """A PNG of the image with every person's skeleton drawn (vtpose.render, as `vtpose infer -o`)."""
+        bgr = await self._decode(image)
+        persons = (await self._poses([bgr]))[0]
+        png = await anyio.to_thread.run_sync(lambda: encode_png(draw_skeletons(bgr, [p.to_pose() for p in persons])))
+        # BentoML sends a returned Response as it is; the annotation above is what the OpenAPI page shows.
+        return Response(png, media_type="image/png")  # type: ignore[return-value]
+
+
+PoseService.add_asgi_middleware(
+    AdmissionLimit,
+    max_in_flight=MAX_IN_FLIGHT,
+    paths=PUBLIC_PATHS,
+    # A batch may carry max_batch_images images plus multipart framing.
+    max_body_bytes=LIMITS.max_image_bytes * LIMITS.max_batch_images + 64 * 1024,
+)

@@ -1,0 +1,20 @@
+"""ZenML steps: thin adapters over the vtpose library, one per file, grouped by stage."""
+
+from steps.data.convert import convert_dataset
+from steps.data.ingest import ingest_dataset, ingest_pretrained
+from steps.data.validate import validate_dataset
+from steps.deployment.package import package_model
+from steps.evaluation.evaluate import evaluate_model
+from steps.evaluation.promote import promote_model
+from steps.training.train import train_model
+
+__all__ = [
+    "convert_dataset",
+    "evaluate_model",
+    "ingest_dataset",
+    "ingest_pretrained",
+    "package_model",
+    "promote_model",
+    "train_model",
+    "validate_dataset",
+]

@@ -1,0 +1,301 @@
+"""Package trained weights for serving: export ONNX, store both files as a BentoML model, build the Bento.
+
+`build_bento` is what the training pipeline's `package` step calls. BentoML reads BENTOML_HOME when it is first
+imported, so set it (and BENTOML_DO_NOT_TRACK=true) in the environment before calling into this module.
+
+Run as a script to package by hand: `python -m vtpose.packaging WEIGHTS --model-version 3 --json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtpose.artifacts import sha256_file
+from vtpose.errors import VtposeError
+from vtpose.paths import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "pose-estimator"
+SERVICE_NAME = "pose-service"
+# Import path of the service class, relative to the build context (the project root).
+SERVICE_IMPORT = "service.service:PoseService"
+# File names inside the BentoML model folder, per backend; the service looks them up here.
+MODEL_FILES = {"pytorch": "model.pt", "onnx": "model.onnx"}
+# The Bento argument the service reads its model tag from (`bentoml serve --arg model_tag=...` in development).
+MODEL_TAG_ARG = "model_tag"
+# What the Bento carries besides the service: the library code it imports, nothing else (no data, no venv).
+BENTO_INCLUDE = ["service/*.py", "vtpose/**/*.py", "vtpose/avatar/assets/**"]
+_ONNX_EXPORT_MODULES = ("onnx", "onnxslim", "onnxruntime")
+_TAG_MAX = 63
+
+
+@dataclass
+class BentoInfo:
+    """A Bento built by `build_bento`, for the pipeline's record and the dashboard.
+
+    Attributes:
+        tag: the Bento tag, "pose-service:<version>".
+        path: the Bento's folder in the local Bento store.
+        size_bytes: the Bento's code plus the model files it references (BentoML 1.4 keeps models in the model
+            store, not inside the Bento folder), bytes.
+        model_version: the model version it serves (the ZenML model version, as given).
+        model_tag: the BentoML model tag inside it, "pose-estimator:<version>".
+        sha256: hex sha256 of each packaged model file, by file name ("model.pt", "model.onnx").
+        imgsz: the inference size the model was exported for, pixels.
+        backend_default: the backend the service uses unless VTPOSE_BACKEND says otherwise.
+    """
+
+    tag: str
+    path: Path
+    size_bytes: int
+    model_version: str
+    model_tag: str
+    sha256: dict[str, str] = field(default_factory=dict)
+    imgsz: int = 640
+    backend_default: str = "onnx"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (path as a string)."""
+        record = asdict(self)
+        record["path"] = str(self.path)
+        return record
+
+
+def sanitize_version(version: str) -> str:
+    """A string made valid as a BentoML tag version: lowercase, [a-z0-9._-], alphanumeric at both ends.
+
+    "Run 3" -> "run-3"; "2024-11-24T05:53" -> "2024-11-24t05-53".
+
+    Raises:
+        ValueError: nothing usable is left.
+    """
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", str(version).strip().lower()).strip("-._")
+    cleaned = cleaned[:_TAG_MAX].rstrip("-._")
+    if not cleaned:
+        raise ValueError(f"model version {version!r} has no letters or digits to build a tag from")
+    return cleaned
+
+
+def _check_onnx_tools() -> None:
+    missing = [name for name in _ONNX_EXPORT_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise VtposeError(
+            f"ONNX export needs {', '.join(missing)}; install them with the project's constraints "
+            "(pip install -c constraints.txt onnx onnxslim onnxruntime). Ultralytics is not allowed to install them."
+        )
+
+
+@contextlib.contextmanager
+def _no_autoinstall() -> Iterator[None]:
+    """Keep Ultralytics' exporter from pip-installing anything, whatever YOLO_AUTOINSTALL says."""
+    from ultralytics.utils import checks
+
+    previous = checks.AUTOINSTALL
+    checks.AUTOINSTALL = False
+    try:
+        yield
+    finally:
+        checks.AUTOINSTALL = previous
+
+
+def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
+    """Export `.pt` YOLO-pose weights to ONNX with Ultralytics' exporter, offline, on CPU.
+
+    The graph has a dynamic batch axis (and dynamic height/width), so the service can batch requests; it is
+    simplified with onnxslim. The exporter writes beside its input, so it works on a copy in `out_dir`.
+
+    Args:
+        weights: the `.pt` file.
+        imgsz: the square inference size in pixels (multiple of 32).
+        out_dir: where `<stem>.onnx` is written (created if needed).
+
+    Returns:
+        The `.onnx` file.
+
+    Raises:
+        VtposeError: weights missing, not `.pt`, export tools missing, or the exporter produced nothing.
+        ValueError: imgsz is not a positive multiple of 32.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise VtposeError(f"{weights}: weights file not found; pass the trained .pt file.")
+    if weights.suffix != ".pt":
+        raise VtposeError(f"{weights}: ONNX export needs PyTorch .pt weights, got {weights.suffix!r}.")
+    if imgsz <= 0 or imgsz % 32:
+        raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
+    _check_onnx_tools()
+    from ultralytics import YOLO
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        source = Path(tmp) / weights.name
+        shutil.copy2(weights, source)
+        with _no_autoinstall():
+            exported = YOLO(str(source), task="pose").export(
+                format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False
+            )
+        exported_path = Path(str(exported))
+        if not exported_path.is_file():
+            raise VtposeError(f"Ultralytics reported {exported_path} but wrote no ONNX file; see its log above.")
+        target = out_dir / f"{weights.stem}.onnx"
+        shutil.move(str(exported_path), target)
+    return target
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _store_model(
+    weights: Path, model_tag: str, model_version: str, imgsz: int, backend_default: str
+) -> tuple[Any, dict[str, str]]:
+    """The BentoML model `model_tag` holding model.pt and model.onnx: the stored one if present, else a new one."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    pt_sha = sha256_file(weights)
+    try:
+        existing = bentoml.models.get(model_tag)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        stored = existing.info.metadata.get("sha256", {})
+        if stored.get(MODEL_FILES["pytorch"]) != pt_sha:
+            raise VtposeError(
+                f"BentoML model {model_tag} already exists with other weights; delete it "
+                f"(bentoml models delete {model_tag}) or package under a new model version."
+            )
+        logger.info("reusing BentoML model %s (same weights)", model_tag)
+        return existing, dict(stored)
+
+    with tempfile.TemporaryDirectory(prefix="vtpose-export-") as tmp:
+        onnx_path = export_onnx(weights, imgsz, Path(tmp))
+        checksums = {MODEL_FILES["pytorch"]: pt_sha, MODEL_FILES["onnx"]: sha256_file(onnx_path)}
+        metadata = {
+            "model_version": model_version,
+            "imgsz": imgsz,
+            "sha256": checksums,
+            "backend_default": backend_default,
+            "source_weights": weights.name,
+            "files": MODEL_FILES,
+        }
+        labels = {"zenml_model_version": sanitize_version(model_version), "task": "pose"}
+        with bentoml.models.create(model_tag, labels=labels, metadata=metadata) as model:
+            shutil.copy2(weights, model.path_of(MODEL_FILES["pytorch"]))
+            shutil.copy2(onnx_path, model.path_of(MODEL_FILES["onnx"]))
+    return bentoml.models.get(model_tag), checksums
+
+
+def build_bento(
+    weights: Path,
+    model_version: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    imgsz: int = 640,
+    backend_default: str = "onnx",
+    service_name: str = SERVICE_NAME,
+    labels: dict[str, str] | None = None,
+) -> BentoInfo:
+    """Store `weights` (and their ONNX export) as a BentoML model and build the `pose-service` Bento around it.
+
+    Tags are `<model_name>:<v>-<sha8>` and `<service_name>:<v>-<sha8>`, where `<v>` is `model_version` sanitized
+    for BentoML and `<sha8>` the first 8 hex digits of the `.pt`'s sha256: traceable to the ZenML model version,
+    and a second store (a fresh ZenML database reusing version numbers) can never overwrite other weights.
+    Packaging the same weights and version again reuses the stored model and rebuilds the Bento in place.
+
+    Args:
+        weights: the trained `.pt` file.
+        model_version: the ZenML model version (name or number) it comes from.
+        model_name: the BentoML model name.
+        imgsz: inference size in pixels, exported into the ONNX graph's metadata and used by the service.
+        backend_default: "onnx" or "pytorch", the service's backend unless VTPOSE_BACKEND overrides it.
+        service_name: the Bento name; the service class is named the same.
+        labels: extra Bento labels (e.g. the pipeline run id).
+
+    Returns:
+        What was built, with its tag, path, size and checksums.
+
+    Raises:
+        VtposeError: bad weights, export failure, or a stored model of the same tag with other weights.
+        ValueError: bad imgsz, backend or version.
+    """
+    from vtpose.serving import resolve_backend
+
+    weights = Path(weights)
+    if not weights.is_file() or weights.suffix != ".pt":
+        raise VtposeError(f"{weights}: build_bento needs an existing .pt weights file.")
+    backend_default = resolve_backend(backend_default)
+    if imgsz <= 0 or imgsz % 32:
+        raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
+
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    version = sanitize_version(f"{sanitize_version(model_version)[: _TAG_MAX - 9]}-{sha256_file(weights)[:8]}")
+    model_tag = f"{model_name}:{version}"
+    model, checksums = _store_model(weights, model_tag, model_version, imgsz, backend_default)
+
+    bento_tag = f"{service_name}:{version}"
+    # BentoML imports the service to build it and would reuse a module imported earlier in this process, whose
+    # class-level model reference was resolved from older build arguments.
+    for module in [m for m in sys.modules if m == "service" or m.startswith("service.")]:
+        del sys.modules[module]
+    with contextlib.suppress(NotFound):
+        # Same weights and version: the Bento is derived data, rebuilt with the current service code.
+        bentoml.bentos.delete(bento_tag)
+        logger.info("replaced existing Bento %s", bento_tag)
+    bento = bentoml.bentos.build(
+        SERVICE_IMPORT,
+        name=service_name,
+        version=version,
+        build_ctx=str(PROJECT_ROOT),
+        include=BENTO_INCLUDE,
+        labels={"model_version": sanitize_version(model_version), "model_tag": version, **(labels or {})},
+        description=f"Pose estimation service for {model_name} version {model_version} (BentoML model {model.tag}).",
+        args={MODEL_TAG_ARG: str(model.tag), "backend": backend_default},
+    )
+    bento_path = Path(bento.path)
+    return BentoInfo(
+        tag=str(bento.tag),
+        path=bento_path,
+        # What a `bentoml export` or container carries: the Bento's code and the model it references.
+        size_bytes=_dir_size(bento_path) + _dir_size(Path(model.path)),
+        model_version=model_version,
+        model_tag=str(model.tag),
+        sha256=checksums,
+        imgsz=imgsz,
+        backend_default=backend_default,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m vtpose.packaging WEIGHTS --model-version V [--imgsz N] [--json]`."""
+    parser = argparse.ArgumentParser(prog="python -m vtpose.packaging", description=main.__doc__)
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("--model-version", required=True)
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "pytorch"))
+    parser.add_argument("--json", action="store_true", help="print BentoInfo as JSON")
+    args = parser.parse_args(argv)
+    info = build_bento(
+        args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz, backend_default=args.backend
+    )
+    print(json.dumps(info.to_json(), indent=2) if args.json else info.tag)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The ZenML Model Control Plane side of vtpose: the `pose-estimator` model, its stages and its weights.
+
+ZenML is imported inside the functions so the rest of the library stays usable without a ZenML store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from vtpose.errors import VtposeError
+from vtpose.paths import PRETRAINED_WEIGHTS, PROJECT_ROOT, atomic_path
+
+MODEL_NAME = "pose-estimator"
+WEIGHTS_ARTIFACT = "trained_weights"
+# Model version metadata key holding the pycocotools stats (written by the evaluate step).
+STATS_METADATA_KEY = "coco_keypoints"
+PRODUCTION_STAGE = "production"
+STAGES = ("production", "staging", "latest", "archived")
+EXPORT_CACHE = PROJECT_ROOT / ".runtime" / "models"
+
+
+def get_model_version(stage_or_version: str = PRODUCTION_STAGE) -> Any:
+    """The `pose-estimator` version in a stage ("production", "latest"...) or with a number/name.
+
+    Raises:
+        VtposeError: there is no such version (with how to make one).
+    """
+    from zenml.client import Client
+
+    try:
+        return Client().get_model_version(MODEL_NAME, stage_or_version)
+    except KeyError as error:
+        raise VtposeError(
+            f"model {MODEL_NAME!r} has no version {stage_or_version!r} in the ZenML store; "
+            "run `make run` (or `zenml pipeline run pipelines.training_pipeline -c configs/training.yaml`) first."
+        ) from error
+
+
+def version_stats(model_version: Any) -> dict[str, float]:
+    """The pycocotools stats the evaluate step logged on a model version ({} if none)."""
+    stats = model_version.run_metadata.get(STATS_METADATA_KEY) or {}
+    return {k: float(v) for k, v in stats.items()}
+
+
+def production_metric(metric: str) -> tuple[float | None, str | None]:
+    """The production version's value of `metric` and its version name, or (None, None) when none exists."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        version = Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
+    except KeyError:
+        return None, None
+    value = version_stats(version).get(metric)
+    return value, version.name
+
+
+def export_weights(stage_or_version: str, output: Path) -> Path:
+    """Write the weights of a registered model version to `output` (atomically)."""
+    version = get_model_version(stage_or_version)
+    try:
+        artifact = version.get_artifact(WEIGHTS_ARTIFACT)
+    except (KeyError, RuntimeError) as error:
+        raise VtposeError(f"model version {version.name} has no {WEIGHTS_ARTIFACT!r} artifact.") from error
+    if artifact is None:
+        raise VtposeError(f"model version {version.name} has no {WEIGHTS_ARTIFACT!r} artifact.")
+    weights = artifact.load()
+    with atomic_path(output) as tmp:
+        shutil.copyfile(weights.path, tmp)
+    return output
+
+
+def default_weights() -> Path:
+    """The production model version's weights (cached locally by version id), else the pretrained checkpoint.
+
+    A store that cannot be reached is not an error here: inference still works, and a note says why the
+    pretrained checkpoint was used.
+    """
+    try:
+        import requests
+        from zenml.client import Client
+        from zenml.enums import ModelStages
+
+        version = Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
+    except KeyError:
+        return _pretrained()
+    except (requests.exceptions.ConnectionError, RuntimeError) as error:
+        print(f"vtpose: note: ZenML store unreachable ({type(error).__name__}); using the pretrained checkpoint",
+              file=sys.stderr)
+        return _pretrained()
+    cached = EXPORT_CACHE / str(version.id) / "weights.pt"
+    if not cached.is_file():
+        export_weights(str(version.name), cached)
+    return cached
+
+
+def _pretrained() -> Path:
+    if not PRETRAINED_WEIGHTS.is_file():
+        raise VtposeError(f"{PRETRAINED_WEIGHTS}: not found; run `dvc pull` to fetch data/, or pass --weights.")
+    return PRETRAINED_WEIGHTS

@@ -1,0 +1,197 @@
+"""A training config in, weights and curves out, with Ultralytics YOLO-pose underneath."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vtpose.errors import VtposeError
+from vtpose.paths import resolve_project_path
+from vtpose.reports import TrainingCurves
+
+# Arguments vtpose decides itself: where runs go, and integrations that would phone home or open a second
+# MLflow run (ZenML's MLflow tracker owns the run).
+RESERVED_ARGS = frozenset({"data", "project", "name", "exist_ok", "model", "mode", "task"})
+ARCHITECTURE_SUFFIXES = (".pt", ".yaml", ".yml")
+# `train.model` value meaning "fine-tune the pipeline's pretrained checkpoint artifact".
+PRETRAINED_MODEL = "pretrained"
+
+
+def ultralytics_train_args() -> dict[str, Any]:
+    """Every argument Ultralytics' trainer accepts, with its default."""
+    from ultralytics.cfg import get_cfg
+
+    return dict(vars(get_cfg()))
+
+
+def configure_ultralytics() -> None:
+    """Turn off Ultralytics' MLflow callback and usage reporting (settings are per user, so set them each time)."""
+    from ultralytics import settings
+
+    wanted = {"mlflow": False, "sync": False, "tensorboard": False, "wandb": False, "clearml": False, "comet": False}
+    if any(settings.get(key) != value for key, value in wanted.items()):
+        settings.update(wanted)
+
+
+def auto_device() -> str:
+    """All visible CUDA GPUs ("0" or "0,1,..."), else "cpu"."""
+    import torch
+
+    count = torch.cuda.device_count()
+    return ",".join(str(i) for i in range(count)) if count else "cpu"
+
+
+class TrainConfig(BaseModel):
+    """What to train and how. Unknown keys are errors, so a typo in the YAML cannot pass silently.
+
+    Attributes:
+        model: "pretrained" to fine-tune the pipeline's pretrained checkpoint (data.pretrained), a `.pt` file,
+            or a model YAML to train from scratch: a file, or a name Ultralytics ships (yolo11n-pose.yaml,
+            yolov8s-pose.yaml...).
+        transfer_pretrained: with a YAML model, start from the pretrained checkpoint's weights where shapes match.
+        epochs, imgsz, batch, seed: the usual; `seed` is fixed so a run is repeatable.
+        device: "auto" (all visible GPUs, else CPU), "cpu", "0", "0,1"...
+        args: any other Ultralytics training argument (lr0, freeze, mosaic, optimizer...), checked by name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = PRETRAINED_MODEL
+    transfer_pretrained: bool = False
+    epochs: int = Field(10, ge=1)
+    imgsz: int = Field(640, ge=32, multiple_of=32)
+    batch: int = Field(16, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _model_kind(cls, value: str) -> str:
+        if value != PRETRAINED_MODEL and not value.endswith(ARCHITECTURE_SUFFIXES):
+            raise ValueError(
+                f"model={value!r} must be {PRETRAINED_MODEL!r}, a .pt checkpoint or a model .yaml "
+                "(e.g. yolo11n-pose.yaml)"
+            )
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _known_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        known = ultralytics_train_args()
+        for key in value:
+            if key in RESERVED_ARGS:
+                raise ValueError(f"train.args.{key} is set by vtpose itself; remove it from the config")
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"train.args.{key} is not an Ultralytics training argument{hint}")
+        return value
+
+    def architecture(self, pretrained: Path | None = None) -> str:
+        """A short name of the architecture, e.g. "yolo11n-pose"."""
+        if self.model == PRETRAINED_MODEL:
+            return pretrained.stem if pretrained else PRETRAINED_MODEL
+        return Path(self.model).stem
+
+    def model_source(self, pretrained: Path | None = None) -> str:
+        """The model to hand to `YOLO(...)`: the pretrained checkpoint, a project file, or a name Ultralytics ships."""
+        if self.model == PRETRAINED_MODEL:
+            if pretrained is None or not pretrained.is_file():
+                raise VtposeError(f"train.model is {PRETRAINED_MODEL!r} but no pretrained checkpoint was given.")
+            return str(pretrained)
+        if self.model.endswith(".pt"):
+            path = resolve_project_path(self.model)
+            if not path.is_file():
+                raise VtposeError(
+                    f"{path}: checkpoint not found; run `dvc pull` for data/, or set train.model to a file or a "
+                    "model YAML such as yolo11n-pose.yaml (nothing is downloaded)."
+                )
+            return str(path)
+        path = resolve_project_path(self.model)
+        if path.is_file():
+            return str(path)
+        from ultralytics.utils.checks import check_yaml
+
+        try:
+            return str(check_yaml(self.model))
+        except FileNotFoundError as error:
+            raise VtposeError(
+                f"train.model={self.model!r}: no such model YAML here or in Ultralytics' cfg/models; "
+                "use e.g. yolo11n-pose.yaml or yolov8n-pose.yaml."
+            ) from error
+
+    def ultralytics_args(self, pretrained: Path | None = None) -> dict[str, Any]:
+        """The keyword arguments for `YOLO.train`, minus data and output locations."""
+        device = auto_device() if self.device == "auto" else self.device
+        args: dict[str, Any] = {
+            "epochs": self.epochs,
+            "imgsz": self.imgsz,
+            "batch": self.batch,
+            "seed": self.seed,
+            "deterministic": True,
+            "device": device,
+            # Plots fetch a font from the internet on first use; curves are drawn by vtpose.reports instead.
+            "plots": False,
+        }
+        if self.transfer_pretrained and self.model != PRETRAINED_MODEL:
+            if pretrained is None:
+                raise VtposeError("train.transfer_pretrained is set but no pretrained checkpoint was given.")
+            args["pretrained"] = str(pretrained)
+        args.update(self.args)
+        return args
+
+
+@dataclass
+class TrainResult:
+    """Where training left its outputs.
+
+    Attributes:
+        best_weights: the checkpoint with the best validation fitness (or the last, when validation is off).
+        last_weights: the final checkpoint.
+        curves: per-epoch losses and metrics.
+    """
+
+    best_weights: Path
+    last_weights: Path
+    curves: TrainingCurves
+
+
+def train(config: TrainConfig, data_yaml: Path, out_dir: Path, pretrained: Path | None = None) -> TrainResult:
+    """Train a YOLO-pose model.
+
+    Args:
+        config: the training config.
+        data_yaml: an Ultralytics dataset YAML with `kpt_shape: [17, 3]`.
+        out_dir: a folder for the run (Ultralytics writes `out_dir/train/...`).
+        pretrained: the pretrained checkpoint, for `model: pretrained` and `transfer_pretrained`.
+
+    Raises:
+        VtposeError: the model or data cannot be found.
+    """
+    from ultralytics import YOLO
+
+    configure_ultralytics()
+    if not data_yaml.is_file():
+        raise VtposeError(f"{data_yaml}: dataset YAML not found; convert the dataset first.")
+    model = YOLO(config.model_source(pretrained), task="pose")
+    args = config.ultralytics_args(pretrained)
+    started = time.perf_counter()
+    model.train(data=str(data_yaml), project=str(out_dir), name="train", exist_ok=True, **args)
+    seconds = time.perf_counter() - started
+    weights_dir = out_dir / "train" / "weights"
+    last = weights_dir / "last.pt"
+    best = weights_dir / "best.pt"
+    if not last.is_file():
+        raise VtposeError(f"{weights_dir}: training ended without writing weights; see the log above.")
+    curves = TrainingCurves.from_results_csv(out_dir / "train" / "results.csv", seconds, _jsonable(args))
+    return TrainResult(best_weights=best if best.is_file() else last, last_weights=last, curves=curves)
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, int | float | str | bool | type(None)) else str(v) for k, v in args.items()}
