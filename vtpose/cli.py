@@ -88,5 +88,52 @@ def infer(image: Path, weights: Path | None, imgsz: int, conf: float, as_json: b
         click.echo(f"overlay: {output}")
 
 
+# The vtuber studio's commands (avatar, avatars, animate, match) live in vtpose/studio_cli.py.
+from vtpose.studio_cli import register_studio_commands  # noqa: E402
+
+register_studio_commands(main)
+
+
+@main.command()
+@click.argument("weights", type=click.Path(path_type=Path))
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="person_keypoints JSON.")
+@click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of the JSON's images.")
+@click.option("--imgsz", type=int, default=640, show_default=True, help="Inference image size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the 10 stats as JSON.")
+@friendly_errors
+def evaluate(weights: Path, annotations: Path, images: Path, imgsz: int, as_json: bool) -> None:
+    """Score WEIGHTS with pycocotools OKS (COCOeval "keypoints") on a COCO split."""
+    from vtpose.evaluate import evaluate_weights
+
+    result = evaluate_weights(weights, annotations, images, imgsz=imgsz)
+    if as_json:
+        click.echo(json.dumps(result.stats))
+        return
+    click.echo(f"{weights} on {annotations.name} ({result.num_images} images, imgsz {imgsz}):")
+    for name, value in result.stats.items():
+        click.echo(f"  {name:<5} {value:.4f}")
+
+
+@main.group()
+def model() -> None:
+    """Registered model versions (ZenML Model Control Plane)."""
+
+
+@model.command("export")
+@click.option(
+    "--stage",
+    default="production",
+    show_default=True,
+    help="A stage (production, staging, latest, archived) or a version name/number.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write.")
+@friendly_errors
+def model_export(stage: str, output: Path) -> None:
+    """Write the weights of a registered pose-estimator version."""
+    from vtpose.registry import export_weights
+
+    click.echo(str(export_weights(stage, output)))
+
+
 if __name__ == "__main__":
     main()

@@ -336,7 +336,9 @@ def lag_frames(reference: np.ndarray, delayed: np.ndarray, valid: np.ndarray | N
     """
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(delayed, dtype=np.float64)
-    mask = np.ones(ref.shape, dtype=bool) if valid is None else np.broadcast_to(np.asarray(valid, dtype=bool), ref.shape)
+    mask = (
+        np.ones(ref.shape, dtype=bool) if valid is None else np.broadcast_to(np.asarray(valid, dtype=bool), ref.shape)
+    )
     best_k, best_err = 0.0, math.inf
     for k in np.arange(0.0, max_lag + 1e-9, 0.1):
         whole, frac = int(k), k - int(k)

@@ -291,9 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", default="onnx", choices=("onnx", "pytorch"))
     parser.add_argument("--json", action="store_true", help="print BentoInfo as JSON")
     args = parser.parse_args(argv)
-    info = build_bento(
-        args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz, backend_default=args.backend
-    )
+    # Ultralytics' exporter prints to stdout; keep stdout for the result so `--json` output parses.
+    with contextlib.redirect_stdout(sys.stderr):
+        info = build_bento(
+            args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz, backend_default=args.backend
+        )
     print(json.dumps(info.to_json(), indent=2) if args.json else info.tag)
 
 

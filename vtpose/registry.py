@@ -45,13 +45,13 @@ def version_stats(model_version: Any) -> dict[str, float]:
     return {k: float(v) for k, v in stats.items()}
 
 
-def production_metric(metric: str) -> tuple[float | None, str | None]:
+def production_metric(metric: str, model_name: str = MODEL_NAME) -> tuple[float | None, str | None]:
     """The production version's value of `metric` and its version name, or (None, None) when none exists."""
     from zenml.client import Client
     from zenml.enums import ModelStages
 
     try:
-        version = Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
+        version = Client().get_model_version(model_name, ModelStages.PRODUCTION)
     except KeyError:
         return None, None
     value = version_stats(version).get(metric)

@@ -164,6 +164,11 @@ def decode_image_bytes(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             field,
         ) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        # A recognised signature with a header cut short or malformed: Pillow raises these while parsing it.
+        raise ImageRejected(
+            f"{field}: the image header is corrupt or truncated ({error}); send the complete file.", field=field
+        ) from None
     with image:
         width, height = image.size
         if width <= 0 or height <= 0:

@@ -7,6 +7,7 @@ so an interrupted run leaves no broken video.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -28,7 +29,14 @@ CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 WEBCAM_FPS = 30.0
 # Frames buffered between stages: enough to absorb one slow frame, small enough to keep memory flat at 1080p.
 QUEUE_SIZE = 8
+# PyTorch threads for inference while animating. One: the other core decodes, renders and encodes meanwhile, and
+# two OpenMP threads competing with those stages (or with anything else on a 2-core machine) spin-wait and run
+# many times slower than one.
+INFERENCE_THREADS = 1
 _DONE = object()  # end-of-stream marker passed down the queues
+# FFmpeg prints its own complaint about a broken file ("moov atom not found") besides ours; ours names the fix.
+# OpenCV reads this when it opens a capture, so setting it here (before any capture) is enough; quiet = -8.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,10 @@ def open_video(source: str | Path | int) -> tuple[cv2.VideoCapture, VideoInfo]:
         raise VtposeError(f"{src}: no such video file; check the path (or pass --source 0 for a webcam).")
     capture = cv2.VideoCapture(src)
     if not capture.isOpened():
-        what = f"camera {src}: cannot be opened; check it is connected and not in use" if isinstance(src, int) else (
-            f"{src}: not a readable video; pass a video file OpenCV/FFmpeg can decode (MP4, AVI, MKV...)"
+        what = (
+            f"camera {src}: cannot be opened; check it is connected and not in use"
+            if isinstance(src, int)
+            else (f"{src}: not a readable video; pass a video file OpenCV/FFmpeg can decode (MP4, AVI, MKV...)")
         )
         raise VtposeError(what + ".")
     width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -84,7 +94,9 @@ def open_video(source: str | Path | int) -> tuple[cv2.VideoCapture, VideoInfo]:
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     if width <= 0 or height <= 0 or fps <= 0 or count <= 0:
         capture.release()
-        raise VtposeError(f"{src}: not a readable video (no frames, size or rate); pass a video file OpenCV can decode.")
+        raise VtposeError(
+            f"{src}: not a readable video (no frames, size or rate); pass a video file OpenCV can decode."
+        )
     return capture, VideoInfo(width, height, fps, count)
 
 
@@ -320,6 +332,10 @@ def animate_video(
         def analyse(frame: np.ndarray) -> list:
             return smoother.update(tracker.update(predictor.predict_one(frame)))
 
+        # Ultralytics builds its predictor on the first call (seconds); do it before the clock starts, so `fps`
+        # is the steady rate a user sees. Model loading and this warm-up are setup, reported apart by benchmarks.
+        predictor.predict_one(np.zeros((info.height, info.width, 3), np.uint8))
+
         total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
         live = info.frame_count is None
         with (
@@ -327,7 +343,8 @@ def animate_video(
             tqdm(total=total, unit="frame", disable=not progress, leave=False) as bar,
         ):
             try:
-                return run_video_pipeline(capture, analyse, renderer.render, writer.write, bar.update, max_frames)
+                with _torch_threads(INFERENCE_THREADS):
+                    return run_video_pipeline(capture, analyse, renderer.render, writer.write, bar.update, max_frames)
             except KeyboardInterrupt:
                 if not live:
                     raise  # an interrupted file run leaves no output
@@ -335,3 +352,16 @@ def animate_video(
                 return PipelineStats(frames=bar.n, wall_s=bar.format_dict["elapsed"])
     finally:
         capture.release()
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run the block with PyTorch using `count` intra-op threads, then restore the previous number."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -23,12 +23,12 @@ def promote_model(
     evaluation_report: EvaluationReport, promotion: PromotionConfig
 ) -> Annotated[dict[str, Any], "promotion_decision"]:
     """Compare with the production version (or, for a first version, the pretrained checkpoint)."""
+    model = get_step_context().model
     candidate = evaluation_report.stats[promotion.metric]
-    production_value, production_version = production_metric(promotion.metric)
+    production_value, production_version = production_metric(promotion.metric, model.name)
     decision = decide_promotion(
         promotion.metric, candidate, production_value, evaluation_report.baseline_stats.get(promotion.metric)
     )
-    model = get_step_context().model
     record = {**decision.to_dict(), "model_version": str(model.version), "production_version": production_version}
     logger.info("Promotion of %s version %s: %s", model.name, model.version, decision.reason)
     log_metadata({"promotion": record}, infer_model=True)

@@ -221,7 +221,15 @@ def _draw_hair_front(canvas: np.ndarray, part: PartSpec, frame: _HeadFrame, ow: 
     cap = ellipse_polygon(np.array([0.0, 0.0]), 1.05, 1.02, 0.0, math.pi * 1.06, math.pi * 1.94)
     shift = 0.25 * frame.turn
     fringe = np.array(
-        [[0.98, -0.1], [0.7, -0.35], [0.45 + shift, -0.2], [0.2 + shift, -0.42], [-0.1 + shift, -0.25], [-0.45, -0.4], [-0.98, -0.1]]
+        [
+            [0.98, -0.1],
+            [0.7, -0.35],
+            [0.45 + shift, -0.2],
+            [0.2 + shift, -0.42],
+            [-0.1 + shift, -0.25],
+            [-0.45, -0.4],
+            [-0.98, -0.1],
+        ]
     )
     shape = frame(np.concatenate([cap, fringe]))
     if part.outline is not None:

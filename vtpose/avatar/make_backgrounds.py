@@ -41,7 +41,14 @@ def studio() -> np.ndarray:
     img[y0:y1, x0:x1] = _vertical_gradient((90, 40, 30), (140, 80, 60), y1 - y0)[:, : x1 - x0]
     rng = np.random.default_rng(SEED)
     for _ in range(40):
-        cv2.circle(img, (int(rng.integers(x0 + 5, x1 - 5)), int(rng.integers(y0 + 5, y1 - 5))), 1, (230, 240, 255), -1, cv2.LINE_AA)
+        cv2.circle(
+            img,
+            (int(rng.integers(x0 + 5, x1 - 5)), int(rng.integers(y0 + 5, y1 - 5))),
+            1,
+            (230, 240, 255),
+            -1,
+            cv2.LINE_AA,
+        )
     cv2.circle(img, (360, 150), 28, (200, 240, 255), -1, cv2.LINE_AA)
     cv2.rectangle(img, (x0, y0), (x1, y1), (250, 245, 250), 14, cv2.LINE_AA)
     cv2.line(img, ((x0 + x1) // 2, y0), ((x0 + x1) // 2, y1), (250, 245, 250), 10, cv2.LINE_AA)
@@ -52,7 +59,9 @@ def studio() -> np.ndarray:
     cv2.rectangle(img, (1060, 205), (1110, 250), (70, 110, 200), -1, cv2.LINE_AA)  # pot
     for angle in (-50, -20, 10, 40):
         tip = (1085 + int(60 * np.sin(np.radians(angle))), 205 - int(60 * np.cos(np.radians(angle))))
-        cv2.ellipse(img, ((1085 + tip[0]) // 2, (205 + tip[1]) // 2), (10, 34), angle, 0, 360, (90, 170, 80), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img, ((1085 + tip[0]) // 2, (205 + tip[1]) // 2), (10, 34), angle, 0, 360, (90, 170, 80), -1, cv2.LINE_AA
+        )
     # Neon strip where the wall meets the ceiling, and its glow.
     glow = np.zeros_like(img)
     cv2.line(glow, (0, 24), (WIDTH, 24), (255, 120, 255), 10, cv2.LINE_AA)
@@ -92,7 +101,9 @@ def city_night() -> np.ndarray:
     img[horizon:] = _vertical_gradient((70, 60, 60), (45, 38, 40), HEIGHT - horizon)
     rng = np.random.default_rng(SEED)
     for _ in range(120):
-        cv2.circle(img, (int(rng.integers(0, WIDTH)), int(rng.integers(0, horizon // 2))), 1, (230, 235, 255), -1, cv2.LINE_AA)
+        cv2.circle(
+            img, (int(rng.integers(0, WIDTH)), int(rng.integers(0, horizon // 2))), 1, (230, 235, 255), -1, cv2.LINE_AA
+        )
     cv2.circle(img, (180, 110), 40, (210, 240, 255), -1, cv2.LINE_AA)
     x = 0
     while x < WIDTH:

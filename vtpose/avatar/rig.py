@@ -121,7 +121,9 @@ def complete_pose(
         The rig, or None when too little of the body is visible to place one (no shoulder can be placed).
     """
     kp = np.asarray(keypoints, dtype=np.float64)
-    seen = {name: bool(kp[i, 2] >= min_confidence and np.isfinite(kp[i, :2]).all()) for i, name in enumerate(KEYPOINT_NAMES)}
+    seen = {
+        name: bool(kp[i, 2] >= min_confidence and np.isfinite(kp[i, :2]).all()) for i, name in enumerate(KEYPOINT_NAMES)
+    }
     p: dict[str, np.ndarray] = {name: kp[i, :2].copy() for i, name in enumerate(KEYPOINT_NAMES)}
 
     def ok(name: str) -> bool:
@@ -211,7 +213,11 @@ def complete_pose(
         eye_axis = p["left_eye"] - p["right_eye"]
         if eye_axis[0] < 0:  # facing away: the eyes' order flips on screen
             eye_axis = -eye_axis
-        roll = float(np.clip(math.atan2(eye_axis[1], eye_axis[0]), -math.radians(MAX_HEAD_ROLL_DEG), math.radians(MAX_HEAD_ROLL_DEG)))
+        roll = float(
+            np.clip(
+                math.atan2(eye_axis[1], eye_axis[0]), -math.radians(MAX_HEAD_ROLL_DEG), math.radians(MAX_HEAD_ROLL_DEG)
+            )
+        )
     turn = 0.0
     if ok("nose") and len(face) >= 2:
         face_pts = np.array([p[n] for n in face])

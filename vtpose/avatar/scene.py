@@ -93,7 +93,10 @@ def fit_to_scene(rigs: Sequence[Rig], head_radii: Sequence[float], width: int, h
     if full:
         bottom_src = boxes[:, 3].max()
         bottom = FLOOR_FRACTION * height
-        scale = min((bottom - top) / max(bottom_src - y0, 1.0), MAX_FULL_BODY_HEIGHT_FRACTION * height / max(bottom_src - y0, 1.0))
+        scale = min(
+            (bottom - top) / max(bottom_src - y0, 1.0),
+            MAX_FULL_BODY_HEIGHT_FRACTION * height / max(bottom_src - y0, 1.0),
+        )
     else:
         # The lowest pelvis goes just below the bottom edge.
         pelvis_y = max(float(r.points["pelvis"][1] + UPPER_BODY_HIP_DROP * r.unit) for r in rigs)
@@ -189,6 +192,20 @@ class FrameRenderer:
         bg = load_background(background)
         self.background = cv2.resize(bg, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self.side_by_side = side_by_side
+        self._track_avatar: dict[int, int] = {}  # track id -> index into the prepared avatars
+        self._last_seen: set[int] = set()
+
+    def _avatar_of(self, track_id: int | None) -> AvatarSpec:
+        """The track's avatar; a new track gets the prepared avatar least used by the tracks now in view."""
+        if self.chosen is not None:
+            return self.chosen
+        ordered = sorted(self.prepared, key=lambda a: a.name != DEFAULT_AVATAR)
+        if track_id is None:
+            return ordered[0]
+        if track_id not in self._track_avatar:
+            in_use = [self._track_avatar[t] for t in self._last_seen if t in self._track_avatar]
+            self._track_avatar[track_id] = min(range(len(ordered)), key=lambda i: (in_use.count(i), i))
+        return ordered[self._track_avatar[track_id]]
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -199,8 +216,9 @@ class FrameRenderer:
         """One output frame (BGR uint8, `output_size`) for a source frame and its tracked, smoothed persons."""
         canvas = self.background.copy()
         rigs, avatars = [], []
+        self._last_seen = {p.track_id for p in persons if p.track_id is not None} | self._last_seen
         for person in persons:
-            spec = avatar_for((person.track_id or 1) - 1, self.chosen, self.prepared)
+            spec = self._avatar_of(person.track_id)
             rig = complete_pose(person.keypoints, track_id=person.track_id)
             if rig is None:
                 continue
@@ -208,6 +226,7 @@ class FrameRenderer:
             rigs.append(rig)
             avatars.append(spec)
         draw_rigs(canvas, rigs, avatars)
+        self._last_seen = {p.track_id for p in persons if p.track_id is not None}
         if self.side_by_side:
             return np.concatenate([frame, canvas], axis=1)
         return canvas

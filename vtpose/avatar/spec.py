@@ -118,7 +118,9 @@ class AvatarSpec:
 def _number(raw: dict[str, Any], key: str, default: float, where: str, low: float = 0.0, high: float = 5.0) -> float:
     value = raw.get(key, default)
     if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise VtposeError(f"{where}: {key}={value!r} must be a number in [{low}, {high}] (a fraction of the body unit).")
+        raise VtposeError(
+            f"{where}: {key}={value!r} must be a number in [{low}, {high}] (a fraction of the body unit)."
+        )
     return float(value)
 
 
@@ -228,4 +230,6 @@ def load_avatar(name_or_path: str | Path) -> AvatarSpec:
     path = Path(name_or_path)
     if path.suffix in AVATAR_SUFFIXES or path.exists():
         return load_avatar_file(path)
-    raise VtposeError(f"unknown avatar {key!r}; choose one of {', '.join(files)} or pass a path to an avatar YAML file.")
+    raise VtposeError(
+        f"unknown avatar {key!r}; choose one of {', '.join(files)} or pass a path to an avatar YAML file."
+    )

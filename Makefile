@@ -1,0 +1,68 @@
+# vtpose: `make run` trains on the bundled sample data; `make test` runs the whole suite.
+# Both install what is missing (a .venv pinned by constraints.txt) and pull data/ with DVC first.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/training.yaml
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+# No usage reporting, no browser popping up, nothing fetched at run time.
+export ZENML_ANALYTICS_OPT_IN := false
+export ZENML_AUTO_OPEN_DASHBOARD := false
+export ZENML_ENABLE_RICH_TRACEBACK := false
+export YOLO_OFFLINE := 1
+export BENTOML_DO_NOT_TRACK := true
+export DO_NOT_TRACK := 1
+export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
+
+.PHONY: help install data zenml-init dashboard stack run test lint mlflow-ui serve clean-runtime
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs when the pins or the project's metadata change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt $(TORCH)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## Create .venv with the pinned dependencies
+
+data: install  ## Pull data/ from the DVC remote (../shared/dvc-storage); a no-op when up to date
+	$(BIN)/dvc config core.analytics false
+	$(BIN)/dvc pull -q
+
+zenml-init: install
+	@test -d .zen || $(BIN)/zenml init >/dev/null
+
+dashboard: zenml-init  ## Start the local ZenML server and dashboard on http://127.0.0.1:8237
+	$(BIN)/zenml login --local
+
+stack: dashboard  ## Register and activate the local stack with the MLflow experiment tracker
+	bash scripts/setup_stack.sh
+
+run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and print its summary
+	$(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONFIG)
+	$(BIN)/python -m vtpose.summary
+
+test: data zenml-init  ## Run the whole test suite (isolated ZenML store, real MLflow, real data)
+	$(BIN)/python -m pytest
+
+lint:  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+mlflow-ui:  ## Open the MLflow UI of the active stack on http://127.0.0.1:5000
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(BIN)/python -m vtpose.summary --mlflow-uri)"
+
+serve:  ## Serve the latest packaged Bento on http://127.0.0.1:3000
+	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port 3000

@@ -1,0 +1,89 @@
+"""`vtpose animate` speed on data/media/dance.avi (1280x720, 205 frames), and where the time goes.
+
+    .venv/bin/python benchmarks/bench_animate.py [--imgsz 320 640] [--weights W]
+
+For each inference size: the end-to-end pipelined run exactly as `vtpose animate` does it (fps = frames written
+per second of the pipeline, after model load and warm-up, which are reported apart), each stage's busy time in
+that run (stages overlap on threads, so the slowest stage bounds the rate), and each stage timed alone on the
+first ISOLATED_FRAMES frames with nothing else running in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+from vtpose.avatar import FrameRenderer
+from vtpose.motion import PoseSmoother, PoseTracker
+from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
+from vtpose.predict import PosePredictor
+from vtpose.video import INFERENCE_THREADS, animate_video, read_frames
+
+VIDEO = MEDIA_DIR / "dance.avi"
+ISOLATED_FRAMES = 60
+GOAL_FPS = 25.0
+
+
+def isolated(weights: Path, imgsz: int) -> dict[str, float]:
+    """Milliseconds per frame of each stage run alone, one after the other."""
+    torch.set_num_threads(INFERENCE_THREADS)
+    t0 = time.perf_counter()
+    frames = list(read_frames(VIDEO, ISOLATED_FRAMES))
+    decode = (time.perf_counter() - t0) / len(frames)
+    predictor = PosePredictor(weights, imgsz=imgsz)
+    predictor.predict_one(frames[0])
+    t0 = time.perf_counter()
+    detections = [predictor.predict_one(f) for f in frames]
+    infer = (time.perf_counter() - t0) / len(frames)
+    tracker, smoother = PoseTracker(), PoseSmoother(50.0)
+    t0 = time.perf_counter()
+    tracked = [smoother.update(tracker.update(d)) for d in detections]
+    motion = (time.perf_counter() - t0) / len(frames)
+    renderer = FrameRenderer((frames[0].shape[1], frames[0].shape[0]))
+    t0 = time.perf_counter()
+    rendered = [renderer.render(f, p) for f, p in zip(frames, tracked, strict=True)]
+    render = (time.perf_counter() - t0) / len(frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = cv2.VideoWriter(str(Path(tmp) / "x.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 50.0, renderer.output_size)
+        t0 = time.perf_counter()
+        for image in rendered:
+            writer.write(image)
+        writer.release()
+        encode = (time.perf_counter() - t0) / len(frames)
+    return {"decode": decode, "inference": infer, "track+smooth": motion, "render": render, "encode": encode}
+
+
+def main() -> None:
+    """Print the figures for each size."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--weights", type=Path, default=PRETRAINED_WEIGHTS)
+    args = parser.parse_args()
+    print(f"{VIDEO.name}, weights {args.weights.name}, {os.cpu_count()} CPUs, torch threads for inference "
+          f"{INFERENCE_THREADS}, load average before {os.getloadavg()[0]:.1f}")  # fmt: skip
+    for imgsz in args.imgsz:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            stats = animate_video(VIDEO, Path(tmp) / "out.mp4", args.weights, imgsz, progress=False)
+            total = time.perf_counter() - t0
+        setup = total - stats.wall_s
+        busy = ", ".join(f"{k} {1000 * v / stats.frames:.1f}" for k, v in stats.busy_s.items())
+        verdict = "meets" if stats.fps >= GOAL_FPS else "below"
+        print(f"\nimgsz {imgsz}: fps: {stats.fps:.1f} ({verdict} the {GOAL_FPS:.0f} fps goal) over {stats.frames} "
+              f"frames, {stats.wall_s:.2f} s; setup (model load + warm-up) {setup:.2f} s; "
+              f"with setup {stats.frames / total:.1f} fps")  # fmt: skip
+        print(f"  pipelined busy ms/frame: {busy}")
+        alone = isolated(args.weights, imgsz)
+        print("  alone ms/frame: " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in alone.items())
+              + f" (sum {1000 * sum(alone.values()):.1f}, i.e. {1 / sum(alone.values()):.1f} fps without overlap)")  # fmt: skip
+        print(f"  load average after {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

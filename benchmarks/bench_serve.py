@@ -1,0 +1,242 @@
+"""Served /predict vs raw in-process Ultralytics predict, measured in one run; optional soak under load.
+
+    .venv/bin/python benchmarks/bench_serve.py [--requests 48] [--soak 60] [--out benchmarks/SERVE_RESULTS.md]
+
+Builds the Bento with `vtpose.packaging.build_bento` on data/pretrained/yolo11n-pose.pt in .runtime/bentoml
+(BENTOML_HOME), starts `bentoml serve` on 127.0.0.1 (1 worker), and compares on the same image and image size:
+- p50 latency of /predict at concurrency 1 vs raw `YOLO(pt).predict` p50;
+- requests/s with 8 concurrent clients vs raw sequential predicts/s;
+- p50/p95/p99 and requests/s at concurrency 1, 4 and 16;
+- with --soak S: S seconds at concurrency 16, status-code counts and server RSS at start and end.
+Every loop is bounded by a request count or a deadline; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
+from vtpose.predict import load_image
+
+IMAGE = MEDIA_DIR / "game-streamer-tips.jpg"
+IMGSZ = 640
+BENTOML_HOME = PROJECT_ROOT / ".runtime" / "bentoml"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p95/p99 in milliseconds of samples in seconds."""
+    ordered = np.sort(np.asarray(samples)) * 1000
+    return {f"p{q}": float(np.percentile(ordered, q)) for q in (50, 95, 99)}
+
+
+def raw_predict(runs: int) -> dict[str, float]:
+    """In-process `ultralytics.YOLO(pt).predict` on the same image and size, sequential."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(PRETRAINED_WEIGHTS), task="pose")
+    image = load_image(IMAGE)
+    for _ in range(3):  # warm-up: first calls build the predictor and fuse layers
+        model.predict(image, imgsz=IMGSZ, verbose=False, device="cpu")
+    times = []
+    start = time.perf_counter()
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model.predict(image, imgsz=IMGSZ, verbose=False, device="cpu")
+        times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - start
+    return {**percentiles(times), "rps": runs / wall}
+
+
+def build(env: dict[str, str]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "bench", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)["tag"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tree_rss_mb(root_pid: int) -> float:
+    """Resident memory of the server process and all its descendants (arbiter + workers), MiB."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(stat[1])  # field 4 of /proc/PID/stat: parent pid
+            rss[int(entry.name)] = int((entry / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(rss.get(pid, 0) for pid in tree) / 2**20
+
+
+def load(url: str, concurrency: int, requests: int | None, deadline_s: float | None) -> dict[str, object]:
+    """`concurrency` client threads posting the image to /predict until `requests` are done or the deadline."""
+    payload = IMAGE.read_bytes()
+    lock = threading.Lock()
+    times: list[float] = []
+    statuses: Counter[int] = Counter()
+    issued = 0
+    stop_at = time.monotonic() + deadline_s if deadline_s else None
+
+    def take() -> bool:
+        nonlocal issued
+        with lock:
+            if requests is not None and issued >= requests:
+                return False
+            if stop_at is not None and time.monotonic() >= stop_at:
+                return False
+            issued += 1
+            return True
+
+    def client() -> None:
+        with httpx.Client(timeout=120) as http:
+            while take():
+                t0 = time.perf_counter()
+                try:
+                    status = http.post(
+                        f"{url}/predict", files={"image": (IMAGE.name, payload, "image/jpeg")}
+                    ).status_code
+                except httpx.TransportError:
+                    status = -1  # connection refused or reset: counted, never retried silently
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    statuses[status] += 1
+                    if status == 200:
+                        times.append(elapsed)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(client) for _ in range(concurrency)]:
+            future.result()
+    wall = time.perf_counter() - start
+    return {**percentiles(times or [0.0]), "rps": statuses[200] / wall, "statuses": dict(statuses), "n": issued}
+
+
+def serve(tag: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("bentoml")), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise SystemExit("server not ready in 180 s")
+
+
+def fmt(row: dict[str, object]) -> str:
+    return f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f} | {row['rps']:.2f}"
+
+
+def main() -> None:
+    """Run the comparison and write the Markdown report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
+    parser.add_argument("--raw-runs", type=int, default=30)
+    parser.add_argument("--soak", type=float, default=0, help="seconds of load at concurrency 16 (0: skip)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "SERVE_RESULTS.md")
+    args = parser.parse_args()
+
+    env = {**os.environ, "BENTOML_HOME": str(BENTOML_HOME), "BENTOML_DO_NOT_TRACK": "true"}
+    tag = build(env)
+    proc, url = serve(tag, env)
+    report: list[str] = []
+    try:
+        load(url, 2, 6, None)  # warm the server's paths
+        served: dict[int, dict[str, object]] = {}
+        for concurrency in (1, 4, 8, 16):
+            served[concurrency] = load(url, concurrency, args.requests, None)
+            print(f"c={concurrency}: {served[concurrency]}", file=sys.stderr)
+        # Raw predict runs while the server idles, so both get the same (shared) cores.
+        raw = raw_predict(args.raw_runs)
+        print(f"raw: {raw}", file=sys.stderr)
+        soak: dict[str, object] | None = None
+        if args.soak > 0:
+            rss_start = tree_rss_mb(proc.pid)
+            soak = load(url, 16, None, args.soak)
+            soak["rss_start_mb"], soak["rss_end_mb"] = rss_start, tree_rss_mb(proc.pid)
+            print(f"soak: {soak}", file=sys.stderr)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+    cpu = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    ratio_latency = served[1]["p50"] / raw["p50"]  # type: ignore[operator]
+    ratio_tput = served[8]["rps"] / raw["rps"]  # type: ignore[operator]
+    report += [
+        "# Serving benchmark (`benchmarks/bench_serve.py`)",
+        "",
+        f"Bento `{tag}` (yolo11n-pose, ONNX Runtime, CPU, 1 worker) vs in-process `YOLO(pt).predict`, same image "
+        f"({IMAGE.name}, 1280x720) and imgsz {IMGSZ}; loopback HTTP, multipart upload, {args.requests} requests "
+        f"per level. Machine: {cpu}, **shared with other jobs while measured**, so absolute numbers are noisy; the "
+        f"ratios come from the same run. Python {platform.python_version()}.",
+        "",
+        "| | p50 ms | p95 ms | p99 ms | req/s |",
+        "|---|---|---|---|---|",
+        f"| raw `YOLO(pt).predict`, sequential | {fmt(raw)} |",
+        *(f"| served /predict, concurrency {c} | {fmt(served[c])} |" for c in (1, 4, 8, 16)),
+        "",
+        f"- served p50 at concurrency 1 / raw p50: **{ratio_latency:.2f}** (goal <= 1.0)",
+        f"- served req/s with 8 clients / raw sequential predicts/s: **{ratio_tput:.2f}x** (goal >= 1.5x)",
+        "- status codes per level: " + ", ".join(f"c={c}: {served[c]['statuses']}" for c in (1, 4, 8, 16)),
+    ]
+    if soak is not None:
+        report += [
+            "",
+            f"## Soak: {args.soak:.0f} s at concurrency 16",
+            "",
+            f"- requests: {soak['n']}, status codes: {soak['statuses']} (-1 = connection error)",
+            f"- p50 {soak['p50']:.0f} ms, p95 {soak['p95']:.0f} ms, p99 {soak['p99']:.0f} ms, {soak['rps']:.2f} req/s",
+            f"- server RSS (process tree: arbiter + worker): {soak['rss_start_mb']:.0f} MiB at start, "
+            f"{soak['rss_end_mb']:.0f} MiB at end",
+        ]
+    args.out.write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()

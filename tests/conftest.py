@@ -1,0 +1,60 @@
+"""Shared test setup: an isolated ZenML store (a temp config path), offline libraries, the real data."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports zenml: every test session gets its own ZenML config and SQLite store, so tests never
+# touch the user's store or the dashboard server that `make run` uses.
+_ZENML_HOME = Path(tempfile.mkdtemp(prefix="vtpose-test-zenml-"))
+os.environ["ZENML_CONFIG_PATH"] = str(_ZENML_HOME / "config")
+os.environ.pop("ZENML_STORE_URL", None)
+os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
+os.environ["ZENML_AUTO_OPEN_DASHBOARD"] = "false"
+os.environ["ZENML_ENABLE_RICH_TRACEBACK"] = "false"
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
+
+import pytest  # noqa: E402
+
+from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS  # noqa: E402
+
+MLFLOW_TRACKER = "mlflow_tracker"
+TEST_STACK = "vtpose-test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_data() -> None:
+    if not PRETRAINED_WEIGHTS.is_file() or not COCO_MINI_DIR.is_dir():
+        pytest.exit("data/ is missing: run `make data` (dvc pull) first", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def zenml_stack() -> str:
+    """The isolated store with a local stack that has the real MLflow experiment tracker, active."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    try:
+        client.get_stack_component(StackComponentType.EXPERIMENT_TRACKER, MLFLOW_TRACKER)
+    except KeyError:
+        client.create_stack_component(
+            name=MLFLOW_TRACKER, flavor="mlflow", component_type=StackComponentType.EXPERIMENT_TRACKER, configuration={}
+        )
+    try:
+        client.get_stack(TEST_STACK)
+    except KeyError:
+        client.create_stack(
+            name=TEST_STACK,
+            components={
+                StackComponentType.ORCHESTRATOR: "default",
+                StackComponentType.ARTIFACT_STORE: "default",
+                StackComponentType.EXPERIMENT_TRACKER: MLFLOW_TRACKER,
+            },
+        )
+    client.activate_stack(TEST_STACK)
+    return TEST_STACK
