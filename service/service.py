@@ -19,6 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import aiohttp
 import anyio
 import bentoml
 import numpy as np
@@ -146,7 +147,15 @@ class PoseService:
 
     async def _poses(self, images: list[np.ndarray]) -> list[list[PersonRecord]]:
         shrunk = [shrink_for_model(image, self.predictor.imgsz) for image in images]
-        records = await self.to_async.infer_pixels([PixelImage.from_array(small) for small, _ in shrunk])  # type: ignore[attr-defined]
+        pixels = [PixelImage.from_array(small) for small, _ in shrunk]
+        try:
+            records = await self.to_async.infer_pixels(pixels)  # type: ignore[attr-defined]
+        except aiohttp.ServerDisconnectedError:
+            # BentoML 1.4.39 calls its own batched endpoint over a pooled aiohttp connection, which the server
+            # sometimes closes as idle just as it is reused (seen under load at concurrency 4-16). The call has no
+            # side effects, so one retry on a fresh connection is safe; a second failure propagates as a 500.
+            logger.warning("internal /infer_pixels call lost its keep-alive connection; retrying once")
+            records = await self.to_async.infer_pixels(pixels)  # type: ignore[attr-defined]
         out: list[list[PersonRecord]] = []
         for (_, ratio), persons in zip(shrunk, records, strict=True):
             poses = rescale_poses([PersonRecord.model_validate(p).to_pose() for p in persons], ratio)
