@@ -11,6 +11,7 @@ first ISOLATED_FRAMES frames with nothing else running in this process.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -23,10 +24,11 @@ from vtpose.avatar import FrameRenderer
 from vtpose.motion import PoseSmoother, PoseTracker
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PosePredictor
-from vtpose.video import INFERENCE_THREADS, animate_video, read_frames
+from vtpose.video import BACKENDS, INFERENCE_THREADS, animate_video, inference_shape, onnx_weights, read_frames
 
 VIDEO = MEDIA_DIR / "dance.avi"
 ISOLATED_FRAMES = 60
+VIDEO_SIZE = (1280, 720)
 GOAL_FPS = 25.0
 
 
@@ -64,24 +66,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--weights", type=Path, default=PRETRAINED_WEIGHTS)
+    parser.add_argument("--backend", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
-    print(f"{VIDEO.name}, weights {args.weights.name}, {os.cpu_count()} CPUs, torch threads for inference "
-          f"{INFERENCE_THREADS}, load average before {os.getloadavg()[0]:.1f}")  # fmt: skip
-    for imgsz in args.imgsz:
+    print(
+        f"{VIDEO.name}, weights {args.weights.name}, {os.cpu_count()} CPUs, torch threads for inference "
+        f"{INFERENCE_THREADS}, load average before {os.getloadavg()[0]:.1f}"
+    )
+    for imgsz, backend in itertools.product(args.imgsz, args.backend):
+        weights = args.weights
+        if backend == "onnx":  # exported before the clock starts: a one-off, cached under .runtime/onnx
+            t0 = time.perf_counter()
+            weights = onnx_weights(args.weights, inference_shape(imgsz, VIDEO_SIZE))
+            print(f"\nONNX model {weights.name} ready in {time.perf_counter() - t0:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            stats = animate_video(VIDEO, Path(tmp) / "out.mp4", args.weights, imgsz, progress=False)
+            stats = animate_video(VIDEO, Path(tmp) / "out.mp4", weights, imgsz, progress=False, backend=backend)
             total = time.perf_counter() - t0
         setup = total - stats.wall_s
         busy = ", ".join(f"{k} {1000 * v / stats.frames:.1f}" for k, v in stats.busy_s.items())
         verdict = "meets" if stats.fps >= GOAL_FPS else "below"
-        print(f"\nimgsz {imgsz}: fps: {stats.fps:.1f} ({verdict} the {GOAL_FPS:.0f} fps goal) over {stats.frames} "
-              f"frames, {stats.wall_s:.2f} s; setup (model load + warm-up) {setup:.2f} s; "
-              f"with setup {stats.frames / total:.1f} fps")  # fmt: skip
+        print(
+            f"imgsz {imgsz}, {backend}: fps: {stats.fps:.1f} ({verdict} the {GOAL_FPS:.0f} fps goal) over "
+            f"{stats.frames} frames, {stats.wall_s:.2f} s; setup (model load + warm-up) {setup:.2f} s; "
+            f"with setup {stats.frames / total:.1f} fps"
+        )
         print(f"  pipelined busy ms/frame: {busy}")
-        alone = isolated(args.weights, imgsz)
-        print("  alone ms/frame: " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in alone.items())
-              + f" (sum {1000 * sum(alone.values()):.1f}, i.e. {1 / sum(alone.values()):.1f} fps without overlap)")  # fmt: skip
+        alone = isolated(weights, imgsz)
+        per_stage = ", ".join(f"{k} {1000 * v:.1f}" for k, v in alone.items())
+        total_alone = sum(alone.values())
+        print(
+            f"  alone ms/frame: {per_stage} (sum {1000 * total_alone:.1f}, {1 / total_alone:.1f} fps without overlap)"
+        )
         print(f"  load average after {os.getloadavg()[0]:.1f}")
 
 

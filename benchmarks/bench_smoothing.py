@@ -113,8 +113,10 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     raw, fps = detect(args.imgsz)
-    print(f"detected and tracked {len(raw)} frames at imgsz {args.imgsz} in {time.perf_counter() - start:.1f} s "
-          f"(load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+    print(
+        f"detected and tracked {len(raw)} frames at imgsz {args.imgsz} in {time.perf_counter() - start:.1f} s "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     settings = [(ONE_EURO_MIN_CUTOFF_HZ, ONE_EURO_BETA, ONE_EURO_D_CUTOFF_HZ)]
     if args.sweep:
         settings += [(m, b, ONE_EURO_D_CUTOFF_HZ) for m in (0.5, 1.0, 2.0) for b in (0.5, 1.5, 3.0, 6.0)]
@@ -122,8 +124,10 @@ def main() -> None:
     for i, (m, b, d) in enumerate(settings):
         r = measure(raw, fps, m, b, d)
         tag = "  <- default" if i == 0 else ""
-        print(f"{m:13.1f} {b:5.1f} {r['tracks']:6d} {r['raw_jitter_px']:13.2f} {r['smooth_jitter_px']:16.2f} "
-              f"{r['ratio']:5.1f} {r['lag_frames']:10.1f} ({r['raw_lag_frames']:.1f}){tag}")  # fmt: skip
+        print(
+            f"{m:13.1f} {b:5.1f} {r['tracks']:6d} {r['raw_jitter_px']:13.2f} {r['smooth_jitter_px']:16.2f} "
+            f"{r['ratio']:5.1f} {r['lag_frames']:10.1f} ({r['raw_lag_frames']:.1f}){tag}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ os.environ["ZENML_AUTO_OPEN_DASHBOARD"] = "false"
 os.environ["ZENML_ENABLE_RICH_TRACEBACK"] = "false"
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+# BentoML reads its home once, at import: the pipeline test's Bentos land here, not in ~/bentoml.
+os.environ["BENTOML_HOME"] = str(_ZENML_HOME / "bentoml")
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 
 import pytest  # noqa: E402

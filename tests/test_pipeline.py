@@ -121,3 +121,14 @@ def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None
     assert result.output.strip() == str(output)
     trained = _output(run, "train_model", "trained_weights").load()
     assert sha256_file(output) == sha256_file(trained.path)
+
+
+def test_package_step_built_the_bento(smoke_run) -> None:  # type: ignore[no-untyped-def]
+    import bentoml
+
+    run = Client().get_pipeline_run(smoke_run.id)
+    record = _output(run, "package_model", "bento").load()
+    assert record["built"] is True and record["model_version"] == str(run.model_version.name)
+    bento = bentoml.get(record["tag"])
+    assert str(bento.tag) == record["tag"] and record["size_bytes"] > 1_000_000
+    assert run.model_version.run_metadata["bento"]["tag"] == record["tag"]

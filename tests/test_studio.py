@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -155,7 +156,7 @@ def test_track_id_stays_with_the_dancer(dance_tracks: tuple[list[list[PersonPose
     assert sum(b is not None for b in boxes) >= 0.95 * DANCE_FRAMES
     # The id follows one person: its box never jumps by more than half its height between frames.
     seen = [np.array(b) for b in boxes if b is not None]
-    for a, b in zip(seen, seen[1:], strict=False):
+    for a, b in itertools.pairwise(seen):
         assert np.hypot(*((a[:2] + a[2:] / 2) - (b[:2] + b[2:] / 2))) < 0.5 * a[3]
 
 

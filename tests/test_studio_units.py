@@ -62,7 +62,7 @@ def test_missing_joints_are_inferred_near_the_body_not_at_the_origin() -> None:
 
 def test_drawing_a_partly_hidden_person_leaves_the_corner_alone() -> None:
     canvas = np.zeros((720, 1280, 3), np.uint8)
-    rig = complete_pose(pose(hidden=LEGS + ("left_wrist", "right_elbow")))
+    rig = complete_pose(pose(hidden=(*LEGS, "left_wrist", "right_elbow")))
     assert rig is not None
     draw_avatar(canvas, rig, load_avatar("kitty"))
     assert canvas.any()
@@ -170,7 +170,10 @@ def test_tracker_keeps_ids_through_motion_and_a_missed_frame() -> None:
     b[:, 0] += 400
     ids = None
     for step in range(20):
-        frame = [person(a + np.array([3.0 * step, 0, 0], np.float32)), person(b - np.array([3.0 * step, 0, 0], np.float32))]
+        frame = [
+            person(a + np.array([3.0 * step, 0, 0], np.float32)),
+            person(b - np.array([3.0 * step, 0, 0], np.float32)),
+        ]
         if step == 10:
             frame = frame[:1]  # the second person is missed once
         tracked = tracker.update(frame)

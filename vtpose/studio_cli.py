@@ -21,14 +21,28 @@ def register_studio_commands(group: click.Group) -> None:
 
     @group.command()
     @click.argument("image", type=click.Path(path_type=Path))
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="The picture to write (.png or .jpg).")  # fmt: skip
-    @click.option("--avatar", "avatar_name", default=None,
-                  help="Avatar name (see `vtpose avatars`) or YAML file. Default: each person a prepared one.")  # fmt: skip
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help="The picture to write (.png or .jpg).",
+    )
+    @click.option(
+        "--avatar",
+        "avatar_name",
+        default=None,
+        help="Avatar name (see `vtpose avatars`) or YAML file. Default: each person a prepared one.",
+    )
     @click.option("--background", default=None, help="Prepared background name or any image file. Default: studio.")
     @click.option("--on-original", is_flag=True, help="Draw the avatar over the person in the photo, at their size.")
-    @click.option("--person", type=click.Choice(["all", "largest"]), default="all", show_default=True,
-                  help="Pose every person found, or only the largest.")  # fmt: skip
+    @click.option(
+        "--person",
+        type=click.Choice(["all", "largest"]),
+        default="all",
+        show_default=True,
+        help="Pose every person found, or only the largest.",
+    )
     @weights_option
     @click.option("--imgsz", type=int, default=DEFAULT_IMGSZ, show_default=True, help=IMGSZ_HELP)
     @friendly_errors
@@ -72,14 +86,30 @@ def register_studio_commands(group: click.Group) -> None:
 
     @group.command()
     @click.argument("video", required=False, type=click.Path(path_type=Path))
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                  help="The video to write (.mp4 or .avi), same frame count and rate as the source.")  # fmt: skip
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help="The video to write (.mp4 or .avi), same frame count and rate as the source.",
+    )
     @click.option("--source", default=None, help="Camera index instead of VIDEO (0: the first webcam); Ctrl+C stops.")
-    @click.option("--avatar", "avatar_name", default=None,
-                  help="One avatar for everyone. Default: each person gets a prepared avatar and keeps it.")  # fmt: skip
+    @click.option(
+        "--avatar",
+        "avatar_name",
+        default=None,
+        help="One avatar for everyone. Default: each person gets a prepared avatar and keeps it.",
+    )
     @click.option("--background", default=None, help="Prepared background name or any image file. Default: studio.")
     @click.option("--side-by-side", is_flag=True, help="Put the source video beside the avatars.")
     @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
+    @click.option(
+        "--backend",
+        type=click.Choice(["pytorch", "onnx"]),
+        default="pytorch",
+        show_default=True,
+        help="Inference engine; onnx exports .pt weights once to .runtime/onnx.",
+    )
     @weights_option
     @click.option("--imgsz", type=int, default=DEFAULT_IMGSZ, show_default=True, help=IMGSZ_HELP)
     @friendly_errors
@@ -91,6 +121,7 @@ def register_studio_commands(group: click.Group) -> None:
         background: str | None,
         side_by_side: bool,
         max_frames: int | None,
+        backend: str,
         weights: Path | None,
         imgsz: int,
     ) -> None:
@@ -109,6 +140,7 @@ def register_studio_commands(group: click.Group) -> None:
             background=background,
             side_by_side=side_by_side,
             max_frames=max_frames,
+            backend=backend,
         )
         click.echo(f"{output}: {stats.frames} frames")
         click.echo(f"fps: {stats.fps:.1f}")
@@ -116,8 +148,13 @@ def register_studio_commands(group: click.Group) -> None:
     @group.command()
     @click.argument("image_a", type=click.Path(path_type=Path))
     @click.argument("image_b", type=click.Path(path_type=Path))
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Write a picture of both poses overlaid.")  # fmt: skip
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write a picture of both poses overlaid.",
+    )
     @click.option("--mirror", is_flag=True, help="Also count a mirror image as the same pose.")
     @weights_option
     @click.option("--imgsz", type=int, default=DEFAULT_IMGSZ, show_default=True, help=IMGSZ_HELP)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from vtpose.errors import VtposeError
-from vtpose.paths import atomic_path
+from vtpose.paths import PROJECT_ROOT, atomic_path
 
 # Container suffix -> FourCC codec that OpenCV's bundled FFmpeg writes without extra libraries.
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
@@ -34,6 +35,11 @@ QUEUE_SIZE = 8
 # many times slower than one.
 INFERENCE_THREADS = 1
 _DONE = object()  # end-of-stream marker passed down the queues
+# Exported ONNX models, keyed by the weights' content and the input shape (git-ignored, safe to delete).
+ONNX_CACHE_DIR = PROJECT_ROOT / ".runtime" / "onnx"
+BACKENDS = ("onnx", "pytorch")
+# The model's stride: exported input sides are multiples of it.
+MODEL_STRIDE = 32
 # FFmpeg prints its own complaint about a broken file ("moov atom not found") besides ours; ours names the fix.
 # OpenCV reads this when it opens a capture, so setting it here (before any capture) is enough; quiet = -8.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -150,8 +156,14 @@ class PipelineStats:
 class _Stage(threading.Thread):
     """One pipeline stage on its own thread: take from `inbox`, work, put into `outbox`, until the end marker."""
 
-    def __init__(self, name: str, work: Callable[[Any], Any], inbox: queue.Queue, outbox: queue.Queue | None,
-                 stop: threading.Event) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[Any], Any],
+        inbox: queue.Queue,
+        outbox: queue.Queue | None,
+        stop: threading.Event,
+    ) -> None:
         super().__init__(name=f"vtpose-{name}", daemon=True)
         self.stage, self.work, self.inbox, self.outbox, self.stop = name, work, inbox, outbox, stop
         self.busy = 0.0
@@ -171,7 +183,7 @@ class _Stage(threading.Thread):
                 self.busy += time.perf_counter() - start
                 if self.outbox is not None:
                     _put(self.outbox, result, self.stop)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which re-raises it
+        except BaseException as error:  # handed to the main thread, which re-raises it
             self.error = error
             self.stop.set()
         finally:
@@ -190,10 +202,8 @@ def _put(q: queue.Queue, item: Any, stop: threading.Event, force: bool = False) 
                 return
             if stop.is_set():
                 # Make room for the end marker so the next stage can finish.
-                try:
+                with suppress(queue.Empty):
                     q.get_nowait()
-                except queue.Empty:
-                    pass
 
 
 def run_video_pipeline(
@@ -296,6 +306,7 @@ def animate_video(
     side_by_side: bool = False,
     max_frames: int | None = None,
     progress: bool = True,
+    backend: str = "pytorch",
 ) -> PipelineStats:
     """Turn a video (or webcam) into an avatar video: detect, track, smooth, draw, encode.
 
@@ -309,6 +320,9 @@ def animate_video(
         side_by_side: the source frame on the left, the avatars on the right.
         max_frames: stop after this many frames (a webcam otherwise runs until Ctrl+C).
         progress: show a progress bar on stderr.
+        backend: "pytorch" (the weights as they are, one PyTorch thread) or "onnx" (`.pt` weights exported once
+            for the video's shape and run by ONNX Runtime through Ultralytics). On 2 cores PyTorch was faster end to
+            end: ONNX Runtime's own thread pool fights the render and encode threads (benchmarks/bench_animate.py).
 
     Returns:
         The run's frame count, wall time and per-stage busy time.
@@ -322,8 +336,12 @@ def animate_video(
     from vtpose.motion import PoseSmoother, PoseTracker
     from vtpose.predict import PosePredictor
 
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
     capture, info = open_video(source)
     try:
+        if backend == "onnx":
+            weights = onnx_weights(weights, inference_shape(imgsz, (info.width, info.height)))
         predictor = PosePredictor(weights, imgsz=imgsz)
         tracker = PoseTracker()
         smoother = PoseSmoother(info.fps)
@@ -365,3 +383,63 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def inference_shape(imgsz: int, frame_size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of the model input for frames of `frame_size` (width, height): the long side `imgsz`.
+
+    A 16:9 frame at imgsz 320 runs at 192x320 rather than 320x320, as Ultralytics' own rectangular letterbox does,
+    so the exported model does 40% less work than a square one.
+    """
+    width, height = frame_size
+    scale = imgsz / max(width, height)
+
+    def side(v: int) -> int:
+        return max(MODEL_STRIDE, int(np.ceil(v * scale / MODEL_STRIDE)) * MODEL_STRIDE)
+
+    return (side(height), side(width))
+
+
+def onnx_weights(weights: str | Path, shape: tuple[int, int]) -> Path:
+    """An ONNX export of `.pt` weights for a fixed input shape, cached under ONNX_CACHE_DIR (made once, seconds).
+
+    On an idle core ONNX Runtime runs this model's forward pass two to three times faster than PyTorch; through
+    Ultralytics, beside the other pipeline stages, the gain is gone (see `animate_video`).
+
+    Args:
+        weights: `.pt` weights (an `.onnx` file is returned as it is).
+        shape: (height, width) of the input, pixels, multiples of 32.
+
+    Raises:
+        VtposeError: the export failed (the message says how to go on without it).
+    """
+    import hashlib
+    import shutil
+
+    weights = Path(weights)
+    if weights.suffix == ".onnx":
+        return weights
+    if not weights.is_file():
+        raise VtposeError(f"{weights}: weights file not found; pass --weights PATH to a .pt or .onnx file.")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    target = ONNX_CACHE_DIR / f"{weights.stem}-{digest}-{shape[0]}x{shape[1]}.onnx"
+    if target.is_file():
+        return target
+    from ultralytics import YOLO
+
+    ONNX_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Ultralytics writes the export beside the weights; work on a copy so data/ stays untouched.
+    with tempfile.TemporaryDirectory(dir=ONNX_CACHE_DIR) as tmp:
+        copy = Path(tmp) / weights.name
+        shutil.copyfile(weights, copy)
+        try:
+            exported = YOLO(str(copy), task="pose").export(
+                format="onnx", imgsz=list(shape), simplify=True, verbose=False
+            )
+        except (ImportError, RuntimeError, ValueError) as error:
+            raise VtposeError(
+                f"{weights}: ONNX export failed ({error}); install onnx and onnxslim, or pass --backend pytorch."
+            ) from error
+        with atomic_path(target) as tmp_target:
+            shutil.copyfile(exported, tmp_target)
+    return target

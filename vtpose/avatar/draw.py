@@ -205,7 +205,7 @@ def _draw_hair_back(canvas: np.ndarray, part: PartSpec, frame: _HeadFrame, ow: f
         np.concatenate(
             [
                 ellipse_polygon(np.array([0.0, 0.0]), 1.12, 1.08, 0.0, math.pi, 2 * math.pi),
-                np.array([[1.18, 0.6], [1.05, 1.35], [0.55, 1.2], [-0.55, 1.2], [-1.05, 1.35], [-1.18, 0.6]]),
+                np.array([[1.16, 0.5], [1.2, 1.5], [0.9, 1.75], [-0.9, 1.75], [-1.2, 1.5], [-1.16, 0.5]]),
             ]
         )
     )
@@ -288,7 +288,6 @@ def _draw_head(canvas: np.ndarray, part: PartSpec, rig: Rig) -> None:
     r = part.width * rig.unit
     frame = _HeadFrame(rig.points[part.joints[0]], r, rig.head_roll, rig.face_turn)
     ow = part.outline_width * rig.unit
-    _draw_hair_back(canvas, part, frame, ow)
     _draw_ears(canvas, part, frame, ow)
     _draw_outlined(canvas, part, lambda g: _head_outline(frame, part.head_style, g), rig.unit)
     _draw_hair_front(canvas, part, frame, ow)
@@ -306,6 +305,12 @@ def draw_avatar(canvas: np.ndarray, rig: Rig, avatar: AvatarSpec) -> np.ndarray:
         rig: the completed pose, in the canvas's pixel coordinates.
         avatar: the avatar's parts, drawn in order; leg parts are skipped unless `rig.full_body`.
     """
+    head = avatar.head
+    if head is not None and head.hair_color is not None:
+        # Long hair hangs behind everything else, whatever the head's place in the draw order.
+        r = head.width * rig.unit
+        frame = _HeadFrame(rig.points[head.joints[0]], r, rig.head_roll, rig.face_turn)
+        _draw_hair_back(canvas, head, frame, head.outline_width * rig.unit)
     for part in avatar.parts:
         if part.is_leg and not rig.full_body:
             continue
