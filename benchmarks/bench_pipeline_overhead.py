@@ -31,8 +31,16 @@ def plain_yolo_train(data_yaml: Path, out: Path) -> float:
     config = TrainConfig(**train)
     args = config.ultralytics_args()
     model = PROJECT_ROOT / "data" / "pretrained" / "yolo11n-pose.pt"
-    cli = [str(Path(sys.executable).parent / "yolo"), "pose", "train", f"model={model}", f"data={data_yaml}",
-           f"project={out}", "name=plain", "exist_ok=True"]
+    cli = [
+        str(Path(sys.executable).parent / "yolo"),
+        "pose",
+        "train",
+        f"model={model}",
+        f"data={data_yaml}",
+        f"project={out}",
+        "name=plain",
+        "exist_ok=True",
+    ]
     cli += [f"{k}={v}" for k, v in args.items()]
     started = time.perf_counter()
     subprocess.run(cli, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -41,8 +49,12 @@ def plain_yolo_train(data_yaml: Path, out: Path) -> float:
 
 def pipeline_train_step(zenml_home: Path) -> float:
     """Seconds ZenML recorded for the train_model step of a fresh smoke pipeline run (cache off)."""
-    env = {**os.environ, "ZENML_CONFIG_PATH": str(zenml_home / "config"), "ZENML_ANALYTICS_OPT_IN": "false",
-           "BENTOML_HOME": str(zenml_home / "bentoml")}
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(zenml_home / "config"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "BENTOML_HOME": str(zenml_home / "bentoml"),
+    }
     script = f"""
 from zenml.client import Client
 from zenml.enums import StackComponentType

@@ -84,7 +84,9 @@ class PoseDatasetMaterializer(BaseMaterializer):
         """Ground-truth skeletons on sample images, and the dataset statistics."""
         stats = dataset_statistics(data)
         return {
-            _write_bytes(self.uri, "previews.png", _png(contact_sheet(dataset_previews(data)))): VisualizationType.IMAGE,
+            _write_bytes(
+                self.uri, "previews.png", _png(contact_sheet(dataset_previews(data)))
+            ): VisualizationType.IMAGE,
             _write_text(self.uri, "statistics.md", dataset_markdown(stats)): VisualizationType.MARKDOWN,
         }
 
@@ -196,9 +198,7 @@ class TrainingCurvesMaterializer(BaseMaterializer):
     def save_visualizations(self, data: TrainingCurves) -> dict[str, VisualizationType]:
         """The curves as a PNG plot and a CSV table."""
         columns = sorted({k for row in data.rows for k in row}, key=lambda k: (k != "epoch", k))
-        table = "\n".join(
-            [",".join(columns), *(",".join(f"{row.get(c, '')}" for c in columns) for row in data.rows)]
-        )
+        table = "\n".join([",".join(columns), *(",".join(f"{row.get(c, '')}" for c in columns) for row in data.rows)])
         return {
             _write_bytes(self.uri, "curves.png", plot_training_curves(data)): VisualizationType.IMAGE,
             _write_text(self.uri, "curves.csv", table + "\n"): VisualizationType.CSV,

@@ -36,9 +36,7 @@ def _ground_truth_as_predictions(coco: Any, dx: float = 0.0, dy: float = 0.0) ->
             if keypoints[i + 2] > 0:
                 keypoints[i] += dx
                 keypoints[i + 1] += dy
-        detections.append(
-            {"image_id": annotation["image_id"], "category_id": 1, "keypoints": keypoints, "score": 1.0}
-        )
+        detections.append({"image_id": annotation["image_id"], "category_id": 1, "keypoints": keypoints, "score": 1.0})
     return detections
 
 

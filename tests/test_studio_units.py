@@ -246,3 +246,12 @@ def test_video_writer_rejects_unknown_suffix(tmp_path: Path) -> None:
     with pytest.raises(VtposeError, match=r"\.gif"), video_writer(tmp_path / "x.gif", 25.0, (64, 48)):
         pass
     assert cv2.__version__  # OpenCV present for the writer tests above
+
+
+def test_the_documented_avatar_example_loads(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "studio.md"
+    example = docs.read_text().split("```yaml")[1].split("```")[0]
+    path = tmp_path / "frog.yaml"
+    path.write_text(example)
+    spec = load_avatar(path)
+    assert spec.name == "frog" and spec.head is not None

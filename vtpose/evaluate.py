@@ -57,7 +57,8 @@ def load_ground_truth(annotations: str | Path) -> Any:
             return COCO(str(annotations))
     except json.JSONDecodeError as error:
         raise VtposeError(
-            f"{annotations}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix or re-fetch it."
+            f"{annotations}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            "fix or re-fetch it."
         ) from error
 
 

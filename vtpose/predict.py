@@ -93,7 +93,8 @@ class PosePredictor:
             raise VtposeError(f"{self.weights}: weights file not found; pass --weights PATH to a .pt or .onnx file.")
         if self.weights.suffix not in SUPPORTED_WEIGHT_SUFFIXES:
             raise VtposeError(
-                f"{self.weights}: unsupported weights type {self.weights.suffix!r}; use one of {SUPPORTED_WEIGHT_SUFFIXES}."
+                f"{self.weights}: unsupported weights type {self.weights.suffix!r}; "
+                f"use one of {SUPPORTED_WEIGHT_SUFFIXES}."
             )
         if imgsz <= 0 or imgsz % 32:
             raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
@@ -106,7 +107,7 @@ class PosePredictor:
 
     @property
     def backend(self) -> str:
-        """"onnx" or "pytorch"."""
+        """ "onnx" or "pytorch"."""
         return "onnx" if self.weights.suffix == ".onnx" else "pytorch"
 
     def predict(self, images: list[np.ndarray]) -> list[list[PersonPose]]:

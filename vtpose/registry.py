@@ -88,8 +88,10 @@ def default_weights() -> Path:
     except KeyError:
         return _pretrained()
     except (requests.exceptions.ConnectionError, RuntimeError) as error:
-        print(f"vtpose: note: ZenML store unreachable ({type(error).__name__}); using the pretrained checkpoint",
-              file=sys.stderr)
+        print(
+            f"vtpose: note: ZenML store unreachable ({type(error).__name__}); using the pretrained checkpoint",
+            file=sys.stderr,
+        )
         return _pretrained()
     cached = EXPORT_CACHE / str(version.id) / "weights.pt"
     if not cached.is_file():

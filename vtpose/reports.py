@@ -68,7 +68,7 @@ def dataset_markdown(stats: dict[str, Any]) -> str:
     lines += [f"| {row} | " + " | ".join(str(splits[s][row]) for s in names) + " |" for row in rows]
     skipped = stats.get("info", {}).get("skipped", {})
     if skipped or "skipped" in stats.get("info", {}):
-        lines += [f"| skipped by validation | " + " | ".join(str(skipped.get(s, 0)) for s in names) + " |"]
+        lines += ["| skipped by validation | " + " | ".join(str(skipped.get(s, 0)) for s in names) + " |"]
     lines += ["", "## Labelled keypoints per joint", "", "| joint | " + " | ".join(names) + " |"]
     lines += ["|---|" + "---|" * len(names)]
     for joint in KEYPOINT_NAMES:
@@ -216,7 +216,7 @@ class EvaluationReport:
     def markdown(self) -> str:
         """The report as Markdown: stats side by side, then the per-keypoint table."""
         lines = [f"# Evaluation on `{self.split}` ({self.num_images} images, imgsz {self.imgsz})", ""]
-        lines += ["pycocotools `COCOeval(gt, dt, \"keypoints\")`.", ""]
+        lines += ['pycocotools `COCOeval(gt, dt, "keypoints")`.', ""]
         lines += ["| stat | trained | pretrained |", "|---|---|---|"]
         for name in COCO_STAT_NAMES:
             baseline = self.baseline_stats.get(name)

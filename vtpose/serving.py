@@ -7,11 +7,16 @@ functions a test can call without a server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import os
+import queue
 import sys
+import threading
+import time
 import warnings
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -19,17 +24,18 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from vtpose.artifacts import sha256_file
 from vtpose.errors import VtposeError
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.predict import PersonPose, PosePredictor
+from vtpose.predict import DEFAULT_CONF, DEFAULT_IMGSZ, MAX_DETECTIONS, PersonPose, PosePredictor
 
 # Formats Pillow is allowed to try: the ones cameras, browsers and screen grabbers produce. Naming them keeps
 # Pillow from probing exotic decoders (EPS through Ghostscript, for one) on untrusted bytes.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 BACKENDS = ("onnx", "pytorch")
+EXIF_ORIENTATION = 0x0112
 
 ENV_MAX_IMAGE_BYTES = "VTPOSE_MAX_IMAGE_BYTES"
 ENV_MAX_IMAGE_PIXELS = "VTPOSE_MAX_IMAGE_PIXELS"
@@ -184,8 +190,11 @@ def decode_image_bytes(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-                oriented = ImageOps.exif_transpose(image)
-                rgb = oriented.convert("RGB")
+                # exif_transpose copies the image even when there is nothing to turn; skip it then.
+                turned = image.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
+                oriented = ImageOps.exif_transpose(image) if turned else image
+                rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
+                bgr = cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             # Pillow reports a truncated or corrupt stream as OSError ("image file is truncated"), a bad header
             # field as SyntaxError and some broken chunks as ValueError; all three are the sender's data.
@@ -193,7 +202,7 @@ def decode_image_bytes(
                 f"{field}: the {image.format} data is corrupt or truncated ({error}); send the complete file.",
                 field=field,
             ) from None
-    return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+    return bgr
 
 
 def _pillow_open() -> Callable[..., Any]:
@@ -317,38 +326,6 @@ class BatchResult(BaseModel):
     model_version: str
 
 
-class PixelImage(BaseModel):
-    """A decoded BGR image on its way to the batched model call.
-
-    The service calls its own batchable endpoint through BentoML's in-process client, which speaks JSON; raw
-    pixels as base64 cost a memcpy-like encode, where a nested list of numbers would cost seconds.
-    """
-
-    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
-
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    pixels: bytes = Field(description="height x width x 3 uint8 BGR, row-major, base64 in JSON")
-
-    @model_validator(mode="after")
-    def _pixels_match_size(self) -> PixelImage:
-        # Checked while the request is parsed (a 400), not inside the batch, where one bad item would fail all.
-        expected = self.width * self.height * 3
-        if len(self.pixels) != expected:
-            raise ValueError(f"pixels: {len(self.pixels)} bytes, expected width*height*3 = {expected}")
-        return self
-
-    @classmethod
-    def from_array(cls, image: np.ndarray) -> PixelImage:
-        """Wrap a (H, W, 3) uint8 array."""
-        height, width = image.shape[:2]
-        return cls(width=width, height=height, pixels=np.ascontiguousarray(image, dtype=np.uint8).tobytes())
-
-    def to_array(self) -> np.ndarray:
-        """The (H, W, 3) uint8 array (a writable copy: Ultralytics may modify its input in place)."""
-        return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.height, self.width, 3).copy()
-
-
 def pose_result(image: np.ndarray, persons: Sequence[PersonPose], model_version: str) -> PoseResult:
     """The response for one image."""
     height, width = image.shape[:2]
@@ -357,6 +334,217 @@ def pose_result(image: np.ndarray, persons: Sequence[PersonPose], model_version:
         persons=[PersonRecord.from_pose(p) for p in persons],
         model_version=model_version,
     )
+
+
+# --- Direct ONNX Runtime model ----------------------------------------------------------------------------------
+
+# Ultralytics' defaults for pose prediction, so the served answers match `YOLO(...).predict`.
+LETTERBOX_FILL = 114
+NMS_IOU = 0.7
+MAX_NMS_CANDIDATES = 30_000
+
+
+@dataclass(frozen=True)
+class Letterboxed:
+    """One image letterboxed for the model.
+
+    Attributes:
+        tensor: (3, h, w) float32 RGB in [0, 1], h and w multiples of the stride.
+        orig_shape: (height, width) of the original image, pixels.
+        gain: (x, y) scale from original to resized pixels (new_w / w, new_h / h).
+        pad: (left, top) padding in model pixels.
+    """
+
+    tensor: np.ndarray
+    orig_shape: tuple[int, int]
+    gain: tuple[float, float]
+    pad: tuple[int, int]
+
+
+def letterbox(image: np.ndarray, imgsz: int, stride: int = 32) -> Letterboxed:
+    """Ultralytics' rectangular letterbox (`LetterBox(auto=True)`, as used for one image or same-shaped images).
+
+    The longer side is scaled to `imgsz`, the shorter side padded with gray (114) to the next multiple of `stride`,
+    half on each side; the same rounding as Ultralytics, so the model sees the same pixels.
+
+    Args:
+        image: (H, W, 3) uint8 BGR.
+        imgsz: the model's input side, pixels.
+        stride: the model's largest stride, pixels.
+    """
+    height, width = image.shape[:2]
+    ratio = min(imgsz / height, imgsz / width)
+    new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+    dw, dh = ((imgsz - new_w) % stride) / 2, ((imgsz - new_h) % stride) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    resized = image if (new_w, new_h) == (width, height) else cv2.resize(image, (new_w, new_h), cv2.INTER_LINEAR)
+    if top or bottom or left or right:
+        fill = (LETTERBOX_FILL,) * 3
+        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
+    tensor = np.divide(resized[:, :, ::-1].transpose(2, 0, 1), 255.0, dtype=np.float32)
+    return Letterboxed(tensor, (height, width), (new_w / width, new_h / height), (left, top))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression, as `torchvision.ops.nms`.
+
+    Args:
+        boxes: (N, 4) float xyxy.
+        scores: (N,) float.
+        iou_threshold: boxes overlapping a kept one by more than this are dropped.
+
+    Returns:
+        Indices of the kept boxes, by descending score.
+    """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = w * h
+        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_pose_output(
+    output: np.ndarray,
+    image: Letterboxed,
+    conf: float,
+    iou: float = NMS_IOU,
+    max_det: int = MAX_DETECTIONS,
+) -> list[PersonPose]:
+    """Persons from one image's raw YOLO-pose output, in original image pixels.
+
+    Args:
+        output: (56, A) float32 for A anchors: box centre x, y, width, height (model pixels), person confidence,
+            then 17 x (x, y, confidence) keypoints (model pixels, confidence already through the sigmoid).
+        image: the letterbox the output was computed on.
+        conf: minimum person confidence kept.
+        iou: NMS IoU threshold.
+        max_det: most persons returned.
+
+    Returns:
+        Persons by descending score, boxes and keypoints clipped to the image as Ultralytics clips them.
+    """
+    if output.shape[0] != 5 + 3 * NUM_KEYPOINTS:
+        raise VtposeError(
+            f"ONNX output has {output.shape[0]} rows, expected {5 + 3 * NUM_KEYPOINTS} (box, person score, "
+            f"{NUM_KEYPOINTS} keypoints); export a single-class COCO-17 pose model."
+        )
+    candidates = output[:, output[4] > conf].T  # (n, 56)
+    if not len(candidates):
+        return []
+    if len(candidates) > MAX_NMS_CANDIDATES:
+        candidates = candidates[np.argsort(-candidates[:, 4], kind="stable")[:MAX_NMS_CANDIDATES]]
+    cx, cy, w, h = candidates[:, :4].T
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kept = nms(boxes, candidates[:, 4], iou)[:max_det]
+    boxes, scores = boxes[kept].astype(np.float64), candidates[kept, 4].astype(np.float64)
+    keypoints = candidates[kept, 5:].reshape(-1, NUM_KEYPOINTS, 3).copy()
+    (gain_x, gain_y), (pad_x, pad_y) = image.gain, image.pad
+    height, width = image.orig_shape
+    boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - pad_x) / gain_x, 0, width)
+    boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - pad_y) / gain_y, 0, height)
+    keypoints[..., 0] = np.clip((keypoints[..., 0] - pad_x) / gain_x, 0, width)
+    keypoints[..., 1] = np.clip((keypoints[..., 1] - pad_y) / gain_y, 0, height)
+    return [
+        PersonPose(bbox=(x1, y1, x2 - x1, y2 - y1), score=float(s), keypoints=k)
+        for (x1, y1, x2, y2), s, k in zip(boxes, scores, keypoints, strict=True)
+    ]
+
+
+class OnnxPoseModel:
+    """A YOLO-pose ONNX graph (Ultralytics export) run directly with ONNX Runtime; letterbox, NMS and keypoint
+    decoding in numpy. Same answers as `PosePredictor` on the `.onnx` file (within float rounding), without
+    Ultralytics' per-call overhead and without importing PyTorch.
+
+    Args:
+        path: the `.onnx` file (dynamic batch and spatial axes, as `vtpose.packaging.export_onnx` writes it).
+        imgsz: inference size (longer side), pixels; a multiple of the stride.
+        conf: minimum person confidence kept.
+        threads: ONNX Runtime intra-op threads; None for the CPU cores this process may use.
+        providers: ONNX Runtime execution providers; None for CUDA when available, else CPU.
+
+    Raises:
+        VtposeError: the file is missing or its output is not a COCO-17 pose head.
+        ValueError: imgsz is not a positive multiple of the stride, or threads < 1.
+    """
+
+    backend = "onnx"
+
+    def __init__(
+        self,
+        path: str | Path,
+        imgsz: int = DEFAULT_IMGSZ,
+        conf: float = DEFAULT_CONF,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.weights = Path(path)
+        if not self.weights.is_file():
+            raise VtposeError(f"{self.weights}: ONNX file not found; package the model with vtpose.packaging.")
+        threads = threads or len(os.sched_getaffinity(0))
+        if threads < 1:
+            raise ValueError(f"threads={threads} must be at least 1")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads sleep instead of spinning: decoding and HTTP share these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(self.weights), sess_options=options, providers=list(providers))
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.stride = int(meta.get("stride", 32))
+        if imgsz <= 0 or imgsz % self.stride:
+            raise ValueError(f"imgsz={imgsz} must be a positive multiple of {self.stride} (the model's stride)")
+        rows = self.session.get_outputs()[0].shape[1]
+        if isinstance(rows, int) and rows != 5 + 3 * NUM_KEYPOINTS:
+            raise VtposeError(
+                f"{self.weights}: output has {rows} rows, expected {5 + 3 * NUM_KEYPOINTS}; "
+                "use a single-class COCO-17 pose model (kpt_shape [17, 3])."
+            )
+        self.input_name = self.session.get_inputs()[0].name
+        self.imgsz = imgsz
+        self.conf = conf
+        self.threads = threads
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[list[PersonPose]]:
+        """Poses for each BGR image (H, W, 3) uint8, persons sorted by descending score.
+
+        Each image is letterboxed to its own minimum rectangle; images whose letterboxes share a shape run as one
+        batch, so an image's answer does not depend on what it was batched with.
+        """
+        return self.run([letterbox(image, self.imgsz, self.stride) for image in images])
+
+    def predict_one(self, image: np.ndarray) -> list[PersonPose]:
+        """Poses in one BGR image."""
+        return self.predict([image])[0]
+
+    def run(self, prepared: Sequence[Letterboxed]) -> list[list[PersonPose]]:
+        """Poses for already letterboxed images (see `letterbox`), grouped into one session call per shape."""
+        out: list[list[PersonPose]] = [[] for _ in prepared]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, item in enumerate(prepared):
+            groups.setdefault(item.tensor.shape, []).append(index)
+        for indices in groups.values():
+            batch = np.stack([prepared[i].tensor for i in indices])
+            (outputs,) = self.session.run(None, {self.input_name: batch})
+            for i, output in zip(indices, outputs, strict=True):
+                out[i] = decode_pose_output(output, prepared[i], self.conf)
+        return out
 
 
 # --- Model loading ----------------------------------------------------------------------------------------------
@@ -395,14 +583,17 @@ def load_packaged_predictor(
     metadata: dict[str, Any],
     backend: str,
     device: str | None = None,
-) -> PosePredictor:
+) -> OnnxPoseModel | PosePredictor:
     """Open the packaged model file for `backend` after checking it is the one packaged.
+
+    ONNX runs directly on ONNX Runtime (`OnnxPoseModel`); PyTorch through Ultralytics (`PosePredictor`).
 
     Args:
         model_dir: the BentoML model's folder (holding model.pt and model.onnx).
         metadata: the BentoML model's metadata, as written by `vtpose.packaging.build_bento`.
         backend: "onnx" or "pytorch".
-        device: passed to `PosePredictor`; None for CUDA when present, else CPU.
+        device: passed to `PosePredictor` (PyTorch only); None for CUDA when present, else CPU. ONNX uses the
+            CUDA execution provider when ONNX Runtime has it, else the CPU.
 
     Raises:
         VtposeError: metadata incomplete, file missing or sha256 mismatch.
@@ -418,7 +609,146 @@ def load_packaged_predictor(
         )
     path = model_dir / filename
     verify_model_file(path, checksums[filename])
-    return PosePredictor(path, imgsz=int(metadata.get("imgsz", 640)), device=device)
+    imgsz = int(metadata.get("imgsz", DEFAULT_IMGSZ))
+    if backend == "onnx":
+        return OnnxPoseModel(path, imgsz=imgsz)
+    return PosePredictor(path, imgsz=imgsz, device=device)
+
+
+# --- In-process adaptive batching -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    items: list[Any]
+    future: asyncio.Future[list[list[PersonPose]]]
+    loop: asyncio.AbstractEventLoop
+
+
+class PoseBatcher:
+    """Adaptive batching on the server, in-process: worker threads own the model and run queued requests together.
+
+    Endpoints `await batcher.infer(items)`; a worker thread takes the first waiting request, then everything else
+    already queued (up to `max_batch_size` items, waiting at most `max_wait_ms` for more), runs it as one model
+    call per input shape and hands each request its own results. With one client nothing waits; under load the
+    requests that arrived during a model call share the next one. Only the `workers` threads call the model, so
+    at most that many calls run at once whatever the number of requests.
+
+    Args:
+        run: the model call, items -> persons per item (e.g. `OnnxPoseModel.run`, `PosePredictor.predict`).
+        key: groups items that may share one call (their input shape).
+        max_batch_size: most items per model call.
+        max_wait_ms: how long the thread waits for more requests once it has one; 0 takes only those already
+            queued, which adds no latency at low load.
+        workers: threads making model calls at once (ONNX Runtime sessions may be run from several threads;
+            Ultralytics' predictor may not, so use 1 for `PosePredictor`).
+
+    Raises:
+        ValueError: max_batch_size < 1 or max_wait_ms < 0.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[Any]], list[list[PersonPose]]],
+        key: Callable[[Any], Hashable],
+        max_batch_size: int = 16,
+        max_wait_ms: float = 0.0,
+        workers: int = 1,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers={workers} must be at least 1")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size={max_batch_size} must be at least 1")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms={max_wait_ms} must be >= 0")
+        self._run = run
+        self._key = key
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.batches = 0  # model calls made, for tests and logs
+        self.largest_batch = 0
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"pose-batcher-{n}", daemon=True) for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    async def infer(self, items: list[Any]) -> list[list[PersonPose]]:
+        """Persons for each item, in order; raises what the model call raised."""
+        if not items:
+            return []
+        if not any(thread.is_alive() for thread in self._threads):
+            raise VtposeError("the pose batcher threads have stopped; restart the service.")
+        loop = asyncio.get_running_loop()
+        job = _Job(list(items), loop.create_future(), loop)
+        self._queue.put(job)
+        return await job.future
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the threads after the requests already queued."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs, count, stop = [first], len(first.items), False
+            deadline = time.monotonic() + self.max_wait_s
+            while count < self.max_batch_size:
+                try:
+                    remaining = deadline - time.monotonic()
+                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+                count += len(job.items)
+            self._run_jobs(jobs)
+            if stop:
+                return
+
+    def _run_jobs(self, jobs: list[_Job]) -> None:
+        groups: dict[Hashable, list[tuple[int, int]]] = {}
+        for j, job in enumerate(jobs):
+            for i, item in enumerate(job.items):
+                groups.setdefault(self._key(item), []).append((j, i))
+        results: list[list[list[PersonPose] | None]] = [[None] * len(job.items) for job in jobs]
+        failed: dict[int, BaseException] = {}
+        for members in groups.values():
+            for start in range(0, len(members), self.max_batch_size):
+                chunk = [(j, i) for j, i in members[start : start + self.max_batch_size] if j not in failed]
+                if not chunk:
+                    continue
+                try:
+                    found = self._run([jobs[j].items[i] for j, i in chunk])
+                except Exception as error:  # noqa: BLE001 - handed to the waiting requests, which re-raise it
+                    for j, _ in chunk:
+                        failed[j] = error
+                    continue
+                self.batches += 1
+                self.largest_batch = max(self.largest_batch, len(chunk))
+                for (j, i), persons in zip(chunk, found, strict=True):
+                    results[j][i] = persons
+        for j, job in enumerate(jobs):
+            outcome: Any = failed.get(j, results[j])
+            with contextlib.suppress(RuntimeError):  # the request's event loop already closed (shutdown)
+                job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():  # the request was cancelled (client gone) while it waited
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 # --- Admission control ------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ def _load(run: Any, step: str, output: str) -> Any:
 def summary_lines() -> list[str]:
     """Lines describing the latest run of the training pipeline."""
     from zenml.client import Client
-
     from zenml.utils.dashboard_utils import get_run_url
 
     run = Client().get_pipeline(PIPELINE_NAME).last_run

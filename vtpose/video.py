@@ -84,7 +84,7 @@ def open_video(source: str | Path | int) -> tuple[cv2.VideoCapture, VideoInfo]:
     src = parse_source(source)
     if isinstance(src, str) and not Path(src).is_file():
         raise VtposeError(f"{src}: no such video file; check the path (or pass --source 0 for a webcam).")
-    capture = cv2.VideoCapture(src)
+    capture = _quiet_capture(src)
     if not capture.isOpened():
         what = (
             f"camera {src}: cannot be opened; check it is connected and not in use"
@@ -104,6 +104,20 @@ def open_video(source: str | Path | int) -> tuple[cv2.VideoCapture, VideoInfo]:
             f"{src}: not a readable video (no frames, size or rate); pass a video file OpenCV can decode."
         )
     return capture, VideoInfo(width, height, fps, count)
+
+
+def _quiet_capture(src: str | int) -> cv2.VideoCapture:
+    """cv2.VideoCapture with OpenCV's own warnings silenced while it probes its backends.
+
+    A missing camera makes each backend print a paragraph; our one-line error says what went wrong instead.
+    """
+    log = cv2.utils.logging
+    previous = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(src)
+    finally:
+        log.setLogLevel(previous)
 
 
 @contextmanager

@@ -22,7 +22,9 @@ def package_model(
     """Build `pose-service:<version>` holding this run's model version (the production one when promoted)."""
     model = get_step_context().model
     if not package.enabled or (package.only_if_promoted and not promotion_decision["promote"]):
-        logger.info("Packaging skipped (package.enabled=%s, promoted=%s)", package.enabled, promotion_decision["promote"])
+        logger.info(
+            "Packaging skipped (package.enabled=%s, promoted=%s)", package.enabled, promotion_decision["promote"]
+        )
         return {"built": False}
     info = build_bento(trained_weights.path, model_version=str(model.version), imgsz=package.imgsz)
     record = {
@@ -35,5 +37,7 @@ def package_model(
     }
     log_metadata({"bento": record}, infer_model=True)
     log_metadata({"bento": record})
-    logger.info("Built Bento %s (%.1f MB) for %s version %s", info.tag, info.size_bytes / 1e6, model.name, model.version)
+    logger.info(
+        "Built Bento %s (%.1f MB) for %s version %s", info.tag, info.size_bytes / 1e6, model.name, model.version
+    )
     return record
