@@ -51,6 +51,7 @@ stack: dashboard  ## Register and activate the local stack with the MLflow exper
 	bash scripts/setup_stack.sh
 
 run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and print its summary
+	$(BIN)/python -m vtpose.config $(CONFIG)
 	$(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONFIG)
 	$(BIN)/python -m vtpose.summary
 

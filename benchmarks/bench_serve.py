@@ -7,7 +7,8 @@ Builds the Bento with `vtpose.packaging.build_bento` on data/pretrained/yolo11n-
 - p50 latency of /predict at concurrency 1 vs raw `YOLO(pt).predict` p50;
 - requests/s with 8 concurrent clients vs raw sequential predicts/s;
 - p50/p95/p99 and requests/s at concurrency 1, 4 and 16;
-- with --soak S: S seconds at concurrency 16, status-code counts and server RSS at start and end.
+- with --soak S: S seconds at concurrency 16, status-code counts and server RSS at start, every 10 s and at end.
+The 1-minute load average is recorded before and after, since the machine may be shared.
 Every loop is bounded by a request count or a deadline; nothing leaves 127.0.0.1.
 """
 
@@ -184,6 +185,7 @@ def main() -> None:
     env = {**os.environ, "BENTOML_HOME": str(BENTOML_HOME), "BENTOML_DO_NOT_TRACK": "true"}
     tag = build(env)
     proc, url = serve(tag, env)
+    load_before = os.getloadavg()[0]
     report: list[str] = []
     try:
         load(url, 2, 6, None)  # warm the server's paths
@@ -197,9 +199,22 @@ def main() -> None:
         soak: dict[str, object] | None = None
         if args.soak > 0:
             rss_start = tree_rss_mb(proc.pid)
+            samples: list[float] = []
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(10):
+                    samples.append(tree_rss_mb(proc.pid))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             soak = load(url, 16, None, args.soak)
+            done.set()
+            sampler.join()
             soak["rss_start_mb"], soak["rss_end_mb"] = rss_start, tree_rss_mb(proc.pid)
+            soak["rss_samples_mb"] = samples
             print(f"soak: {soak}", file=sys.stderr)
+        load_after = os.getloadavg()[0]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -210,10 +225,11 @@ def main() -> None:
     report += [
         "# Serving benchmark (`benchmarks/bench_serve.py`)",
         "",
-        f"Bento `{tag}` (yolo11n-pose, ONNX Runtime, CPU, 1 worker) vs in-process `YOLO(pt).predict`, same image "
-        f"({IMAGE.name}, 1280x720) and imgsz {IMGSZ}; loopback HTTP, multipart upload, {args.requests} requests "
-        f"per level. Machine: {cpu}, **shared with other jobs while measured**, so absolute numbers are noisy; the "
-        f"ratios come from the same run. Python {platform.python_version()}.",
+        f"Bento `{tag}` (yolo11n-pose, ONNX Runtime called directly, CPU, 1 BentoML worker) vs in-process "
+        f"`YOLO(pt).predict`, same image ({IMAGE.name}, 1280x720) and imgsz {IMGSZ}; loopback HTTP, multipart "
+        f"upload, {args.requests} requests per level. Machine: {cpu}, **shared with other jobs while measured** "
+        f"(1-minute load average {load_before:.1f} before, {load_after:.1f} after), so absolute numbers are noisy; "
+        f"the ratios come from the same run. Python {platform.python_version()}.",
         "",
         "| | p50 ms | p95 ms | p99 ms | req/s |",
         "|---|---|---|---|---|",
@@ -232,7 +248,9 @@ def main() -> None:
             f"- requests: {soak['n']}, status codes: {soak['statuses']} (-1 = connection error)",
             f"- p50 {soak['p50']:.0f} ms, p95 {soak['p95']:.0f} ms, p99 {soak['p99']:.0f} ms, {soak['rps']:.2f} req/s",
             f"- server RSS (process tree: arbiter + worker): {soak['rss_start_mb']:.0f} MiB at start, "
-            f"{soak['rss_end_mb']:.0f} MiB at end",
+            f"{soak['rss_end_mb']:.0f} MiB at end; every 10 s: "
+            + ", ".join(f"{mb:.0f}" for mb in soak["rss_samples_mb"])  # type: ignore[attr-defined]
+            + " MiB",
         ]
     args.out.write_text("\n".join(report) + "\n")
     print("\n".join(report))

@@ -1,8 +1,9 @@
 """The BentoML pose service: `bentoml serve pose-service:latest`, or `bentoml serve` in this folder's parent.
 
-A thin adapter: decoding, limits, schemas and model loading live in `vtpose.serving`; this module only maps
-HTTP onto them. Single images and batches both go through one adaptively batched model call (`infer_pixels`),
-so concurrent /predict requests share forward passes.
+A thin adapter: decoding, limits, schemas, model loading and batching live in `vtpose.serving`; this module only
+maps HTTP onto them. Every endpoint calls the model in-process through one `PoseBatcher`: its worker threads take
+whatever requests are queued (single images and batches alike) and run them together, one model call per input
+shape, so concurrent /predict requests share forward passes without an HTTP hop between endpoints.
 
 Which model: the Bento argument `model_tag` (set by `vtpose.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
 else the latest `pose-estimator` in the local model store. Backend: $VTPOSE_BACKEND ("onnx" or "pytorch"), else
@@ -19,7 +20,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-import aiohttp
 import anyio
 import bentoml
 import numpy as np
@@ -33,28 +33,34 @@ from vtpose.serving import (
     AdmissionLimit,
     BatchResult,
     ImageRejected,
-    PersonRecord,
-    PixelImage,
+    MultipartFieldCheck,
+    OnnxPoseModel,
+    PoseBatcher,
     PoseResult,
     ServingLimits,
     check_batch_size,
     decode_image_bytes,
+    letterbox,
     load_packaged_predictor,
     pose_result,
-    rescale_poses,
     resolve_backend,
-    shrink_for_model,
 )
 
 logger = logging.getLogger("bentoml.service.pose")
 
 ENV_MODEL_TAG = "VTPOSE_MODEL_TAG"
 ENV_MAX_IN_FLIGHT = "VTPOSE_MAX_IN_FLIGHT"
+ENV_MODEL_WORKERS = "VTPOSE_MODEL_WORKERS"
 DEFAULT_MODEL_TAG = "pose-estimator:latest"
-PUBLIC_PATHS = ("/predict", "/predict_batch", "/render")
+# The multipart field(s) each public endpoint takes; a part by any other name is a 400 (MultipartFieldCheck).
+PUBLIC_FIELDS = {"/predict": ("image",), "/predict_batch": ("images",), "/render": ("image",)}
 # One request may wait behind this many others before 503 + Retry-After; sized for 16 clients with room.
 MAX_IN_FLIGHT = int(os.environ.get(ENV_MAX_IN_FLIGHT, "64"))
+# Most images in one model call.
 MAX_BATCH_SIZE = 16
+# Model calls that may run at once. Two ONNX Runtime calls overlap well on a small CPU (one's single-threaded
+# stretches fill the other's gaps); Ultralytics' predictor is not thread-safe, so PyTorch always gets one.
+ONNX_MODEL_WORKERS = int(os.environ.get(ENV_MODEL_WORKERS, "2"))
 LIMITS = ServingLimits.from_env()
 
 _args = bentoml.use_arguments()
@@ -106,10 +112,10 @@ def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Re
     name="pose-service",
     image=IMAGE,
     workers=1,
-    # Sync methods (the model call) run one at a time in a worker: the model already uses every core.
+    # Every endpoint is async; the model runs on PoseBatcher's own threads, decoding on anyio's.
     threads=1,
-    # BentoML's limit counts the internal batched calls too, so it sits well above ours (AdmissionLimit).
-    traffic={"timeout": 60, "max_concurrency": 4 * MAX_IN_FLIGHT},
+    # Above ours (AdmissionLimit), so a full queue is our 503 + Retry-After rather than BentoML's bare 429.
+    traffic={"timeout": 60, "max_concurrency": 2 * MAX_IN_FLIGHT},
     envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "true"}, {"name": "YOLO_OFFLINE", "value": "1"}],
     labels={"project": "vtpose"},
 )
@@ -132,47 +138,49 @@ class PoseService:
         self.model_tag = str(stored.tag)
         self.limits = LIMITS
         self.predictor = load_packaged_predictor(Path(stored.path), metadata, BACKEND)
-        # The first call builds the ONNX session / fuses the PyTorch graph: pay it before /readyz says yes.
-        self.predictor.predict([np.zeros((480, 640, 3), dtype=np.uint8)])
+        # The first call sizes the ONNX Runtime buffers / fuses the PyTorch graph: pay it before /readyz says yes.
+        self.predictor.predict([np.zeros((720, 1280, 3), dtype=np.uint8)])
+        predictor = self.predictor
+        if isinstance(predictor, OnnxPoseModel):
+            # Letterboxing runs in the request's decode thread; the batcher's workers only run the session.
+            self._prepare: Callable[[np.ndarray], Any] = functools.partial(
+                letterbox, imgsz=predictor.imgsz, stride=predictor.stride
+            )
+            self.batcher = PoseBatcher(
+                predictor.run, key=lambda item: item.tensor.shape, max_batch_size=MAX_BATCH_SIZE,
+                workers=ONNX_MODEL_WORKERS,
+            )  # fmt: skip
+        else:
+            self._prepare = _identity
+            self.batcher = PoseBatcher(
+                predictor.predict, key=lambda image: image.shape, max_batch_size=MAX_BATCH_SIZE, workers=1
+            )
         logger.info(
             "serving %s (model version %s) with %s on %s", self.model_tag, self.model_version, BACKEND,
             self.predictor.device,
         )  # fmt: skip
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=30_000)
-    def infer_pixels(self, images: list[PixelImage]) -> list[list[PersonRecord]]:
-        """Internal, adaptively batched: persons in each decoded BGR image (called by the other endpoints)."""
-        poses = self.predictor.predict([image.to_array() for image in images])
-        return [[PersonRecord.from_pose(p) for p in persons] for persons in poses]
+    @bentoml.on_shutdown
+    def _stop_batcher(self) -> None:
+        self.batcher.close()
 
-    async def _poses(self, images: list[np.ndarray]) -> list[list[PersonRecord]]:
-        shrunk = [shrink_for_model(image, self.predictor.imgsz) for image in images]
-        pixels = [PixelImage.from_array(small) for small, _ in shrunk]
-        try:
-            records = await self.to_async.infer_pixels(pixels)  # type: ignore[attr-defined]
-        except aiohttp.ServerDisconnectedError:
-            # BentoML 1.4.39 calls its own batched endpoint over a pooled aiohttp connection, which the server
-            # sometimes closes as idle just as it is reused (seen under load at concurrency 4-16). The call has no
-            # side effects, so one retry on a fresh connection is safe; a second failure propagates as a 500.
-            logger.warning("internal /infer_pixels call lost its keep-alive connection; retrying once")
-            records = await self.to_async.infer_pixels(pixels)  # type: ignore[attr-defined]
-        out: list[list[PersonRecord]] = []
-        for (_, ratio), persons in zip(shrunk, records, strict=True):
-            poses = rescale_poses([PersonRecord.model_validate(p).to_pose() for p in persons], ratio)
-            out.append([PersonRecord.from_pose(p) for p in poses])
-        return out
-
-    async def _decode(self, path: Path, field: str = "image") -> np.ndarray:
+    async def _decode(self, path: Path, field: str = "image") -> tuple[np.ndarray, Any]:
+        """The decoded BGR image and the model's input made from it (both in a worker thread)."""
         data = await anyio.Path(path).read_bytes()
-        return await anyio.to_thread.run_sync(functools.partial(decode_image_bytes, data, self.limits, field=field))
+
+        def decode() -> tuple[np.ndarray, Any]:
+            bgr = decode_image_bytes(data, self.limits, field=field)
+            return bgr, self._prepare(bgr)
+
+        return await anyio.to_thread.run_sync(decode)
 
     @bentoml.api(route="/predict")
     @json_errors
     async def predict(self, image: Annotated[Path, ContentType("image/*")]) -> PoseResult:
         """Poses in one image: image size, persons with bbox [x, y, w, h], score and 17 [x, y, confidence]."""
-        bgr = await self._decode(image)
-        persons = (await self._poses([bgr]))[0]
-        return pose_result(bgr, [p.to_pose() for p in persons], self.model_version)
+        bgr, item = await self._decode(image)
+        (persons,) = await self.batcher.infer([item])
+        return pose_result(bgr, persons, self.model_version)
 
     @bentoml.api(route="/predict_batch")
     @json_errors
@@ -180,10 +188,9 @@ class PoseService:
         """Poses in several images (repeat the `images` field), in request order."""
         check_batch_size(len(images), self.limits)
         decoded = [await self._decode(path, field=f"images[{i}]") for i, path in enumerate(images)]
-        persons = await self._poses(decoded)
+        persons = await self.batcher.infer([item for _, item in decoded])
         results = [
-            pose_result(bgr, [p.to_pose() for p in found], self.model_version)
-            for bgr, found in zip(decoded, persons, strict=True)
+            pose_result(bgr, found, self.model_version) for (bgr, _), found in zip(decoded, persons, strict=True)
         ]
         return BatchResult(results=results, model_version=self.model_version)
 
@@ -191,17 +198,22 @@ class PoseService:
     @json_errors
     async def render(self, image: Annotated[Path, ContentType("image/*")]) -> Annotated[Path, ContentType("image/png")]:
         """A PNG of the image with every person's skeleton drawn (vtpose.render, as `vtpose infer -o`)."""
-        bgr = await self._decode(image)
-        persons = (await self._poses([bgr]))[0]
-        png = await anyio.to_thread.run_sync(lambda: encode_png(draw_skeletons(bgr, [p.to_pose() for p in persons])))
+        bgr, item = await self._decode(image)
+        (persons,) = await self.batcher.infer([item])
+        png = await anyio.to_thread.run_sync(lambda: encode_png(draw_skeletons(bgr, persons)))
         # BentoML sends a returned Response as it is; the annotation above is what the OpenAPI page shows.
         return Response(png, media_type="image/png")  # type: ignore[return-value]
 
 
+def _identity(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+PoseService.add_asgi_middleware(MultipartFieldCheck, fields=PUBLIC_FIELDS)
 PoseService.add_asgi_middleware(
     AdmissionLimit,
     max_in_flight=MAX_IN_FLIGHT,
-    paths=PUBLIC_PATHS,
+    paths=tuple(PUBLIC_FIELDS),
     # A batch may carry max_batch_images images plus multipart framing.
     max_body_bytes=LIMITS.max_image_bytes * LIMITS.max_batch_images + 64 * 1024,
 )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,14 @@ from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PersonPose, PosePredictor, load_image
 from vtpose.serving import (
     ImageRejected,
+    OnnxPoseModel,
+    PoseBatcher,
     ServingLimits,
     check_batch_size,
     decode_image_bytes,
+    letterbox,
     load_packaged_predictor,
+    nms,
     rescale_poses,
     shrink_for_model,
 )
@@ -53,6 +59,19 @@ def test_decode_rejections(data: bytes, content_type: str | None, status: int) -
         decode_image_bytes(data, LIMITS, content_type=content_type)
     assert caught.value.status == status
     assert caught.value.to_json()["error"].startswith("image:")
+
+
+def test_decode_applies_exif_orientation() -> None:
+    """A JPEG tagged "rotate 90" (EXIF orientation 6) comes out turned, as cv2.imread turns it."""
+    pixels = np.zeros((40, 60, 3), dtype=np.uint8)
+    pixels[:, :10] = 255  # a white band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    decoded = decode_image_bytes(buffer.getvalue(), LIMITS)
+    assert decoded.shape == (60, 40, 3)
+    assert decoded[:10].mean() > 200 and decoded[20:].mean() < 50  # the band is now on top
 
 
 def test_truncated_and_oversized_images() -> None:
@@ -128,11 +147,16 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def test_onnx_and_pytorch_keypoints_agree(onnx_weights: Path) -> None:
-    """Same persons, confident keypoints within 1 pixel, on the streamer and the first COCO val images."""
+@pytest.mark.parametrize("runner", ["ultralytics", "onnxruntime"])
+def test_onnx_and_pytorch_keypoints_agree(onnx_weights: Path, runner: str) -> None:
+    """Same persons, confident keypoints within 1 pixel, on the streamer and the first COCO val images.
+
+    "ultralytics" runs the .onnx through `PosePredictor`; "onnxruntime" through the service's `OnnxPoseModel`
+    (our own letterbox, NMS and keypoint decoding).
+    """
     images = [STREAMER, *sorted((COCO_MINI_DIR / "images" / "val2017").glob("*.jpg"))[:8]]
     torch_model = PosePredictor(PRETRAINED_WEIGHTS, device="cpu")
-    onnx_model = PosePredictor(onnx_weights, device="cpu")
+    onnx_model = PosePredictor(onnx_weights, device="cpu") if runner == "ultralytics" else OnnxPoseModel(onnx_weights)
     compared = 0
     for path in images:
         image = load_image(path)
@@ -146,3 +170,84 @@ def test_onnx_and_pytorch_keypoints_agree(onnx_weights: Path) -> None:
             assert error <= 1.0, f"{path.name}: keypoints differ by {error:.2f} px"
             compared += int(confident.sum())
     assert compared > 30
+
+
+def test_onnxruntime_model_matches_ultralytics_on_the_same_file(onnx_weights: Path) -> None:
+    """Our decoding of the raw output is Ultralytics' own: same persons, boxes and keypoints to float rounding."""
+    ours, theirs = OnnxPoseModel(onnx_weights), PosePredictor(onnx_weights, device="cpu")
+    paths = [STREAMER, *sorted((COCO_MINI_DIR / "images" / "val2017").glob("*.jpg"))[:4]]
+    images = [load_image(p) for p in paths]
+    batched = ours.predict(images)  # mixed shapes: each image on its own rectangle, as alone
+    for path, image, in_batch in zip(paths, images, batched, strict=True):
+        want = theirs.predict_one(image)
+        got = ours.predict_one(image)
+        assert len(got) == len(want) == len(in_batch), path.name
+        for a, b, c in zip(got, want, in_batch, strict=True):
+            np.testing.assert_allclose(a.bbox, b.bbox, atol=0.05)
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.05)
+            np.testing.assert_allclose(c.keypoints, a.keypoints, atol=0.05)
+            assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
+def test_letterbox_geometry() -> None:
+    """1280x720 -> 640x360 scaled, padded to 640x384 (12 px top and bottom); 500x375 -> 640x480, no padding."""
+    box = letterbox(np.zeros((720, 1280, 3), dtype=np.uint8), 640)
+    assert box.tensor.shape == (3, 384, 640) and box.tensor.dtype == np.float32
+    assert box.gain == (0.5, 0.5) and box.pad == (0, 12)
+    assert box.tensor[:, 0].max() == pytest.approx(114 / 255) and box.tensor[:, 12:372].max() == 0
+    small = letterbox(np.zeros((375, 500, 3), dtype=np.uint8), 640)
+    assert small.tensor.shape == (3, 480, 640) and small.pad == (0, 0)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 10, 9]], dtype=np.float32)
+    scores = np.array([0.5, 0.9, 0.8, 0.1], dtype=np.float32)
+    assert nms(boxes, scores, 0.7).tolist() == [1, 2]
+    assert nms(boxes, scores, 0.95).tolist() == [1, 2, 0, 3]
+
+
+def _person(value: float) -> PersonPose:
+    return PersonPose(bbox=(value, 0, 1, 1), score=0.9, keypoints=np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32))
+
+
+def test_batcher_merges_concurrent_requests_and_keeps_order() -> None:
+    release = threading.Event()
+    calls: list[list[float]] = []
+
+    def run(items: list[float]) -> list[list[PersonPose]]:
+        release.wait(5)
+        calls.append(list(items))
+        return [[_person(item)] for item in items]
+
+    batcher = PoseBatcher(run, key=lambda item: int(item) % 2, max_batch_size=8)
+
+    async def main() -> list[list[list[PersonPose]]]:
+        first = asyncio.ensure_future(batcher.infer([1.0]))  # occupies the worker until released
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher.infer(items)) for items in ([2.0, 3.0], [4.0], [5.0, 6.0, 8.0])]
+        await asyncio.sleep(0.05)
+        release.set()
+        return [await first, *[await r for r in rest]]
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert [[p[0].bbox[0] for p in r] for r in results] == [[1.0], [2.0, 3.0], [4.0], [5.0, 6.0, 8.0]]
+    assert calls[0] == [1.0]
+    # The three requests queued meanwhile ran together: one call per key (input shape), items of all three mixed.
+    assert sorted(map(sorted, calls[1:])) == [[2.0, 4.0, 6.0, 8.0], [3.0, 5.0]]
+
+
+def test_batcher_hands_model_errors_to_the_request() -> None:
+    def run(items: list[float]) -> list[list[PersonPose]]:
+        raise RuntimeError("model broke")
+
+    batcher = PoseBatcher(run, key=lambda item: 0)
+    try:
+        with pytest.raises(RuntimeError, match="model broke"):
+            asyncio.run(batcher.infer([1.0]))
+    finally:
+        batcher.close()
+    with pytest.raises(ValueError, match="workers"):
+        PoseBatcher(run, key=lambda item: 0, workers=0)

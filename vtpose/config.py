@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vtpose.errors import VtposeError
+from vtpose.paths import resolve_project_path
 from vtpose.train import TrainConfig
 
 DataSource = Literal["coco_folder", "mpii", "coco2017"]
@@ -87,11 +90,78 @@ class PackageConfig(_Strict):
     imgsz: int = Field(640, ge=32, multiple_of=32)
 
 
-__all__ = [
-    "DataConfig",
-    "EvaluationConfig",
-    "PackageConfig",
-    "PromotionConfig",
-    "TrainConfig",
-    "ValidationConfig",
-]
+# The pipeline's parameter blocks, by name, in the order `training_pipeline` takes them.
+PIPELINE_PARAMETERS: dict[str, type[BaseModel]] = {
+    "data": DataConfig,
+    "validation": ValidationConfig,
+    "train": TrainConfig,
+    "evaluation": EvaluationConfig,
+    "promotion": PromotionConfig,
+    "package": PackageConfig,
+}
+
+
+def check_run_config(path: Path) -> dict[str, BaseModel]:
+    """Pre-flight check of a pipeline run config: every parameter block parsed, local paths present.
+
+    Raises:
+        VtposeError: one message naming the file, the key and the fix.
+    """
+    import difflib
+
+    import yaml
+
+    if not path.is_file():
+        raise VtposeError(f"{path}: config not found; pass -c configs/training.yaml or another file in configs/.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise VtposeError(f"{path}: not valid YAML ({error}); fix the file.") from error
+    parameters = raw.get("parameters") or {}
+    unknown = set(parameters) - set(PIPELINE_PARAMETERS)
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, PIPELINE_PARAMETERS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(PIPELINE_PARAMETERS)}"
+        raise VtposeError(f"{path}: parameters.{key} is not a pipeline parameter; {hint}")
+    parsed: dict[str, BaseModel] = {}
+    for name, model in PIPELINE_PARAMETERS.items():
+        try:
+            parsed[name] = model(**(parameters.get(name) or {}))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in (name, *first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+                fields = list(model.model_fields)
+                close = difflib.get_close_matches(str(first["loc"][0]), fields, n=1)
+                message = f"unknown key; {f'did you mean {close[0]!r}' if close else 'allowed: ' + ', '.join(fields)}"
+            raise VtposeError(f"{path}: parameters.{where}: {message}") from error
+    data = parsed["data"]
+    assert isinstance(data, DataConfig)
+    for key in ("path", "pretrained") if data.source != "coco2017" else ("pretrained",):
+        local = resolve_project_path(getattr(data, key))
+        if not local.exists():
+            raise VtposeError(f"{path}: parameters.data.{key}: {local} does not exist; run `make data` (dvc pull).")
+    return parsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vtpose.config CONFIG`: exit 0 if the run config is good, else one line and exit 2."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m vtpose.config CONFIG.yaml", file=sys.stderr)
+        return 2
+    try:
+        check_run_config(Path(args[0]))
+    except VtposeError as error:
+        print(f"vtpose: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args[0]}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Hashable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -728,7 +728,7 @@ class PoseBatcher:
                     continue
                 try:
                     found = self._run([jobs[j].items[i] for j, i in chunk])
-                except Exception as error:  # noqa: BLE001 - handed to the waiting requests, which re-raise it
+                except Exception as error:  # handed to the waiting requests, which re-raise it (a 500)
                     for j, _ in chunk:
                         failed[j] = error
                     continue
@@ -836,3 +836,102 @@ def _content_length(scope: MutableMapping[str, Any]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class MultipartFieldCheck:
+    """ASGI middleware: a multipart request whose parts are not the endpoint's fields is a 400 naming the part.
+
+    BentoML 1.4.39 `json.loads()` every multipart part that is not a parameter of the endpoint, so a binary part
+    under the wrong name (`curl -F photo=@a.jpg`) becomes its 500. Here the part headers are parsed as the body
+    streams past on its way to the app (nothing is buffered); if a part has an unexpected name, whatever the app
+    answers is replaced by `{"error", "field", "status": 400}`.
+
+    Args:
+        app: the wrapped ASGI app.
+        fields: for each path checked, the part names it accepts (e.g. {"/predict": {"image"}}).
+    """
+
+    def __init__(self, app: ASGIApp, fields: Mapping[str, Collection[str]]) -> None:
+        self.app = app
+        self.fields = {path: frozenset(names) for path, names in fields.items()}
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        """Pass the request on, watching its multipart part names."""
+        allowed = self.fields.get(scope.get("path", "")) if scope["type"] == "http" else None
+        boundary = _multipart_boundary(scope) if allowed is not None else None
+        if allowed is None or boundary is None:
+            await self.app(scope, receive, send)
+            return
+        from python_multipart.exceptions import MultipartParseError
+        from starlette.responses import JSONResponse
+
+        unknown: list[str] = []
+        parser: Any = _part_name_parser(boundary, lambda name: name in allowed or unknown.append(name))
+        replaced = False
+
+        async def watched_receive() -> Any:
+            nonlocal parser
+            message = await receive()
+            if parser is not None and message["type"] == "http.request":
+                try:
+                    parser.write(message.get("body", b""))
+                except MultipartParseError:
+                    parser = None  # malformed framing: BentoML's own parser answers it
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            nonlocal replaced
+            if not unknown:
+                await send(message)
+                return
+            if message["type"] == "http.response.start" and not replaced:
+                replaced = True
+                expected = " or ".join(f"`{name}`" for name in sorted(allowed))
+                rejected = ImageRejected(
+                    f"{unknown[0]}: unexpected form field {unknown[0]!r}; send the image(s) as {expected}.",
+                    field=unknown[0],
+                )
+                await JSONResponse(rejected.to_json(), status_code=rejected.status)(scope, receive, send)
+
+        await self.app(scope, watched_receive, guarded_send)
+
+
+def _multipart_boundary(scope: MutableMapping[str, Any]) -> bytes | None:
+    from python_multipart.multipart import parse_options_header
+
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media_type, options = parse_options_header(value)
+            if media_type == b"multipart/form-data" and options.get(b"boundary"):
+                return options[b"boundary"]
+            return None
+    return None
+
+
+def _part_name_parser(boundary: bytes, on_name: Callable[[str], Any]) -> Any:
+    """A streaming multipart parser that only reads part headers, calling `on_name` with each part's name."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    header: dict[str, bytearray] = {"field": bytearray(), "value": bytearray()}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        if bytes(header["field"]).strip().lower() == b"content-disposition":
+            _, options = parse_options_header(bytes(header["value"]))
+            on_name(options.get(b"name", b"").decode("utf-8", "replace"))
+        header["field"], header["value"] = bytearray(), bytearray()
+
+    return MultipartParser(
+        boundary,
+        {"on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end},
+    )

@@ -1,0 +1,46 @@
+"""Run configs: the shipped ones are valid; a typo is one message naming the file, the key and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vtpose.config import PIPELINE_PARAMETERS, check_run_config
+from vtpose.errors import VtposeError
+from vtpose.paths import CONFIGS_DIR
+
+
+@pytest.mark.parametrize("name", ["training.yaml", "smoke.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    parsed = check_run_config(CONFIGS_DIR / name)
+    assert set(parsed) == set(PIPELINE_PARAMETERS)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("parameters:\n  train:\n    epoch: 3\n", "parameters.train.epoch: unknown key; did you mean 'epochs'"),
+        ("parameters:\n  train:\n    args: {lr_0: 0.1}\n", "did you mean lr0"),
+        ("parameters:\n  trian: {}\n", "parameters.trian is not a pipeline parameter; did you mean 'train'"),
+        ("parameters:\n  validation: {on_error: ignore}\n", "parameters.validation.on_error"),
+        ("parameters:\n  data: {path: data/nope}\n", "run `make data`"),
+        ("parameters: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_bad_configs_name_file_key_and_fix(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(VtposeError) as error:
+        check_run_config(config)
+    assert str(config) in str(error.value) and expected in str(error.value)
+
+
+def test_preflight_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("parameters:\n  train:\n    epoch: 3\n")
+    result = subprocess.run([sys.executable, "-m", "vtpose.config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
