@@ -240,3 +240,20 @@ def test_avatars_lists_avatars_and_backgrounds() -> None:
     avatars, backgrounds = stdout.split("backgrounds:")
     assert len([line for line in avatars.splitlines() if line.startswith("  ")]) >= 3
     assert len([line for line in backgrounds.splitlines() if line.startswith("  ")]) >= 3
+
+
+def test_errors_are_one_line_from_the_real_command(tmp_path: Path, empty_photo: Path) -> None:
+    """The installed `vtpose` in a subprocess: nothing else (FFmpeg, OpenCV, Ultralytics) writes to stderr."""
+    import subprocess
+    import sys
+
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"\x00" * 1000)
+    for args in (
+        ["animate", str(broken), "-o", str(tmp_path / "o.mp4")],
+        ["avatar", str(empty_photo), "-o", str(tmp_path / "o.png")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "vtpose.cli", *args, *W], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert_one_clear_error(proc.returncode, proc.stdout, proc.stderr, args[1])

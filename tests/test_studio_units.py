@@ -8,7 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vtpose.avatar import complete_pose, draw_avatar, fit_to_scene, load_avatar, load_avatar_file, render_scene
+from vtpose.avatar import (
+    complete_pose,
+    draw_avatar,
+    fit_to_scene,
+    load_avatar,
+    load_avatar_file,
+    render_scene,
+    select_persons,
+)
 from vtpose.avatar.scene import BACKGROUNDS_DIR, FLOOR_FRACTION, background_files
 from vtpose.avatar.spec import AVATARS_DIR, avatar_files
 from vtpose.errors import VtposeError
@@ -255,3 +263,12 @@ def test_the_documented_avatar_example_loads(tmp_path: Path) -> None:
     path.write_text(example)
     spec = load_avatar(path)
     assert spec.name == "frog" and spec.head is not None
+
+
+def test_select_persons_largest() -> None:
+    small, big = person(pose()), person(pose())
+    big.bbox = (0.0, 0.0, 500.0, 700.0)
+    assert select_persons([small, big], "largest") == [big]
+    assert select_persons([small, big], "all") == [small, big]
+    with pytest.raises(ValueError, match="largest"):
+        select_persons([small], "tallest")

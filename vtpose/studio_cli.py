@@ -66,7 +66,8 @@ def register_studio_commands(group: click.Group) -> None:
         persons = PosePredictor(resolve_weights(weights), imgsz=imgsz).predict_one(bgr)
         if not persons:
             raise VtposeError(f"{image}: nobody found in the photo; use a photo with a person in view.")
-        scene = render_scene(bgr, select_persons(persons, person), avatar_name, background, on_original)
+        chosen = select_persons(persons, person)
+        scene = render_scene(bgr, chosen, avatar_name, background, on_original, source_name=str(image))
         write_image(output, scene)
         click.echo(str(output))
 
@@ -176,7 +177,10 @@ def register_studio_commands(group: click.Group) -> None:
             if not persons:
                 raise VtposeError(f"{path}: nobody found in the photo; use a photo with a person in view.")
             poses.append(max(persons, key=lambda p: p.area).keypoints)
-        result = pose_similarity(poses[0], poses[1], mirror=mirror)
+        try:
+            result = pose_similarity(poses[0], poses[1], mirror=mirror)
+        except VtposeError as error:
+            raise VtposeError(f"{image_a} vs {image_b}: {error}") from error
         if output is not None:
             write_image(output, draw_match(result))
             click.echo(f"overlay: {output}")

@@ -127,7 +127,8 @@ SCENES = {"studio": studio, "beach": beach, "city-night": city_night}
 
 def main() -> None:
     """Write every scene as a PNG and print its size."""
-    assert HORIZON_FRACTION < FLOOR_FRACTION, "the floor line must lie on the floor"
+    if HORIZON_FRACTION >= FLOOR_FRACTION:
+        raise ValueError(f"HORIZON_FRACTION={HORIZON_FRACTION} must be below FLOOR_FRACTION={FLOOR_FRACTION}")
     BACKGROUNDS_DIR.mkdir(parents=True, exist_ok=True)
     for name, draw in SCENES.items():
         path = write_image(BACKGROUNDS_DIR / f"{name}.png", draw())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vtpose.avatar.spec import LEG_JOINTS
 from vtpose.keypoints import KEYPOINT_NAMES
 
 # Joints below this confidence are inferred, not trusted.
@@ -78,8 +79,7 @@ class Rig:
         Args:
             head_radius: the avatar's head radius in body units.
         """
-        names = [n for n in self.points if self.full_body or n not in ("left_knee", "right_knee")]
-        names = [n for n in names if self.full_body or n not in ("left_ankle", "right_ankle")]
+        names = [n for n in self.points if self.full_body or n not in LEG_JOINTS]
         pts = np.array([self.points[n] for n in names])
         pad = 0.18 * self.unit  # hands and feet are drawn beyond their joints
         x0, y0 = pts.min(0) - pad

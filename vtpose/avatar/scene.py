@@ -130,6 +130,7 @@ def render_scene(
     avatar: str | Path | None = None,
     background: str | Path | np.ndarray | None = None,
     on_original: bool = False,
+    source_name: str = "the photo",
 ) -> np.ndarray:
     """The persons' poses drawn as avatars: on a background, or over the original photo.
 
@@ -140,6 +141,7 @@ def render_scene(
         background: a prepared background's name, an image path or a BGR array; None for the default.
             Ignored with `on_original`.
         on_original: draw each avatar over its person in the photo, at the person's size.
+        source_name: how error messages name the photo (its path).
 
     Returns:
         BGR uint8: the background's size, or the photo's with `on_original`.
@@ -158,7 +160,9 @@ def render_scene(
             rigs.append(rig)
             kept.append(spec)
     if not rigs:
-        raise VtposeError("no person with visible shoulders found; use a photo where a person's upper body is visible.")
+        raise VtposeError(
+            f"{source_name}: no person with visible shoulders found; use a photo showing a person's upper body."
+        )
     if on_original:
         return draw_rigs(image.copy(), rigs, kept)
     canvas = background.copy() if isinstance(background, np.ndarray) else load_background(background)
