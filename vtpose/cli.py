@@ -53,7 +53,9 @@ def resolve_weights(weights: Path | None) -> Path:
         return weights
     from vtpose.registry import default_weights
 
-    return default_weights()
+    chosen = default_weights()
+    click.echo(f"vtpose: using weights {chosen}", err=True)
+    return chosen
 
 
 @main.command()

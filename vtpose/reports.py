@@ -152,27 +152,36 @@ class TrainingCurves:
 
 
 def plot_training_curves(curves: TrainingCurves) -> bytes:
-    """PNG of losses and learning rate per epoch."""
+    """PNG of losses, learning rate and (where Ultralytics validated) validation metrics per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
-    epochs = [row.get("epoch", i + 1) for i, row in enumerate(curves.rows)]
-    keys = sorted({k for row in curves.rows for k in row})
-    for key in (k for k in keys if k.startswith("train/")):
-        axes[0].plot(epochs, [row.get(key, np.nan) for row in curves.rows], marker="o", label=key.split("/", 1)[1])
-    axes[0].set(title="training losses", xlabel="epoch")
-    axes[0].legend(fontsize=8)
-    for key in (k for k in keys if k.startswith("lr/") or k.startswith("metrics/")):
-        axes[1].plot(epochs, [row.get(key, np.nan) for row in curves.rows], marker="o", label=key)
-    axes[1].set(title="learning rate and validation metrics", xlabel="epoch")
-    if any(k.startswith(("lr/", "metrics/")) for k in keys):
-        axes[1].legend(fontsize=8)
-    fig.tight_layout()
     from io import BytesIO
 
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), dpi=100)
+    epochs = [row.get("epoch", i + 1) for i, row in enumerate(curves.rows)]
+    keys = sorted({k for row in curves.rows for k in row})
+    panels = [
+        (axes[0], "training losses", [k for k in keys if k.startswith("train/")]),
+        (axes[1], "learning rate", [k for k in keys if k.startswith("lr/")]),
+    ]
+    for axis, title, columns in panels:
+        for key in columns:
+            axis.plot(epochs, [row.get(key, np.nan) for row in curves.rows], marker="o", label=key.split("/", 1)[1])
+        axis.set(title=title, xlabel="epoch")
+        if columns:
+            axis.legend(fontsize=8)
+    # With `val: false` Ultralytics writes zeros for the epochs it did not validate; leave those out.
+    metric_keys = [k for k in keys if k.startswith("metrics/")]
+    validated = [(e, row) for e, row in zip(epochs, curves.rows, strict=True) if any(row.get(k) for k in metric_keys)]
+    for key in metric_keys:
+        axes[2].plot([e for e, _ in validated], [row[key] for _, row in validated], marker="o", label=key[8:])
+    axes[2].set(title="Ultralytics validation metrics", xlabel="epoch")
+    if validated:
+        axes[2].legend(fontsize=7)
+    fig.tight_layout()
     buffer = BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
