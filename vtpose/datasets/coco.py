@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from vtpose.artifacts import PoseDataset
 from vtpose.datasets._fs import atomic_dir, link_or_copy, safe_relative_name
 from vtpose.errors import VtposeError
@@ -31,9 +33,19 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise VtposeError(f"{path}: annotation file not found; check the dataset folder or the path in the config.")
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        # orjson parses COCO-train-sized files 3-4x faster than json; its errors are json.JSONDecodeError too.
+        data = orjson.loads(raw)
+    except json.JSONDecodeError:
+        data = _load_with_json(raw, path)
+    return _check_top_level(data, path)
+
+
+def _load_with_json(raw: bytes, path: Path) -> Any:
+    # The standard parser's messages (line, column, what was expected) are the ones a person can act on.
+    try:
+        return json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as e:
         raise VtposeError(
             f"{path}: broken JSON at line {e.lineno}, column {e.colno}: {e.msg}; "
@@ -41,6 +53,9 @@ def load_coco_json(path: str | Path) -> dict[str, Any]:
         ) from e
     except UnicodeDecodeError as e:
         raise VtposeError(f"{path}: not UTF-8 text at byte {e.start}; is this really a COCO JSON file?") from e
+
+
+def _check_top_level(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise VtposeError(
             f"{path}: top level is a JSON {type(data).__name__}, a COCO file is an object with "
