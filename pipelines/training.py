@@ -27,14 +27,23 @@ from vtpose.registry import MODEL_NAME
     ),
 )
 def training_pipeline(
-    data: DataConfig,
-    validation: ValidationConfig,
-    train: TrainConfig,
-    evaluation: EvaluationConfig,
-    promotion: PromotionConfig,
-    package: PackageConfig,
+    data: DataConfig | None = None,
+    validation: ValidationConfig | None = None,
+    train: TrainConfig | None = None,
+    evaluation: EvaluationConfig | None = None,
+    promotion: PromotionConfig | None = None,
+    package: PackageConfig | None = None,
 ) -> None:
-    """Train a pose model on the configured data and decide whether it goes to production."""
+    """Train a pose model on the configured data and decide whether it goes to production.
+
+    A block left out of the config takes its defaults (see vtpose/config.py).
+    """
+    data = data or DataConfig()
+    validation = validation or ValidationConfig()
+    train = train or TrainConfig()
+    evaluation = evaluation or EvaluationConfig()
+    promotion = promotion or PromotionConfig()
+    package = package or PackageConfig()
     raw_dataset = ingest_dataset(data=data)
     pretrained_weights = ingest_pretrained(data=data)
     dataset, _ = validate_dataset(raw_dataset=raw_dataset, validation=validation)

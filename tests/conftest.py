@@ -10,6 +10,10 @@ from pathlib import Path
 # touch the user's store or the dashboard server that `make run` uses.
 _ZENML_HOME = Path(tempfile.mkdtemp(prefix="vtpose-test-zenml-"))
 os.environ["ZENML_CONFIG_PATH"] = str(_ZENML_HOME / "config")
+# Its own ZenML repository too: the project's .zen/config.yaml remembers the active stack of the user's store, and
+# a client on another store would rewrite it. Sources still resolve from the project (set below).
+(_ZENML_HOME / "repo" / ".zen").mkdir(parents=True)
+os.environ["ZENML_REPOSITORY_PATH"] = str(_ZENML_HOME / "repo")
 os.environ.pop("ZENML_STORE_URL", None)
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["ZENML_AUTO_OPEN_DASHBOARD"] = "false"
@@ -21,8 +25,11 @@ os.environ["BENTOML_HOME"] = str(_ZENML_HOME / "bentoml")
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 
 import pytest  # noqa: E402
+from zenml.utils import source_utils  # noqa: E402
 
-from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS  # noqa: E402
+from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT  # noqa: E402
+
+source_utils.set_custom_source_root(str(PROJECT_ROOT))
 
 MLFLOW_TRACKER = "mlflow_tracker"
 TEST_STACK = "vtpose-test"

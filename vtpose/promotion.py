@@ -54,7 +54,9 @@ def decide_promotion(
     if pretrained is not None:
         promote = candidate >= pretrained
         verb = "is no worse than" if promote else "is worse than"
-        reason = f"first version: {metric} {candidate:.4f} {verb} the pretrained checkpoint's {pretrained:.4f}"
+        reason = (
+            f"nothing in production yet: {metric} {candidate:.4f} {verb} the pretrained checkpoint's {pretrained:.4f}"
+        )
         return PromotionDecision(promote, metric, candidate, "pretrained", pretrained, reason)
-    reason = f"first version and no baseline to compare with: {metric} {candidate:.4f} is promoted"
+    reason = f"nothing in production yet and no baseline to compare with: {metric} {candidate:.4f} is promoted"
     return PromotionDecision(True, metric, candidate, "none", None, reason)
