@@ -27,7 +27,6 @@ from bentoml.validators import ContentType
 from starlette.responses import JSONResponse, Response
 
 from vtpose.errors import VtposeError
-from vtpose.render import draw_skeletons, encode_png
 from vtpose.serving import (
     ENV_BACKEND,
     AdmissionLimit,
@@ -37,6 +36,7 @@ from vtpose.serving import (
     OnnxPoseModel,
     PoseBatcher,
     PoseResult,
+    RenderStyle,
     ServingLimits,
     check_batch_size,
     decode_image_bytes,
@@ -44,6 +44,7 @@ from vtpose.serving import (
     limit_malloc_retention,
     load_packaged_predictor,
     pose_result,
+    render_png,
     resolve_backend,
 )
 
@@ -54,7 +55,11 @@ ENV_MAX_IN_FLIGHT = "VTPOSE_MAX_IN_FLIGHT"
 ENV_MODEL_WORKERS = "VTPOSE_MODEL_WORKERS"
 DEFAULT_MODEL_TAG = "pose-estimator:latest"
 # The multipart field(s) each public endpoint takes; a part by any other name is a 400 (MultipartFieldCheck).
-PUBLIC_FIELDS = {"/predict": ("image",), "/predict_batch": ("images",), "/render": ("image",)}
+PUBLIC_FIELDS = {
+    "/predict": ("image",),
+    "/predict_batch": ("images",),
+    "/render": ("image", "style", "avatar", "background"),
+}
 # One request may wait behind this many others before 503 + Retry-After; sized for 16 clients with room.
 MAX_IN_FLIGHT = int(os.environ.get(ENV_MAX_IN_FLIGHT, "64"))
 # Most images in one model call. On a CPU a batch costs as much per image as single calls (measured on 2 cores:
@@ -211,12 +216,19 @@ class PoseService:
 
     @bentoml.api(route="/render")
     @json_errors
-    async def render(self, image: Annotated[Path, ContentType("image/*")]) -> Annotated[Path, ContentType("image/png")]:
-        """A PNG of the image with every person's skeleton drawn (vtpose.render, as `vtpose infer -o`)."""
+    async def render(
+        self,
+        image: Annotated[Path, ContentType("image/*")],
+        style: RenderStyle = "skeleton",
+        avatar: str | None = None,
+        background: str | None = None,
+    ) -> Annotated[Path, ContentType("image/png")]:
+        """A PNG: the skeletons over the image (`vtpose infer -o`), or the poses as avatars on a prepared background
+        (`style=avatar`) or over the persons (`style=avatar-on-original`), as `vtpose avatar` draws them."""
         bgr, item = await self._decode(image)
         (persons,) = await self.batcher.infer([item])
         png = await anyio.to_thread.run_sync(
-            lambda: encode_png(draw_skeletons(bgr, persons)), limiter=self._decode_limiter
+            lambda: render_png(bgr, persons, style, avatar, background), limiter=self._decode_limiter
         )
         # BentoML sends a returned Response as it is; the annotation above is what the OpenAPI page shows.
         return Response(png, media_type="image/png")  # type: ignore[return-value]

@@ -20,6 +20,7 @@ from pathlib import Path
 from struct import pack
 from typing import Any
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -225,6 +226,49 @@ def test_render_png_has_image_size(client: httpx.Client) -> None:
         np.abs(np.asarray(png.convert("RGB"), dtype=np.int16) - np.asarray(Image.open(STREAMER).convert("RGB"))).max()
         > 50
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected_size"),
+    [
+        ({"style": "avatar", "avatar": "robot", "background": "beach"}, "background"),
+        ({"style": "avatar-on-original"}, "image"),
+    ],
+)
+def test_render_avatar_uses_the_studio_renderer(
+    client: httpx.Client, fields: dict[str, str], expected_size: str
+) -> None:
+    from vtpose.avatar import background_files
+
+    with STREAMER.open("rb") as f:
+        response = client.post("/render", files={"image": (STREAMER.name, f, "image/jpeg")}, data=fields)
+    assert response.status_code == 200, response.text
+    png = Image.open(io.BytesIO(response.content))
+    size_of = background_files()["beach"] if expected_size == "background" else STREAMER
+    assert png.format == "PNG" and png.size == Image.open(size_of).size
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"style": "avatar", "avatar": "../../etc/passwd"}, "avatar"),
+        ({"style": "avatar", "background": "/etc/hosts"}, "background"),
+    ],
+)
+def test_render_refuses_anything_but_prepared_names(client: httpx.Client, fields: dict[str, str], field: str) -> None:
+    with STREAMER.open("rb") as f:
+        response = client.post("/render", files={"image": (STREAMER.name, f, "image/jpeg")}, data=fields)
+    assert response.status_code == 400
+    assert response.json()["field"] == field and "prepared" in response.json()["error"]
+
+
+def test_render_avatar_of_nobody_is_a_422(client: httpx.Client) -> None:
+    empty = np.full((240, 320, 3), 200, np.uint8)
+    _, jpeg = cv2.imencode(".jpg", empty)
+    response = client.post(
+        "/render", files={"image": ("empty.jpg", jpeg.tobytes(), "image/jpeg")}, data={"style": "avatar"}
+    )
+    assert response.status_code == 422 and response.json()["field"] == "image"
 
 
 def _bomb_png(side: int = 30000) -> bytes:

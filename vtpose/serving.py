@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, 
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -30,6 +30,7 @@ from vtpose.artifacts import sha256_file
 from vtpose.errors import VtposeError
 from vtpose.keypoints import NUM_KEYPOINTS
 from vtpose.predict import DEFAULT_CONF, DEFAULT_IMGSZ, MAX_DETECTIONS, PersonPose, PosePredictor
+from vtpose.render import draw_skeletons, encode_png
 
 # Formats Pillow is allowed to try: the ones cameras, browsers and screen grabbers produce. Naming them keeps
 # Pillow from probing exotic decoders (EPS through Ghostscript, for one) on untrusted bytes.
@@ -973,3 +974,55 @@ def _part_name_parser(boundary: bytes, on_name: Callable[[str], Any]) -> Any:
         boundary,
         {"on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end},
     )
+
+
+# --- /render --------------------------------------------------------------------------------------------------
+
+RenderStyle = Literal["skeleton", "avatar", "avatar-on-original"]
+RENDER_STYLES: tuple[str, ...] = get_args(RenderStyle)
+
+
+def render_png(
+    bgr: np.ndarray,
+    persons: Sequence[PersonPose],
+    style: str = "skeleton",
+    avatar: str | None = None,
+    background: str | None = None,
+) -> bytes:
+    """The PNG /render answers with, drawn by the same renderers as `vtpose infer -o` and `vtpose avatar`.
+
+    Args:
+        bgr: the request's image, BGR (H, W, 3) uint8.
+        persons: its poses.
+        style: "skeleton" (skeletons over the image), "avatar" (avatars on a prepared background) or
+            "avatar-on-original" (avatars over the persons in the image).
+        avatar: a prepared avatar's name; None gives each person one in turn.
+        background: a prepared background's name (style "avatar"); None for the default.
+
+    Raises:
+        ImageRejected: an unknown style, avatar or background (400; only prepared names, never server paths),
+            or nobody in the image to pose (422).
+    """
+    if style not in RENDER_STYLES:
+        raise ImageRejected(f"style {style!r} is not one of {', '.join(RENDER_STYLES)}.", field="style")
+    if style == "skeleton":
+        return encode_png(draw_skeletons(bgr, persons))
+    from vtpose.avatar import background_files, list_avatars, render_scene
+
+    avatars = [spec.name for spec in list_avatars()]
+    if avatar is not None and avatar not in avatars:
+        raise ImageRejected(
+            f"avatar {avatar!r} is not a prepared avatar; use one of {', '.join(avatars)}.", field="avatar"
+        )
+    backgrounds = list(background_files())
+    if background is not None and background not in backgrounds:
+        raise ImageRejected(
+            f"background {background!r} is not a prepared background; use one of {', '.join(backgrounds)}.",
+            field="background",
+        )
+    try:
+        scene = render_scene(bgr, persons, avatar, background, on_original=style == "avatar-on-original",
+                             source_name="the image")  # fmt: skip
+    except VtposeError as error:
+        raise ImageRejected(str(error), HTTPStatus.UNPROCESSABLE_ENTITY, field="image") from error
+    return encode_png(scene)
