@@ -23,7 +23,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 .PHONY: help install data zenml-init dashboard stack run test lint mlflow-ui serve clean-runtime
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,7 @@ run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and
 	$(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONFIG)
 	$(BIN)/python -m vtpose.summary
 
-test: data zenml-init  ## Run the whole test suite (isolated ZenML store, real MLflow, real data)
+test: data  ## Run the whole test suite (isolated ZenML store, real MLflow, real data)
 	$(BIN)/python -m pytest
 
 lint:  ## ruff check and format check
@@ -67,3 +67,48 @@ mlflow-ui:  ## Open the MLflow UI of the active stack on http://127.0.0.1:5000
 
 serve:  ## Serve the latest packaged Bento on http://127.0.0.1:3000
 	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port 3000
+
+# --- containers and Kubernetes (issue 5) ---
+# `make run-containers`: the training pipeline with every step in its own container (ZenML's local Docker
+# orchestrator on podman's Docker API), images built by ZenML from docker/; `make stack-k8s`: the Kubernetes
+# stack of configs/stacks/kubernetes.yaml. docs/containers.md explains both.
+CONTAINERS_CONFIG ?= configs/containers.yaml
+CONTAINERS_STACK := vtpose-containers
+PODMAN_SH := bash scripts/containers/podman.sh
+SOURCES_SH := bash scripts/containers/sources.sh
+.PHONY: podman containers-base containers-stack containers-images run-containers test-containers stack-k8s
+
+podman:  ## Install podman (apt), write .runtime/podman/containers.conf, start its Docker API socket
+	$(PODMAN_SH) install
+	$(PODMAN_SH) conf >/dev/null
+	$(PODMAN_SH) start >/dev/null
+
+containers-base: podman install  ## The registry-free base image: debootstrap + this machine's Python 3.11
+	$(PODMAN_SH) base-image
+
+# Every wheel the images install, pinned, fetched once from the host's pip indexes (no download in a build).
+.runtime/containers/wheels/.complete: constraints.txt docker/requirements.txt | $(VENV)/.installed
+	$(SOURCES_SH) wheels
+	touch $@
+
+containers-stack: stack  ## Register the container stack (local Docker orchestrator, same store and tracker)
+	bash scripts/containers/stack.sh
+
+containers-images: containers-base containers-stack .runtime/containers/wheels/.complete  ## Build the step images
+	$(SOURCES_SH) start >/dev/null
+	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
+	  $(BIN)/zenml pipeline build pipelines.training_pipeline -c $(CONTAINERS_CONFIG) --stack $(CONTAINERS_STACK)
+
+run-containers: containers-base containers-stack .runtime/containers/wheels/.complete  ## Run the training pipeline, every step in its own container
+	$(SOURCES_SH) start >/dev/null
+	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
+	  $(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONTAINERS_CONFIG) --stack $(CONTAINERS_STACK)
+	$(BIN)/python -m vtpose.summary
+
+test-containers: containers-base containers-stack .runtime/containers/wheels/.complete  ## The container run's test (minutes; not in `make test`)
+	$(SOURCES_SH) start >/dev/null
+	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
+	  VTPOSE_CONTAINER_TESTS=1 $(BIN)/python -m pytest tests/test_containers.py
+
+stack-k8s: install  ## Register the Kubernetes stack (configs/stacks/kubernetes.yaml; see docs/containers.md)
+	bash scripts/containers/stack_k8s.sh

@@ -104,6 +104,9 @@ def test_a_second_run_reuses_cached_steps(smoke_run) -> None:  # type: ignore[no
     second = training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))()
     run = Client().get_pipeline_run(second.id)
     assert run.status.value == "completed"
+    # Ingestion always reads the source again; unchanged content keeps everything after it cached.
+    for step in ("ingest_dataset", "ingest_pretrained", "promote_model", "package_model"):
+        assert run.steps[step].status.value == "completed", step
     for step in ("validate_dataset", "convert_dataset", "train_model", "evaluate_model"):
         assert run.steps[step].status.value == "cached", step
 
@@ -132,3 +135,6 @@ def test_package_step_built_the_bento(smoke_run) -> None:  # type: ignore[no-unt
     bento = bentoml.get(record["tag"])
     assert str(bento.tag) == record["tag"] and record["size_bytes"] > 1_000_000
     assert run.model_version.run_metadata["bento"]["tag"] == record["tag"]
+    # The exported Bento in the artifact store: what outlives a step container or a pod.
+    archive = _output(run, "package_model", "bento_archive").load()
+    assert archive.is_file() and archive.stat().st_size > 1_000_000  # `bentoml import` takes it as is

@@ -33,6 +33,9 @@ class DataConfig(_Strict):
         base_url: where coco2017 archives are fetched from (a mirror, or a server on 127.0.0.1 in tests).
         checksums: archive file name -> expected md5 or sha256 hex digest (length tells which).
         pretrained: the COCO-pretrained checkpoint: the evaluation baseline and the fine-tuning start.
+        dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii) and `pretrained` from this DVC
+            remote URL, at the version pinned by data.dvc, instead of the project folder: how a step container
+            or a Kubernetes pod, which sees no host path, gets the data (docs/containers.md).
     """
 
     source: DataSource = "coco_folder"
@@ -42,6 +45,7 @@ class DataConfig(_Strict):
     base_url: str = "http://images.cocodataset.org"
     checksums: dict[str, str] = Field(default_factory=dict)
     pretrained: str = "data/pretrained/yolo11n-pose.pt"
+    dvc_remote: str | None = None
 
 
 class ValidationConfig(_Strict):

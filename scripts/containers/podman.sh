@@ -3,7 +3,7 @@
 #
 #   podman.sh install      apt packages (podman, buildah, debootstrap, runc ...); a no-op when present
 #   podman.sh conf         write $PODMAN_HOME/containers.conf (runc runtime, default ulimits)
-#   podman.sh base-image   localhost/vtpose-base:bookworm from debootstrap (Python 3.11, CA bundle), no registry
+#   podman.sh base-image   localhost/vtpose-base:bookworm: debootstrap + this machine's Python 3.11 + CA bundle
 #   podman.sh start        the Docker API on unix://$PODMAN_HOME/podman.sock (podman system service)
 #   podman.sh stop         stop that service
 #   podman.sh env          print the exports that point Docker clients and ZenML at it (eval "$(podman.sh env)")
@@ -16,9 +16,13 @@ PODMAN_HOME=${PODMAN_HOME:-$ROOT/.runtime/podman}
 BASE_IMAGE=${VTPOSE_BASE_IMAGE:-localhost/vtpose-base:bookworm}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Python 3.11 is bookworm's python3, the version the project pins; libgl1 and libglib2.0-0 are what
-# opencv-python (an Ultralytics dependency) loads.
-BASE_PACKAGES=python3,python3-venv,python3-pip,ca-certificates,libgl1,libglib2.0-0,libgomp1
+# Not bookworm's python3: it is 3.11.2, whose tarfile lacks extraction filters (PEP 706, 3.11.4+), which the
+# materializers use. The base gets the interpreter the project's .venv runs on (or $VTPOSE_BASE_PYTHON), at the
+# same prefix (its libpython is found by an absolute RPATH), and the shared libraries its modules load.
+# libgl1, libglib2.0-0 and libgomp1: what opencv-python (an Ultralytics dependency) and torch load.
+BASE_PACKAGES=ca-certificates,libssl3,libffi8,libsqlite3-0,libreadline8,libncursesw6,libbz2-1.0,liblzma5,libuuid1
+BASE_PACKAGES=$BASE_PACKAGES,libgl1,libglib2.0-0,libgomp1
+PYTHON_BIN=${VTPOSE_BASE_PYTHON:-$ROOT/.venv/bin/python}
 SOCK=$PODMAN_HOME/podman.sock
 export CONTAINERS_CONF=$PODMAN_HOME/containers.conf
 
@@ -53,9 +57,21 @@ cmd_base_image() {
   [ -f "$CONTAINERS_CONF" ] || cmd_conf >/dev/null
   if podman image exists "$BASE_IMAGE"; then echo "$BASE_IMAGE (exists)"; return 0; fi
   [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
+  local prefix version
+  prefix=$("$PYTHON_BIN" -c 'import sys; print(sys.base_prefix)')
+  version=$("$PYTHON_BIN" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+  "$PYTHON_BIN" -c 'import sys, tarfile; sys.exit(not (sys.version_info[:2] == (3, 11) and hasattr(tarfile, "data_filter")))' \
+    || die "$PYTHON_BIN is Python $version; the base needs 3.11.4 or later 3.11 (set VTPOSE_BASE_PYTHON)"
   local rootfs=$PODMAN_HOME/rootfs-$SUITE
   rm -rf "$rootfs.tmp"
   debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs.tmp" "$MIRROR"
+  # The interpreter and its standard library only: not its site-packages (venvs are made in the image).
+  mkdir -p "$rootfs.tmp$prefix"
+  tar -C "$prefix" --exclude='lib/python3.11/site-packages/*' --exclude='lib/python3.11/test' \
+    --exclude='__pycache__' -c bin lib include | tar -C "$rootfs.tmp$prefix" -x
+  ln -sf "$prefix/bin/python3.11" "$rootfs.tmp/usr/local/bin/python3.11"
+  ln -sf python3.11 "$rootfs.tmp/usr/local/bin/python3"
+  chroot "$rootfs.tmp" python3.11 -c 'import ssl, sqlite3, ctypes, bz2, lzma, tarfile, venv; tarfile.data_filter'
   # Inside containers only PyPI is reachable, through the same TLS interception as the host: pip, requests and
   # OpenSSL must trust the host's CA bundle.
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs.tmp/usr/local/share/host-ca-bundle.crt"
