@@ -71,7 +71,7 @@ serve:  ## Serve the latest packaged Bento on http://127.0.0.1:3000
 # --- containers and Kubernetes (issue 5) ---
 # `make run-containers`: the training pipeline with every step in its own container (ZenML's local Docker
 # orchestrator on podman's Docker API), images built by ZenML from docker/; `make stack-k8s`: the Kubernetes
-# stack of configs/stacks/kubernetes.yaml. docs/containers.md explains both.
+# stack of configs/stacks/kubernetes.yaml. The README section "Containers and Kubernetes" explains both.
 CONTAINERS_CONFIG ?= configs/containers.yaml
 CONTAINERS_STACK := vtpose-containers
 PODMAN_SH := bash scripts/containers/podman.sh
@@ -110,5 +110,5 @@ test-containers: containers-base containers-stack .runtime/containers/wheels/.co
 	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
 	  VTPOSE_CONTAINER_TESTS=1 $(BIN)/python -m pytest tests/test_containers.py
 
-stack-k8s: install  ## Register the Kubernetes stack (configs/stacks/kubernetes.yaml; see docs/containers.md)
+stack-k8s: install  ## Register the Kubernetes stack (configs/stacks/kubernetes.yaml; see the README, "Containers and Kubernetes")
 	bash scripts/containers/stack_k8s.sh

@@ -13,7 +13,7 @@ from vtpose.errors import VtposeError
 from vtpose.paths import CONFIGS_DIR
 
 
-@pytest.mark.parametrize("name", ["training.yaml", "smoke.yaml", "mpii.yaml"])
+@pytest.mark.parametrize("name", ["training.yaml", "smoke.yaml", "mpii.yaml", "containers.yaml", "training_k8s.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     parsed = check_run_config(CONFIGS_DIR / name)
     assert set(parsed) == set(PIPELINE_PARAMETERS)

@@ -1,6 +1,6 @@
 """The training pipeline with every step in its own container (ZenML's local Docker orchestrator on podman).
 
-Minutes long and it needs the podman path (docs/containers.md), so it runs only from `make test-containers`
+Minutes long and it needs the podman path (README: Containers and Kubernetes), so only `make test-containers` runs it
 (VTPOSE_CONTAINER_TESTS=1, with DOCKER_HOST and the 127.0.0.1 sources up), never in the default `make test`.
 It runs configs/smoke.yaml's parameters with configs/containers.yaml's container settings, in the isolated test
 store: the containers reach that store's SQLite file and artifact store through the local-stores mount.

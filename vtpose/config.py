@@ -35,7 +35,7 @@ class DataConfig(_Strict):
         pretrained: the COCO-pretrained checkpoint: the evaluation baseline and the fine-tuning start.
         dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii) and `pretrained` from this DVC
             remote URL, at the version pinned by data.dvc, instead of the project folder: how a step container
-            or a Kubernetes pod, which sees no host path, gets the data (docs/containers.md).
+            or a Kubernetes pod, which sees no host path, gets the data (README: Containers and Kubernetes).
     """
 
     source: DataSource = "coco_folder"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Podman as the Docker-compatible engine on a machine without Docker or a registry (see docs/containers.md).
+# Podman as the Docker-compatible engine on a machine without Docker or a registry (see the README, "Containers and Kubernetes").
 #
 #   podman.sh install      apt packages (podman, buildah, debootstrap, runc ...); a no-op when present
 #   podman.sh conf         write $PODMAN_HOME/containers.conf (runc runtime, default ulimits)

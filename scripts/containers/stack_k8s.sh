@@ -17,7 +17,7 @@ for var in KUBE_CONTEXT K8S_NAMESPACE MINIO_ENDPOINT ARTIFACT_BUCKET REGISTRY_UR
   [ -n "${!var:-}" ] || missing+=("$var")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "stack_k8s.sh: set ${missing[*]} (see configs/stacks/kubernetes.yaml and docs/containers.md)" >&2
+  echo "stack_k8s.sh: set ${missing[*]} (see configs/stacks/kubernetes.yaml and the README section 'Containers and Kubernetes')" >&2
   exit 2
 fi
 if "$ZENML" status 2>/dev/null | grep -q "local ZenML server"; then
