@@ -257,8 +257,9 @@ def test_video_writer_rejects_unknown_suffix(tmp_path: Path) -> None:
 
 
 def test_the_documented_avatar_example_loads(tmp_path: Path) -> None:
-    docs = Path(__file__).resolve().parent.parent / "docs" / "studio.md"
-    example = docs.read_text().split("```yaml")[1].split("```")[0]
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    blocks = [block.split("```")[0] for block in readme.read_text().split("```yaml")[1:]]
+    example = next(block for block in blocks if "name: frog" in block)
     path = tmp_path / "frog.yaml"
     path.write_text(example)
     spec = load_avatar(path)
