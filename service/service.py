@@ -69,10 +69,11 @@ MAX_IN_FLIGHT = int(os.environ.get(ENV_MAX_IN_FLIGHT, "64"))
 MAX_BATCH_SIZE_CPU = 4
 MAX_BATCH_SIZE_GPU = 16
 CPU_CORES = len(os.sched_getaffinity(0))
-# Model calls that may run at once, each with CPU_CORES // ONNX_MODEL_WORKERS ONNX Runtime threads. On 2 cores,
-# two single-threaded calls side by side beat one two-threaded call (measured: ~35 vs ~42 ms per image), and
-# single-threaded latency is as good when the cores are shared. Ultralytics' predictor is not thread-safe, so
-# PyTorch always gets one.
+# Model calls that may run at once, each with CPU_CORES // ONNX_MODEL_WORKERS ONNX Runtime threads under load:
+# on 2 cores two single-threaded calls side by side beat one two-threaded call (measured: ~35 vs ~42 ms per
+# image). A call that runs while no other does takes every core instead (OnnxPoseModel's wide session): on a
+# quiet machine /predict p50 went from 54 to 45 ms with throughput unchanged. Ultralytics' predictor is not
+# thread-safe, so PyTorch always gets one.
 ONNX_MODEL_WORKERS = int(os.environ.get(ENV_MODEL_WORKERS, "2"))
 # Images decoded at once: more than the cores only adds contention (and glibc malloc arenas, one per thread).
 DECODE_THREADS = CPU_CORES
@@ -154,8 +155,11 @@ class PoseService:
         self.limits = LIMITS
         # Before any worker thread exists: freed image buffers go back to the system (RSS plateaus under load).
         limit_malloc_retention()
+        # A share of the cores per concurrent call under load; all of them for a call that runs alone.
         threads = max(1, CPU_CORES // ONNX_MODEL_WORKERS)
-        self.predictor = load_packaged_predictor(Path(stored.path), metadata, BACKEND, threads=threads)
+        self.predictor = load_packaged_predictor(
+            Path(stored.path), metadata, BACKEND, threads=threads, wide_threads=CPU_CORES
+        )
         self._decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
         # The first call sizes the ONNX Runtime buffers / fuses the PyTorch graph: pay it before /readyz says yes.
         self.predictor.predict([np.zeros((720, 1280, 3), dtype=np.uint8)])

@@ -189,6 +189,47 @@ def test_onnxruntime_model_matches_ultralytics_on_the_same_file(onnx_weights: Pa
             assert a.score == pytest.approx(b.score, abs=1e-4)
 
 
+def test_lone_calls_use_the_wide_session_and_concurrent_ones_the_narrow(onnx_weights: Path) -> None:
+    """Both sessions give the same answer; which one runs depends only on whether another call is in flight."""
+    import threading
+
+    model = OnnxPoseModel(onnx_weights, threads=1, wide_threads=2)
+    assert model._wide_session is not None
+    used: list[object] = []
+    for session in (model.session, model._wide_session):
+        original = session.run
+
+        def spy(*args: object, _session: object = session, _run=original, **kwargs: object):  # type: ignore[no-untyped-def]
+            used.append(_session)
+            return _run(*args, **kwargs)
+
+        session.run = spy  # the real ONNX Runtime call, recorded
+    image = load_image(STREAMER)
+    alone = model.predict_one(image)
+    assert used == [model._wide_session]
+
+    used.clear()
+    release = threading.Event()
+    blocker = model._wide_session.run
+
+    def slow_wide(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        release.wait(30)  # keeps the first call in flight while the second one starts
+        return blocker(*args, **kwargs)
+
+    model._wide_session.run = slow_wide
+    first = threading.Thread(target=model.predict_one, args=(image,))
+    first.start()
+    while model._active == 0:
+        pass
+    concurrent = model.predict_one(image)
+    release.set()
+    first.join()
+    assert used[0] is model.session  # the second call ran narrow while the first was in flight
+    for a, b in zip(alone, concurrent, strict=True):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+    assert model._active == 0
+
+
 def test_letterbox_geometry() -> None:
     """1280x720 -> 640x360 scaled, padded to 640x384 (12 px top and bottom); 500x375 -> 640x480, no padding."""
     box = letterbox(np.zeros((720, 1280, 3), dtype=np.uint8), 640)

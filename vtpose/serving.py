@@ -470,6 +470,9 @@ class OnnxPoseModel:
         imgsz: inference size (longer side), pixels; a multiple of the stride.
         conf: minimum person confidence kept.
         threads: ONNX Runtime intra-op threads; None for the CPU cores this process may use.
+        wide_threads: if more than `threads`, a second session with this many threads serves calls made while
+            no other call is running: a lone request gets every core (latency), concurrent ones a share each
+            (throughput, no oversubscription).
         providers: ONNX Runtime execution providers; None for CUDA when available, else CPU.
 
     Raises:
@@ -485,27 +488,24 @@ class OnnxPoseModel:
         imgsz: int = DEFAULT_IMGSZ,
         conf: float = DEFAULT_CONF,
         threads: int | None = None,
+        wide_threads: int | None = None,
         providers: Sequence[str] | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         self.weights = Path(path)
         if not self.weights.is_file():
             raise VtposeError(f"{self.weights}: ONNX file not found; package the model with vtpose.packaging.")
         threads = threads or len(os.sched_getaffinity(0))
         if threads < 1:
             raise ValueError(f"threads={threads} must be at least 1")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle intra-op threads sleep instead of spinning: decoding and HTTP share these cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(self.weights), sess_options=options, providers=list(providers))
+        self.session = self._session(threads, providers)
+        # Only on CPU: a GPU session's speed does not depend on the host threads.
+        self._wide_session = (
+            self._session(wide_threads, providers)
+            if wide_threads and wide_threads > threads and self.session.get_providers()[0] == "CPUExecutionProvider"
+            else None
+        )
+        self._active = 0
+        self._active_lock = threading.Lock()
         meta = self.session.get_modelmeta().custom_metadata_map
         self.stride = int(meta.get("stride", 32))
         if imgsz <= 0 or imgsz % self.stride:
@@ -521,6 +521,21 @@ class OnnxPoseModel:
         self.conf = conf
         self.threads = threads
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+    def _session(self, threads: int, providers: Sequence[str] | None) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads sleep instead of spinning: decoding and HTTP share these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        return ort.InferenceSession(str(self.weights), sess_options=options, providers=list(providers))
 
     def predict(self, images: Sequence[np.ndarray]) -> list[list[PersonPose]]:
         """Poses for each BGR image (H, W, 3) uint8, persons sorted by descending score.
@@ -540,11 +555,19 @@ class OnnxPoseModel:
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, item in enumerate(prepared):
             groups.setdefault(item.tensor.shape, []).append(index)
-        for indices in groups.values():
-            batch = np.stack([prepared[i].tensor for i in indices])
-            (outputs,) = self.session.run(None, {self.input_name: batch})
-            for i, output in zip(indices, outputs, strict=True):
-                out[i] = decode_pose_output(output, prepared[i], self.conf)
+        with self._active_lock:
+            self._active += 1
+            alone = self._active == 1
+        try:
+            session = self._wide_session if alone and self._wide_session is not None else self.session
+            for indices in groups.values():
+                batch = np.stack([prepared[i].tensor for i in indices])
+                (outputs,) = session.run(None, {self.input_name: batch})
+                for i, output in zip(indices, outputs, strict=True):
+                    out[i] = decode_pose_output(output, prepared[i], self.conf)
+        finally:
+            with self._active_lock:
+                self._active -= 1
         return out
 
 
@@ -585,6 +608,7 @@ def load_packaged_predictor(
     backend: str,
     device: str | None = None,
     threads: int | None = None,
+    wide_threads: int | None = None,
 ) -> OnnxPoseModel | PosePredictor:
     """Open the packaged model file for `backend` after checking it is the one packaged.
 
@@ -614,7 +638,7 @@ def load_packaged_predictor(
     verify_model_file(path, checksums[filename])
     imgsz = int(metadata.get("imgsz", DEFAULT_IMGSZ))
     if backend == "onnx":
-        return OnnxPoseModel(path, imgsz=imgsz, threads=threads)
+        return OnnxPoseModel(path, imgsz=imgsz, threads=threads, wide_threads=wide_threads)
     return PosePredictor(path, imgsz=imgsz, device=device)
 
 
