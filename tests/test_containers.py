@@ -16,6 +16,7 @@ import pytest
 import yaml
 from zenml.client import Client
 
+import steps
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import CONFIGS_DIR
 from vtpose.registry import MODEL_NAME, STATS_METADATA_KEY
@@ -28,16 +29,7 @@ pytestmark = [
 ]
 
 STACK = "vtpose-containers-test"
-ALL_STEPS = {
-    "ingest_dataset",
-    "ingest_pretrained",
-    "validate_dataset",
-    "convert_dataset",
-    "train_model",
-    "evaluate_model",
-    "promote_model",
-    "package_model",
-}
+ALL_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
 
 
 def _config(tmp_path: Path, dvc_remote: bool) -> Path:
