@@ -27,8 +27,6 @@ from vtpose.serving import (
     letterbox,
     load_packaged_predictor,
     nms,
-    rescale_poses,
-    shrink_for_model,
 )
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
@@ -94,16 +92,6 @@ def test_limits_from_env() -> None:
         check_batch_size(5, LIMITS)
     with pytest.raises(ImageRejected):
         check_batch_size(0, LIMITS)
-
-
-def test_shrink_and_rescale_round_trip() -> None:
-    image = np.zeros((720, 1280, 3), dtype=np.uint8)
-    small, ratio = shrink_for_model(image, 640)
-    assert small.shape == (360, 640, 3) and ratio == 0.5
-    assert shrink_for_model(small, 640)[1] == 1.0
-    person = PersonPose(bbox=(10, 20, 30, 40), score=0.9, keypoints=np.ones((NUM_KEYPOINTS, 3), dtype=np.float32))
-    (big,) = rescale_poses([person], ratio)
-    assert big.bbox == (20, 40, 60, 80) and big.keypoints[0].tolist() == [2.0, 2.0, 1.0]
 
 
 def test_sanitize_version() -> None:

@@ -47,6 +47,19 @@ def weights_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def imgsz_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--imgsz`: the inference image size, shared by every command that runs the model."""
+    from vtpose.predict import DEFAULT_IMGSZ
+
+    return click.option(
+        "--imgsz",
+        type=int,
+        default=DEFAULT_IMGSZ,
+        show_default=True,
+        help="Inference image size in pixels (multiple of 32); smaller is faster.",
+    )(func)
+
+
 def resolve_weights(weights: Path | None) -> Path:
     """The weights to use: the given file, else the registry's default."""
     if weights is not None:
@@ -61,7 +74,7 @@ def resolve_weights(weights: Path | None) -> Path:
 @main.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @weights_option
-@click.option("--imgsz", type=int, default=640, show_default=True, help="Inference image size (multiple of 32).")
+@imgsz_option
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum person confidence.")
 @click.option("--json", "as_json", is_flag=True, help="Print DESIGN.md's inference JSON.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the skeleton overlay.")
@@ -100,7 +113,7 @@ register_studio_commands(main)
 @click.argument("weights", type=click.Path(path_type=Path))
 @click.option("--annotations", type=click.Path(path_type=Path), required=True, help="person_keypoints JSON.")
 @click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of the JSON's images.")
-@click.option("--imgsz", type=int, default=640, show_default=True, help="Inference image size.")
+@imgsz_option
 @click.option("--json", "as_json", is_flag=True, help="Print the 10 stats as JSON.")
 @friendly_errors
 def evaluate(weights: Path, annotations: Path, images: Path, imgsz: int, as_json: bool) -> None:

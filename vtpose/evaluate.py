@@ -162,6 +162,7 @@ def evaluate_weights(
     imgsz: int = DEFAULT_IMGSZ,
     conf: float = EVAL_CONF,
     device: str | None = None,
+    coco_gt: Any = None,
 ) -> EvaluationResult:
     """Score a checkpoint on a COCO split with pycocotools OKS.
 
@@ -172,8 +173,9 @@ def evaluate_weights(
         imgsz: inference size.
         conf: detection threshold; low, so COCOeval sees the whole precision-recall curve.
         device: "cpu", "cuda:0"..., None for automatic.
+        coco_gt: the annotations already loaded (`load_ground_truth`), to score several models on one parse.
     """
-    coco_gt = load_ground_truth(annotations)
+    coco_gt = coco_gt if coco_gt is not None else load_ground_truth(annotations)
     predictor = PosePredictor(weights, imgsz=imgsz, conf=conf, device=device)
     detections, num_images = predict_coco_results(predictor, coco_gt, images_dir)
     stats, evaluator = score_keypoints(coco_gt, detections)
@@ -203,9 +205,13 @@ def evaluation_report(
     previews: int = 6,
 ) -> EvaluationReport:
     """Evaluate a model (and optionally a baseline on the same split) into the dashboard's report."""
-    result = evaluate_weights(weights, annotations, images_dir, imgsz=imgsz)
-    baseline = evaluate_weights(baseline_weights, annotations, images_dir, imgsz=imgsz) if baseline_weights else None
-    coco = json.loads(Path(annotations).read_text())
+    coco_gt = load_ground_truth(annotations)
+    result = evaluate_weights(weights, annotations, images_dir, imgsz=imgsz, coco_gt=coco_gt)
+    baseline = (
+        evaluate_weights(baseline_weights, annotations, images_dir, imgsz=imgsz, coco_gt=coco_gt)
+        if baseline_weights
+        else None
+    )
     return EvaluationReport(
         stats=result.stats,
         baseline_stats=baseline.stats if baseline else {},
@@ -214,5 +220,5 @@ def evaluation_report(
         num_images=result.num_images,
         imgsz=imgsz,
         results_json=result.detections,
-        previews=prediction_previews(result.detections, coco, Path(images_dir), count=previews),
+        previews=prediction_previews(result.detections, coco_gt.dataset, Path(images_dir), count=previews),
     )

@@ -237,47 +237,6 @@ def check_batch_size(count: int, limits: ServingLimits) -> None:
         )
 
 
-def shrink_for_model(image: np.ndarray, imgsz: int) -> tuple[np.ndarray, float]:
-    """Downscale an image the way Ultralytics' letterbox would, so less data travels to the batched model call.
-
-    The resize is the letterbox's own (same target size, rounding and INTER_LINEAR), so the model sees the same
-    pixels; Ultralytics then finds nothing to resize. Images that fit are returned as they are.
-
-    Args:
-        image: (H, W, 3) uint8.
-        imgsz: the model's square input side in pixels.
-
-    Returns:
-        The image to run on and the ratio r (<= 1): divide coordinates found on it by r to get original pixels.
-    """
-    height, width = image.shape[:2]
-    ratio = min(imgsz / height, imgsz / width)
-    if ratio >= 1.0:
-        return image, 1.0
-    size = (max(round(width * ratio), 1), max(round(height * ratio), 1))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), ratio
-
-
-def rescale_poses(persons: Sequence[PersonPose], ratio: float) -> list[PersonPose]:
-    """Persons found on an image shrunk by `ratio`, in the original image's pixels."""
-    if ratio == 1.0:
-        return list(persons)
-    out = []
-    for person in persons:
-        keypoints = person.keypoints.copy()
-        keypoints[:, :2] /= ratio
-        x, y, w, h = person.bbox
-        out.append(
-            PersonPose(
-                bbox=(x / ratio, y / ratio, w / ratio, h / ratio),
-                score=person.score,
-                keypoints=keypoints,
-                track_id=person.track_id,
-            )
-        )
-    return out
-
-
 # --- Response and transfer schemas -------------------------------------------------------------------------------
 
 
@@ -305,11 +264,6 @@ class PersonRecord(BaseModel):
     def from_pose(cls, person: PersonPose) -> PersonRecord:
         """The record of one `PersonPose` (rounded as `PersonPose.to_json` rounds)."""
         return cls.model_validate(person.to_json())
-
-    def to_pose(self) -> PersonPose:
-        """Back to a `PersonPose`, for drawing."""
-        x, y, w, h = self.bbox
-        return PersonPose(bbox=(x, y, w, h), score=self.score, keypoints=np.asarray(self.keypoints, dtype=np.float32))
 
 
 class PoseResult(BaseModel):

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import click
 
-from vtpose.predict import DEFAULT_IMGSZ
-
-IMGSZ_HELP = "Inference image size in pixels (multiple of 32); smaller is faster."
+background_option = click.option(
+    "--background", default=None, help="Prepared background name or any image file. Default: studio."
+)
 
 
 def register_studio_commands(group: click.Group) -> None:
     """Add the studio's commands to a click group (the `vtpose` command)."""
-    from vtpose.cli import friendly_errors, resolve_weights, weights_option
+    from vtpose.cli import friendly_errors, imgsz_option, resolve_weights, weights_option
 
     @group.command()
     @click.argument("image", type=click.Path(path_type=Path))
@@ -34,7 +34,7 @@ def register_studio_commands(group: click.Group) -> None:
         default=None,
         help="Avatar name (see `vtpose avatars`) or YAML file. Default: each person a prepared one.",
     )
-    @click.option("--background", default=None, help="Prepared background name or any image file. Default: studio.")
+    @background_option
     @click.option("--on-original", is_flag=True, help="Draw the avatar over the person in the photo, at their size.")
     @click.option(
         "--person",
@@ -44,7 +44,7 @@ def register_studio_commands(group: click.Group) -> None:
         help="Pose every person found, or only the largest.",
     )
     @weights_option
-    @click.option("--imgsz", type=int, default=DEFAULT_IMGSZ, show_default=True, help=IMGSZ_HELP)
+    @imgsz_option
     @friendly_errors
     def avatar(
         image: Path,
@@ -101,7 +101,7 @@ def register_studio_commands(group: click.Group) -> None:
         default=None,
         help="One avatar for everyone. Default: each person gets a prepared avatar and keeps it.",
     )
-    @click.option("--background", default=None, help="Prepared background name or any image file. Default: studio.")
+    @background_option
     @click.option("--side-by-side", is_flag=True, help="Put the source video beside the avatars.")
     @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
     @click.option(
@@ -112,7 +112,7 @@ def register_studio_commands(group: click.Group) -> None:
         help="Inference engine; onnx exports .pt weights once to .runtime/onnx.",
     )
     @weights_option
-    @click.option("--imgsz", type=int, default=DEFAULT_IMGSZ, show_default=True, help=IMGSZ_HELP)
+    @imgsz_option
     @friendly_errors
     def animate(
         video: Path | None,
@@ -158,7 +158,7 @@ def register_studio_commands(group: click.Group) -> None:
     )
     @click.option("--mirror", is_flag=True, help="Also count a mirror image as the same pose.")
     @weights_option
-    @click.option("--imgsz", type=int, default=DEFAULT_IMGSZ, show_default=True, help=IMGSZ_HELP)
+    @imgsz_option
     @friendly_errors
     def match(
         image_a: Path, image_b: Path, output: Path | None, mirror: bool, weights: Path | None, imgsz: int
