@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+
 import mlflow
 import pytest
 from zenml.client import Client
@@ -14,13 +17,28 @@ from vtpose.registry import MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
 from vtpose.reports import EvaluationReport, TrainingCurves
 
 EXPECTED_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
+PACKAGES_AROUND_RUN: dict[str, set[str]] = {}  # "before"/"after" the smoke run: the environment's name==version
+
+
+def _installed_packages() -> set[str]:
+    importlib.invalidate_caches()  # see a distribution installed since the last look
+    return {f"{d.metadata['Name'].lower()}=={d.version}" for d in importlib.metadata.distributions()}
 
 
 @pytest.fixture(scope="module")
 def smoke_run(zenml_stack: str):  # type: ignore[no-untyped-def]
     from pipelines import training_pipeline
 
-    return training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))()
+    PACKAGES_AROUND_RUN["before"] = _installed_packages()
+    run = training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))()
+    PACKAGES_AROUND_RUN["after"] = _installed_packages()
+    return run
+
+
+def test_the_run_installed_nothing(smoke_run) -> None:  # type: ignore[no-untyped-def]
+    # BentoML's build pip-installs uv when it is missing (issue 11); a run must leave its environment as it was.
+    before, after = PACKAGES_AROUND_RUN["before"], PACKAGES_AROUND_RUN["after"]
+    assert after == before, f"installed during the run: {sorted(after - before)}; removed: {sorted(before - after)}"
 
 
 def _output(run, step: str, name: str):  # type: ignore[no-untyped-def]
