@@ -1,0 +1,377 @@
+"""Which exported model the Bento serves: every variant scored and timed the same way, then one rule.
+
+The variants of one trained model are its PyTorch `.pt`, its ONNX export and its OpenVINO IR in FP32 and INT8
+(NNCF post-training quantization). Each is scored with the same pycocotools evaluation on the val split and timed
+on the machine the packaging step runs on; `choose_variant` then picks the fastest whose AP is within
+`max_ap_drop` of the trained `.pt` (or the one a user forced), and says why.
+
+`choose_variant` is pure: scores in, choice out, so the rule is tested without exporting anything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# The variant every other is compared with: the trained weights themselves.
+REFERENCE_VARIANT = "pytorch"
+# Variant names, in the order they are exported and shown: "<backend>" or "<backend>-<precision>".
+VARIANTS = ("pytorch", "onnx", "openvino-fp32", "openvino-int8")
+# `package.backend` value that lets the rule choose.
+AUTO = "auto"
+DEFAULT_MAX_AP_DROP = 0.01
+# Two APs closer than this are equal (pycocotools rounds nothing; float sums of the same numbers may differ).
+_AP_EPS = 1e-9
+
+
+def variant_backend(variant: str) -> tuple[str, str]:
+    """The backend and precision of a variant name: "openvino-int8" -> ("openvino", "int8"), "onnx" -> ("onnx",
+    "fp32").
+
+    Raises:
+        ValueError: not one of `VARIANTS`.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    backend, _, precision = variant.partition("-")
+    return backend, precision or "fp32"
+
+
+@dataclass(frozen=True)
+class VariantScore:
+    """One variant's measured accuracy and speed.
+
+    Attributes:
+        name: one of `VARIANTS`.
+        ap: COCO keypoint AP on the val split (pycocotools), in [0, 1].
+        latency_ms: median single-image latency on this machine, milliseconds.
+    """
+
+    name: str
+    ap: float
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """What `choose_variant` decided, and why.
+
+    Attributes:
+        chosen: the variant the Bento serves.
+        reason: one sentence a person reads in the dashboard and the run log.
+        forced: a user chose it (`package.backend`), not the rule.
+        rule_choice: what the rule alone picks (equal to `chosen` unless forced).
+        reference: the variant the others are compared with ("pytorch", the trained `.pt`).
+        reference_ap: its AP.
+        max_ap_drop: the AP a variant may lose against the reference and still be eligible.
+        eligible: the variants within `max_ap_drop` of the reference, fastest first.
+    """
+
+    chosen: str
+    reason: str
+    forced: bool
+    rule_choice: str
+    reference: str
+    reference_ap: float
+    max_ap_drop: float
+    eligible: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict."""
+        record = asdict(self)
+        record["eligible"] = list(self.eligible)
+        return record
+
+
+def choose_variant(
+    scores: Sequence[VariantScore],
+    max_ap_drop: float = DEFAULT_MAX_AP_DROP,
+    forced: str | None = None,
+    reference: str = REFERENCE_VARIANT,
+) -> VariantChoice:
+    """The fastest variant whose AP is within `max_ap_drop` of the reference's, unless one is forced.
+
+    Eligible: `ap >= reference_ap - max_ap_drop` (the reference itself always is). Among the eligible the lowest
+    latency wins; equal latencies go to the higher AP, then to the earlier in `scores`. A forced variant is served
+    whatever the rule says; the reason then names what the rule would have chosen.
+
+    Args:
+        scores: one per variant, names unique; must include `reference`.
+        max_ap_drop: AP (0-1 scale) a variant may lose against the reference; 0 keeps only variants at least as
+            accurate.
+        forced: a variant name to serve regardless ("auto" or None: let the rule choose).
+        reference: the variant others are compared with.
+
+    Returns:
+        The choice, with the eligible variants and a one-sentence reason.
+
+    Raises:
+        ValueError: no reference score, duplicate names, a forced variant that was not scored, a negative or
+            non-finite `max_ap_drop`, or a non-finite AP or latency.
+    """
+    if not math.isfinite(max_ap_drop) or max_ap_drop < 0:
+        raise ValueError(f"max_ap_drop={max_ap_drop} must be a finite number >= 0 (AP on the 0-1 scale)")
+    names = [score.name for score in scores]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique, got {names}")
+    for score in scores:
+        if not (math.isfinite(score.ap) and math.isfinite(score.latency_ms)) or score.latency_ms < 0:
+            raise ValueError(f"variant {score.name!r} has AP {score.ap} and latency {score.latency_ms} ms; both must "
+                             "be finite numbers, the latency >= 0")  # fmt: skip
+    by_name = {score.name: score for score in scores}
+    if reference not in by_name:
+        raise ValueError(f"no score for the reference variant {reference!r}; scored: {', '.join(names) or 'none'}")
+    forced = None if forced in (None, AUTO) else forced
+    if forced is not None and forced not in by_name:
+        raise ValueError(
+            f"package.backend={forced!r} was not exported and scored in this run (scored: {', '.join(names)}); "
+            "enable its export or choose another"
+        )
+    ref = by_name[reference]
+    floor = ref.ap - max_ap_drop - _AP_EPS
+    order = {name: i for i, name in enumerate(names)}
+    eligible = sorted(
+        (s for s in scores if s.ap >= floor or s.name == reference),
+        key=lambda s: (s.latency_ms, -s.ap, order[s.name]),
+    )
+    best = eligible[0]
+    faster_but_worse = [s for s in scores if s.latency_ms < best.latency_ms and s not in eligible]
+    rule_reason = (
+        f"{best.name} is the fastest ({best.latency_ms:.1f} ms) of the variants within {max_ap_drop:.3f} AP of "
+        f"{reference} (AP {ref.ap:.4f}); its AP is {best.ap:.4f}"
+    )
+    if faster_but_worse:
+        rule_reason += "; faster but too inaccurate: " + ", ".join(
+            f"{s.name} ({s.latency_ms:.1f} ms, AP {s.ap:.4f}, {ref.ap - s.ap:+.4f} below)"
+            for s in sorted(faster_but_worse, key=lambda s: s.latency_ms)
+        )
+    if forced is None:
+        chosen, reason = best.name, rule_reason
+    else:
+        pick = by_name[forced]
+        within = pick in eligible
+        chosen = forced
+        reason = (
+            f"{forced} forced by package.backend (AP {pick.ap:.4f}, {pick.latency_ms:.1f} ms, "
+            f"{'within' if within else 'NOT within'} {max_ap_drop:.3f} AP of {reference}); "
+            f"the rule would serve {best.name}"
+        )
+    return VariantChoice(
+        chosen=chosen,
+        reason=reason,
+        forced=forced is not None,
+        rule_choice=best.name,
+        reference=reference,
+        reference_ap=ref.ap,
+        max_ap_drop=max_ap_drop,
+        eligible=tuple(s.name for s in eligible),
+    )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Single-image latency of one model on this machine.
+
+    Attributes:
+        median_ms: median of `runs` timed calls, milliseconds.
+        p90_ms: their 90th percentile, milliseconds.
+        runs: timed calls; warmup: untimed calls made first.
+    """
+
+    median_ms: float
+    p90_ms: float
+    runs: int
+    warmup: int
+
+
+def measure_latency(call: Callable[[], Any], runs: int = 15, warmup: int = 3) -> Latency:
+    """Time `call()` `runs` times after `warmup` untimed calls (buffers sized, graphs compiled).
+
+    Args:
+        call: one single-image prediction (e.g. `lambda: predictor.predict([image])`).
+        runs: timed calls (>= 1).
+        warmup: untimed calls first (>= 0).
+
+    Raises:
+        ValueError: runs < 1 or warmup < 0.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return Latency(
+        median_ms=float(statistics.median(times)),
+        p90_ms=float(np.percentile(times, 90)),
+        runs=runs,
+        warmup=warmup,
+    )
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine the latencies were measured on: usable CPU cores, processor, OS."""
+    return {
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(terse=True),
+        "hostname": platform.node(),
+    }
+
+
+@dataclass
+class VariantResult:
+    """One variant as the report shows it.
+
+    Attributes:
+        name: one of `VARIANTS`; backend and precision derived from it.
+        stats: the 10 COCO keypoint stats on the val split, by name.
+        latency: its single-image latency.
+        size_bytes: the variant's files on disk, bytes.
+        sha256: hex sha256 by file name.
+    """
+
+    name: str
+    stats: dict[str, float]
+    latency: Latency
+    size_bytes: int = 0
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def score(self) -> VariantScore:
+        """What `choose_variant` needs."""
+        return VariantScore(self.name, self.stats["AP"], self.latency.median_ms)
+
+
+@dataclass
+class VariantReport:
+    """Every variant's accuracy and speed and the choice made from them: the `variant_report` artifact.
+
+    Attributes:
+        variants: one per exported variant, in `VARIANTS` order.
+        choice: the decision (`choose_variant`).
+        split: the val split scored; num_images: its size.
+        imgsz: the packaged inference size the variants were scored and timed at.
+        latency_image: the val image the latencies were measured on (file name) and its size.
+        machine: `machine_info()` of where the step ran.
+    """
+
+    variants: list[VariantResult]
+    choice: VariantChoice
+    split: str = ""
+    num_images: int = 0
+    imgsz: int = 640
+    latency_image: str = ""
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (what the materializer stores)."""
+        return asdict(self) | {"choice": self.choice.to_dict()}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> VariantReport:
+        """The inverse of `to_dict`."""
+        variants = [VariantResult(**{**v, "latency": Latency(**v["latency"])}) for v in record["variants"]]
+        choice = VariantChoice(**{**record["choice"], "eligible": tuple(record["choice"]["eligible"])})
+        return cls(**{**record, "variants": variants, "choice": choice})
+
+    def variant(self, name: str) -> VariantResult:
+        """The result of one variant.
+
+        Raises:
+            KeyError: not in this report.
+        """
+        for result in self.variants:
+            if result.name == name:
+                return result
+        raise KeyError(f"variant {name!r} is not in this report ({', '.join(v.name for v in self.variants)})")
+
+    def summary(self) -> dict[str, Any]:
+        """Flat facts for the model version's metadata: the choice, each variant's AP, latency and size."""
+        return {
+            "chosen": self.choice.chosen,
+            "forced": self.choice.forced,
+            "rule_choice": self.choice.rule_choice,
+            "reason": self.choice.reason,
+            "max_ap_drop": self.choice.max_ap_drop,
+            "imgsz": self.imgsz,
+            "cpu_cores": self.machine.get("cpu_cores"),
+            "variants": {
+                v.name: {
+                    "AP": round(v.stats["AP"], 4),
+                    "latency_ms": round(v.latency.median_ms, 2),
+                    "size_bytes": v.size_bytes,
+                }
+                for v in self.variants
+            },
+        }
+
+    def markdown(self) -> str:
+        """The report as Markdown: the decision, then one row per variant."""
+        machine = self.machine
+        lines = [
+            f"# Serving variant: `{self.choice.chosen}`{' (forced)' if self.choice.forced else ''}",
+            "",
+            self.choice.reason + ".",
+            "",
+            f"Scored with pycocotools on `{self.split}` ({self.num_images} images) at imgsz {self.imgsz}; latency is "
+            f"the median single-image call on `{self.latency_image}` after warm-up, on {machine.get('cpu_cores')} "
+            f"CPU cores ({machine.get('processor', '')}, {machine.get('hostname', '')}).",
+            "",
+            "| variant | AP | AP - pytorch | AP50 | AR | latency ms (median) | p90 ms | size MB | eligible |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for v in self.variants:
+            mark = "**chosen**" if v.name == self.choice.chosen else ("yes" if v.name in self.choice.eligible else "no")
+            lines.append(
+                f"| {v.name} | {v.stats['AP']:.4f} | {v.stats['AP'] - self.choice.reference_ap:+.4f} | "
+                f"{v.stats['AP50']:.4f} | {v.stats['AR']:.4f} | {v.latency.median_ms:.1f} | {v.latency.p90_ms:.1f} | "
+                f"{v.size_bytes / 1e6:.2f} | {mark} |"
+            )
+        lines += ["", "## Files", "", "| variant | file | sha256 |", "|---|---|---|"]
+        for v in self.variants:
+            lines += [f"| {v.name} | {name} | `{digest}` |" for name, digest in sorted(v.sha256.items())]
+        return "\n".join(lines) + "\n"
+
+    def plot(self) -> bytes:
+        """PNG: AP against latency per variant, the AP floor of the rule drawn, the chosen one marked."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from io import BytesIO
+
+        import matplotlib.pyplot as plt
+
+        fig, axis = plt.subplots(figsize=(7, 4.2), dpi=100)
+        floor = self.choice.reference_ap - self.choice.max_ap_drop
+        axis.axhline(floor, color="grey", linestyle="--", linewidth=1, label=f"AP floor ({floor:.3f})")
+        for v in self.variants:
+            chosen = v.name == self.choice.chosen
+            axis.scatter(
+                v.latency.median_ms, v.stats["AP"], s=120 if chosen else 60, marker="*" if chosen else "o",
+                color="tab:red" if chosen else "tab:blue", zorder=3,
+            )  # fmt: skip
+            axis.annotate(v.name, (v.latency.median_ms, v.stats["AP"]), textcoords="offset points", xytext=(6, 6))
+        axis.set(
+            xlabel=f"median latency, ms ({self.machine.get('cpu_cores')} CPU cores, imgsz {self.imgsz})",
+            ylabel=f"AP on {self.split}",
+            title=f"Serving variant: {self.choice.chosen}",
+        )
+        axis.legend(fontsize=8, loc="lower right")
+        axis.grid(alpha=0.3)
+        fig.tight_layout()
+        buffer = BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        return buffer.getvalue()
