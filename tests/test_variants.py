@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from vtpose.config import PackageConfig, check_run_config
+from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.variants import (
+    VARIANTS,
     Latency,
     VariantReport,
     VariantResult,
@@ -132,3 +138,28 @@ def test_report_round_trips_and_shows_the_decision() -> None:
     summary = report.summary()
     assert summary["chosen"] == "openvino-fp32" and summary["variants"]["openvino-int8"]["latency_ms"] == 27.1
     assert report.plot().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("package", "expected"),
+    [
+        ("{backend: openvino-int8, variants: [pytorch, onnx]}", "package: backend 'openvino-int8' is not among"),
+        ("{variants: [onnx, openvino-fp32]}", "must include 'pytorch'"),
+        ("{backend: tensorrt}", "parameters.package.backend: Input should be 'auto'"),
+        ("{max_ap_drop: -0.1}", "parameters.package.max_ap_drop"),
+        ("{int8: {preset: fast}}", "parameters.package.int8.preset: Input should be 'mixed' or 'performance'"),
+        ("{int8: {calibration_size: 0}}", "parameters.package.int8.calibration_size"),
+        ("{int8: {ignored_scope: {name: [x]}}}", "parameters.package.int8.ignored_scope.name"),
+    ],
+)
+def test_bad_package_block_is_one_line_naming_the_key(tmp_path: Path, package: str, expected: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"parameters:\n  package: {package}\n")
+    with pytest.raises(VtposeError, match=re.escape(expected)):
+        check_run_config(config)
+
+
+def test_package_block_defaults_export_every_variant_and_let_the_rule_choose() -> None:
+    package = PackageConfig()
+    assert package.variants == list(VARIANTS) and package.backend == "auto" and package.max_ap_drop == 0.01
+    assert PackageConfig(backend="onnx", variants=["pytorch", "onnx"]).backend == "onnx"

@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
 from vtpose.train import TrainConfig
+from vtpose.variants import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, VARIANTS, BackendChoice, VariantName
 
 DataSource = Literal["coco_folder", "mpii", "coco2017"]
 
@@ -80,18 +81,74 @@ class PromotionConfig(_Strict):
     fail_on_reject: bool = False
 
 
+class IgnoredScopeConfig(_Strict):
+    """Operations NNCF leaves in floating point (`nncf.IgnoredScope`); empty lists quantize everything it can.
+
+    Attributes:
+        names: exact OpenVINO operation names.
+        patterns: regular expressions over operation names (e.g. ".*/model.23/.*" for the pose head).
+        types: operation types (e.g. "Sigmoid", "Multiply").
+    """
+
+    names: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    types: list[str] = Field(default_factory=list)
+
+
+class Int8Config(_Strict):
+    """OpenVINO INT8 by NNCF post-training quantization, calibrated on the run's own training split.
+
+    Attributes:
+        calibration_size: training images NNCF calibrates on (the whole split if it has fewer).
+        preset: "mixed" (symmetric weights, asymmetric activations: what Ultralytics uses, suits SiLU outputs) or
+            "performance" (symmetric both; faster on some CPUs, usually less accurate).
+        ignored_scope: operations kept in floating point.
+    """
+
+    calibration_size: int = Field(100, ge=1, le=10_000)
+    preset: Literal["mixed", "performance"] = "mixed"
+    ignored_scope: IgnoredScopeConfig = Field(default_factory=IgnoredScopeConfig)
+
+
 class PackageConfig(_Strict):
-    """Packaging the model as a BentoML service.
+    """Packaging the model as a BentoML service, served by the fastest exported variant accurate enough.
 
     Attributes:
         enabled: build the Bento at the end of the run.
         only_if_promoted: package only a model that reached production.
-        imgsz: the image size the ONNX model is exported for and the service predicts at.
+        imgsz: the image size the model is exported for, scored and timed at, and the service predicts at.
+        variants: what is exported, scored on the val split and timed ("pytorch", the trained .pt, is the
+            reference and always included).
+        max_ap_drop: AP (0-1 scale) a variant may lose against the trained .pt and still be served.
+        backend: "auto" (the rule above) or a variant to serve whatever the scores say.
+        int8: how the OpenVINO INT8 variant is quantized.
+        latency_runs / latency_warmup: timed and untimed single-image calls per variant (median reported).
     """
 
     enabled: bool = True
     only_if_promoted: bool = False
     imgsz: int = Field(640, ge=32, multiple_of=32)
+    variants: list[VariantName] = Field(default_factory=lambda: list(VARIANTS))
+    max_ap_drop: float = Field(DEFAULT_MAX_AP_DROP, ge=0.0, le=1.0)
+    backend: BackendChoice = AUTO
+    int8: Int8Config = Field(default_factory=Int8Config)
+    latency_runs: int = Field(15, ge=1, le=1000)
+    latency_warmup: int = Field(3, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _backend_is_exported(self) -> PackageConfig:
+        if REFERENCE_VARIANT not in self.variants:
+            raise ValueError(
+                f"variants {self.variants} must include {REFERENCE_VARIANT!r}, the trained weights every variant is "
+                "compared with"
+            )
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants {self.variants} lists a variant twice")
+        if self.backend != AUTO and self.backend not in self.variants:
+            raise ValueError(
+                f"backend {self.backend!r} is not among variants {self.variants}; add it there or set backend: auto"
+            )
+        return self
 
 
 # The pipeline's parameter blocks, by name, in the order `training_pipeline` takes them.

@@ -17,15 +17,17 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 # The variant every other is compared with: the trained weights themselves.
 REFERENCE_VARIANT = "pytorch"
 # Variant names, in the order they are exported and shown: "<backend>" or "<backend>-<precision>".
-VARIANTS = ("pytorch", "onnx", "openvino-fp32", "openvino-int8")
-# `package.backend` value that lets the rule choose.
+VariantName = Literal["pytorch", "onnx", "openvino-fp32", "openvino-int8"]
+VARIANTS: tuple[str, ...] = get_args(VariantName)
+# `package.backend`: "auto" lets the rule choose; a variant name forces it.
+BackendChoice = Literal["auto", VariantName]
 AUTO = "auto"
 DEFAULT_MAX_AP_DROP = 0.01
 # Two APs closer than this are equal (pycocotools rounds nothing; float sums of the same numbers may differ).
