@@ -2,16 +2,20 @@
 
 from materializers.pose_materializers import (
     EvaluationReportMaterializer,
+    ExportedModelMaterializer,
     PoseDatasetMaterializer,
     PoseWeightsMaterializer,
     TrainingCurvesMaterializer,
+    VariantReportMaterializer,
     YoloPoseDatasetMaterializer,
 )
 
 __all__ = [
     "EvaluationReportMaterializer",
+    "ExportedModelMaterializer",
     "PoseDatasetMaterializer",
     "PoseWeightsMaterializer",
     "TrainingCurvesMaterializer",
+    "VariantReportMaterializer",
     "YoloPoseDatasetMaterializer",
 ]

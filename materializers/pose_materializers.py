@@ -14,7 +14,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType, StorageSize
 
 from materializers.storage import download_file, download_folder, hash_folder, upload_file, upload_folder
-from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
+from vtpose.artifacts import ExportedModel, PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
 from vtpose.reports import (
     EvaluationReport,
     TrainingCurves,
@@ -24,6 +24,7 @@ from vtpose.reports import (
     dataset_statistics,
     plot_training_curves,
 )
+from vtpose.variants import VariantReport
 
 META_FILE = "meta.json"
 
@@ -245,6 +246,114 @@ class EvaluationReportMaterializer(BaseMaterializer):
         metadata: dict[str, MetadataType] = {name: round(value, 4) for name, value in data.stats.items()}
         if "AP" in data.baseline_stats:
             metadata["baseline_AP"] = round(data.baseline_stats["AP"], 4)
+        return metadata
+
+
+class ExportedModelMaterializer(BaseMaterializer):
+    """An exported variant (an ONNX file or an OpenVINO IR folder), stored as it is, with its sizes and sha256."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (ExportedModel,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+
+    def load(self, data_type: type[Any]) -> ExportedModel:
+        """Copy the file or folder locally; refuse files whose sha256 is not the one recorded at save time."""
+        meta = _read_json(self.uri, META_FILE)
+        local = _local_copy_dir(self) / meta["name"]
+        if meta["kind"] == "folder":
+            download_folder(self.uri, local)
+        else:
+            download_file(self.uri, meta["name"], local)
+        model = ExportedModel(
+            path=local,
+            variant=meta["variant"],
+            imgsz=meta["imgsz"],
+            source_sha256=meta["source_sha256"],
+            settings=meta["settings"],
+        )
+        if model.sha256() != meta["sha256"]:
+            raise ValueError(f"{self.uri}: the stored {meta['variant']} files do not match their recorded sha256")
+        return model
+
+    def save(self, data: ExportedModel) -> None:
+        """Store the file or the folder, and what it is (with each file's sha256)."""
+        meta = {
+            "name": data.path.name,
+            "kind": "folder" if data.path.is_dir() else "file",
+            "variant": data.variant,
+            "imgsz": data.imgsz,
+            "source_sha256": data.source_sha256,
+            "settings": data.settings,
+            "sha256": data.sha256(),
+            "size_bytes": data.size_bytes,
+        }
+        if data.path.is_dir():
+            upload_folder(data.path, self.uri)
+        else:
+            upload_file(data.path, self.uri, data.path.name)
+        _write_text(self.uri, META_FILE, json.dumps(meta, indent=2))
+
+    def compute_content_hash(self, data: ExportedModel) -> str:
+        """The files' sha256 and how the variant is described."""
+        return json.dumps([data.sha256(), data.variant, data.imgsz, data.settings], sort_keys=True)
+
+    def save_visualizations(self, data: ExportedModel) -> dict[str, VisualizationType]:
+        """A card: variant, size, where it came from, each file's sha256."""
+        lines = [
+            f"# Exported model `{data.variant}`",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| image size | {data.imgsz} |",
+            f"| size | {data.size_bytes / 1e6:.2f} MB |",
+            f"| from .pt (sha256) | `{data.source_sha256}` |",
+            *(f"| {key} | `{json.dumps(value)}` |" for key, value in sorted(data.settings.items())),
+            "",
+            "| file | bytes | sha256 |",
+            "|---|---|---|",
+        ]
+        base = data.path if data.path.is_dir() else data.path.parent
+        for path in data.files():
+            lines.append(f"| {path.relative_to(base).as_posix()} | {path.stat().st_size} | `{sha256_file(path)}` |")
+        return {_write_text(self.uri, "exported.md", "\n".join(lines) + "\n"): VisualizationType.MARKDOWN}
+
+    def extract_metadata(self, data: ExportedModel) -> dict[str, MetadataType]:
+        """Variant, size and the sha256 of each file."""
+        return {
+            "variant": data.variant,
+            "size": StorageSize(data.size_bytes),
+            "sha256": data.sha256(),
+            "imgsz": data.imgsz,
+            "source_sha256": data.source_sha256,
+        }
+
+
+class VariantReportMaterializer(BaseMaterializer):
+    """Every exported variant's AP and latency and the serving choice: a table and an AP-against-latency plot."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (VariantReport,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+
+    def load(self, data_type: type[Any]) -> VariantReport:
+        """Read the JSON back."""
+        return VariantReport.from_dict(_read_json(self.uri, "variants.json"))
+
+    def save(self, data: VariantReport) -> None:
+        """Store as JSON."""
+        _write_text(self.uri, "variants.json", json.dumps(data.to_dict(), indent=2))
+
+    def save_visualizations(self, data: VariantReport) -> dict[str, VisualizationType]:
+        """The decision and the table as Markdown, and AP against latency as a PNG."""
+        return {
+            _write_text(self.uri, "variants.md", data.markdown()): VisualizationType.MARKDOWN,
+            _write_bytes(self.uri, "variants.png", data.plot()): VisualizationType.IMAGE,
+        }
+
+    def extract_metadata(self, data: VariantReport) -> dict[str, MetadataType]:
+        """The chosen variant, and each variant's AP and median latency."""
+        metadata: dict[str, MetadataType] = {"chosen": data.choice.chosen, "forced": data.choice.forced}
+        for variant in data.variants:
+            metadata[f"{variant.name}_AP"] = round(variant.stats["AP"], 4)
+            metadata[f"{variant.name}_latency_ms"] = round(variant.latency.median_ms, 2)
         return metadata
 
 

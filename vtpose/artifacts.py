@@ -120,3 +120,38 @@ class PoseWeights:
     def sha256(self) -> str:
         """Hex sha256 of the file, to prove which weights were loaded."""
         return sha256_file(self.path)
+
+
+@dataclass
+class ExportedModel:
+    """One exported variant of trained weights: an `.onnx` file or an OpenVINO IR folder.
+
+    Attributes:
+        path: the `.onnx` file, or the folder holding the IR (`model.xml`, `model.bin`, metadata).
+        variant: which variant it is ("onnx", "openvino-fp32", "openvino-int8"; see `vtpose.variants`).
+        imgsz: the inference size it was exported for, pixels.
+        source_sha256: hex sha256 of the `.pt` it was exported from.
+        settings: how it was made (for INT8: calibration images, preset, ignored scope), for the record.
+    """
+
+    path: Path
+    variant: str
+    imgsz: int = 640
+    source_sha256: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def files(self) -> list[Path]:
+        """The files it consists of, sorted (the file itself, or every file in the folder)."""
+        if self.path.is_file():
+            return [self.path]
+        return sorted(p for p in self.path.rglob("*") if p.is_file())
+
+    def sha256(self) -> dict[str, str]:
+        """Hex sha256 of each file, by name relative to the folder (the file name for a single file)."""
+        base = self.path if self.path.is_dir() else self.path.parent
+        return {p.relative_to(base).as_posix(): sha256_file(p) for p in self.files()}
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on disk, all files together."""
+        return sum(p.stat().st_size for p in self.files())

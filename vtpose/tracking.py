@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vtpose.reports import EvaluationReport, TrainingCurves
+from vtpose.variants import VariantReport
 
 # MLflow metric names allow letters, digits, _ - . / and spaces; Ultralytics uses "metrics/mAP50(P)".
 _UNSAFE = re.compile(r"[^\w\-./ ]")
@@ -61,4 +62,33 @@ def log_evaluation(report: EvaluationReport) -> bool:
     mlflow.log_metrics({f"coco_{name}": value for name, value in report.stats.items()})
     mlflow.log_metrics({f"pretrained_coco_{name}": value for name, value in report.baseline_stats.items()})
     mlflow.log_text(report.markdown(), "evaluation/report.md")
+    return True
+
+
+def log_variants(report: VariantReport) -> bool:
+    """Log each exported variant's COCO AP and median latency, the serving choice and the variant report.
+
+    Metrics `variant_<name>_AP` and `variant_<name>_latency_ms` (name with "-" as "_"); params `serving_variant`,
+    `serving_variant_forced`, `max_ap_drop` and `latency_cpu_cores`; the report as `packaging/variants.md`.
+    """
+    if not _active():
+        return False
+    import mlflow
+
+    metrics: dict[str, float] = {}
+    for variant in report.variants:
+        key = metric_name(variant.name.replace("-", "_"))
+        metrics[f"variant_{key}_AP"] = variant.stats["AP"]
+        metrics[f"variant_{key}_latency_ms"] = variant.latency.median_ms
+        metrics[f"variant_{key}_size_bytes"] = float(variant.size_bytes)
+    mlflow.log_metrics(metrics)
+    mlflow.log_params(
+        {
+            "serving_variant": report.choice.chosen,
+            "serving_variant_forced": report.choice.forced,
+            "max_ap_drop": report.choice.max_ap_drop,
+            "latency_cpu_cores": report.machine.get("cpu_cores"),
+        }
+    )
+    mlflow.log_text(report.markdown(), "packaging/variants.md")
     return True
