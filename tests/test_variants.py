@@ -25,7 +25,7 @@ from vtpose.variants import (
 ISSUE_9 = [
     VariantScore("pytorch", 0.492, 80.5),
     VariantScore("onnx", 0.492, 75.2),
-    VariantScore("openvino-fp32", 0.500, 38.6),
+    VariantScore("openvino", 0.500, 38.6),
     VariantScore("openvino-int8", 0.483, 27.1),
 ]
 
@@ -33,7 +33,7 @@ ISSUE_9 = [
 def test_fast_and_close_enough_wins() -> None:
     choice = choose_variant(ISSUE_9, max_ap_drop=0.01)
     assert choice.chosen == "openvino-int8" and not choice.forced
-    assert choice.eligible == ("openvino-int8", "openvino-fp32", "onnx", "pytorch")
+    assert choice.eligible == ("openvino-int8", "openvino", "onnx", "pytorch")
     assert choice.reference_ap == 0.492
     assert "openvino-int8 is the fastest (27.1 ms)" in choice.reason
 
@@ -41,7 +41,7 @@ def test_fast_and_close_enough_wins() -> None:
 def test_fast_but_worse_loses_to_slower_accurate() -> None:
     # INT8 is the fastest but 0.009 AP below: with a 0.005 budget the next fastest within it is served.
     choice = choose_variant(ISSUE_9, max_ap_drop=0.005)
-    assert choice.chosen == "openvino-fp32"
+    assert choice.chosen == "openvino"
     assert "openvino-int8" not in choice.eligible
     assert "faster but too inaccurate: openvino-int8 (27.1 ms, AP 0.4830, +0.0090 below)" in choice.reason
 
@@ -50,7 +50,7 @@ def test_slow_but_accurate_only_when_everything_faster_is_worse() -> None:
     scores = [
         VariantScore("pytorch", 0.50, 80.0),
         VariantScore("onnx", 0.47, 70.0),
-        VariantScore("openvino-fp32", 0.45, 40.0),
+        VariantScore("openvino", 0.45, 40.0),
         VariantScore("openvino-int8", 0.40, 30.0),
     ]
     choice = choose_variant(scores, max_ap_drop=0.01)
@@ -61,17 +61,17 @@ def test_drop_of_exactly_the_budget_is_eligible_and_zero_budget_keeps_only_no_wo
     scores = [VariantScore("pytorch", 0.50, 80.0), VariantScore("openvino-int8", 0.49, 30.0)]
     assert choose_variant(scores, max_ap_drop=0.01).chosen == "openvino-int8"
     assert choose_variant(scores, max_ap_drop=0.0).chosen == "pytorch"
-    better = [VariantScore("pytorch", 0.50, 80.0), VariantScore("openvino-fp32", 0.51, 40.0)]
-    assert choose_variant(better, max_ap_drop=0.0).chosen == "openvino-fp32"
+    better = [VariantScore("pytorch", 0.50, 80.0), VariantScore("openvino", 0.51, 40.0)]
+    assert choose_variant(better, max_ap_drop=0.0).chosen == "openvino"
 
 
 def test_equal_latency_goes_to_the_more_accurate_then_the_earlier() -> None:
     scores = [
         VariantScore("pytorch", 0.50, 80.0),
-        VariantScore("openvino-fp32", 0.50, 30.0),
+        VariantScore("openvino", 0.50, 30.0),
         VariantScore("openvino-int8", 0.495, 30.0),
     ]
-    assert choose_variant(scores).chosen == "openvino-fp32"
+    assert choose_variant(scores).chosen == "openvino"
     tied = [VariantScore("pytorch", 0.50, 30.0), VariantScore("onnx", 0.50, 30.0)]
     assert choose_variant(tied).chosen == "pytorch"
 
@@ -133,10 +133,10 @@ def test_report_round_trips_and_shows_the_decision() -> None:
     assert VariantReport.from_dict(report.to_dict()) == report
     assert [r.score() for r in report.variants] == ISSUE_9
     text = report.markdown()
-    assert text.startswith("# Serving variant: `openvino-fp32`")
+    assert text.startswith("# Serving variant: `openvino`")
     assert "| openvino-int8 | 0.4830 | -0.0090 |" in text and "| **chosen** |" in text
     summary = report.summary()
-    assert summary["chosen"] == "openvino-fp32" and summary["variants"]["openvino-int8"]["latency_ms"] == 27.1
+    assert summary["chosen"] == "openvino" and summary["variants"]["openvino-int8"]["latency_ms"] == 27.1
     assert report.plot().startswith(b"\x89PNG")
 
 
@@ -144,7 +144,7 @@ def test_report_round_trips_and_shows_the_decision() -> None:
     ("package", "expected"),
     [
         ("{backend: openvino-int8, variants: [pytorch, onnx]}", "package: backend 'openvino-int8' is not among"),
-        ("{variants: [onnx, openvino-fp32]}", "must include 'pytorch'"),
+        ("{variants: [onnx, openvino]}", "must include 'pytorch'"),
         ("{backend: tensorrt}", "parameters.package.backend: Input should be 'auto'"),
         ("{max_ap_drop: -0.1}", "parameters.package.max_ap_drop"),
         ("{int8: {preset: fast}}", "parameters.package.int8.preset: Input should be 'mixed' or 'performance'"),

@@ -24,7 +24,7 @@ import numpy as np
 # The variant every other is compared with: the trained weights themselves.
 REFERENCE_VARIANT = "pytorch"
 # Variant names, in the order they are exported and shown: "<backend>" or "<backend>-<precision>".
-VariantName = Literal["pytorch", "onnx", "openvino-fp32", "openvino-int8"]
+VariantName = Literal["pytorch", "onnx", "openvino", "openvino-int8"]
 VARIANTS: tuple[str, ...] = get_args(VariantName)
 # `package.backend`: "auto" lets the rule choose; a variant name forces it.
 BackendChoice = Literal["auto", VariantName]
