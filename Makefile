@@ -37,9 +37,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(VENV)/.installed  ## Create .venv with the pinned dependencies
 
-data: install  ## Pull data/ from the DVC remote (../shared/dvc-storage); a no-op when up to date
+# `dvc pull` from the configured remote first (what DVC users and CI expect). Where that remote cannot be reached
+# (a clone without ../shared), data/ is rebuilt from its public originals pinned in datasources/ (the same bytes,
+# the same `dvc status`), with one line saying so; a complete data/ is left as it is.
+data: install  ## Pull data/ from the DVC remote, or rebuild it from its public originals (datasources/)
 	$(BIN)/dvc config core.analytics false
-	$(BIN)/dvc pull -q
+	$(BIN)/dvc pull -q || $(BIN)/python -m vtpose.datasets.originals --after-failed-pull
 
 zenml-init: install
 	@test -d .zen || $(BIN)/zenml init >/dev/null

@@ -412,6 +412,19 @@ def register_with_dvc(repo_root: Path = PROJECT_ROOT, dvc_file: str = "data.dvc"
         ) from e
 
 
+def _failed_pull_note(repo_root: Path = PROJECT_ROOT) -> str:
+    """'dvc pull from remote 'sample' (../../shared/dvc-storage) failed', naming the project's default remote."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        config = Config(str(repo_root / ".dvc"))
+        name = config["core"].get("remote", "")
+        url = config["remote"].get(name, {}).get("url", "?") if name else "no default remote"
+    except ConfigError as e:
+        return f"dvc pull failed (unreadable .dvc/config: {e})"
+    return f"dvc pull from DVC remote {name!r} ({url}) failed"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m vtpose.datasets.originals`: rebuild data/ from its public originals, one line of output."""
     parser = argparse.ArgumentParser(prog="python -m vtpose.datasets.originals", description=__doc__.splitlines()[0])
@@ -420,9 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV), help=f"mirror base URL (env {MIRROR_ENV})")
     parser.add_argument("--check", action="store_true", help="only compare data/ with the pins; exit 1 if they differ")
     parser.add_argument("--no-dvc", action="store_true", help="do not store the rebuilt data/ in DVC's cache")
-    parser.add_argument("--reason", default="", help="printed first on the line (what `make data` tried before)")
+    parser.add_argument(
+        "--after-failed-pull", action="store_true", help="say first that `dvc pull` failed (what `make data` runs)"
+    )
     args = parser.parse_args(argv)
-    prefix = f"{args.reason}; " if args.reason else ""
+    prefix = f"{_failed_pull_note()}; " if args.after_failed_pull else ""
     try:
         if args.check:
             missing, differing = check_data(args.data, load_pins())
