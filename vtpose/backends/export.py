@@ -1,0 +1,290 @@
+"""Model exports for the backends: `.pt` -> ONNX (Ultralytics' exporter), ONNX -> OpenVINO IR (FP32), and FP32 IR ->
+INT8 IR (NNCF post-training quantization calibrated on images).
+
+Only the ONNX export needs PyTorch; the OpenVINO conversion and the quantization start from the ONNX graph. Every
+function writes to a temporary name and renames, so an interrupted export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vtpose.backends.base import check_imgsz, letterbox
+from vtpose.errors import VtposeError
+
+_ONNX_EXPORT_MODULES = ("onnx", "onnxslim", "onnxruntime")
+# NNCF presets: "performance" quantizes weights and activations symmetrically; "mixed" (what Ultralytics uses)
+# takes asymmetric activations, closer to the float model when activations are not centred on zero (SiLU).
+INT8_PRESETS = ("mixed", "performance")
+# The head's box decoding (DFL softmax, anchor offsets, stride multiply) and its sigmoids produce the output
+# coordinates and scores directly; Ultralytics keeps the same part of the head in float for INT8 detection.
+DEFAULT_INT8_IGNORED_PATTERNS: tuple[str, ...] = (r".*/dfl/.*", r".*Sigmoid.*")
+DEFAULT_CALIBRATION_SIZE = 100
+# Where the IR records the inference size it was exported for (its rt_info, beside Ultralytics' own keys).
+IR_IMGSZ_KEY = "vtpose_imgsz"
+
+
+@contextlib.contextmanager
+def _no_autoinstall() -> Iterator[None]:
+    """Keep Ultralytics' exporter from pip-installing anything, whatever YOLO_AUTOINSTALL says."""
+    from ultralytics.utils import checks
+
+    previous = checks.AUTOINSTALL
+    checks.AUTOINSTALL = False
+    try:
+        yield
+    finally:
+        checks.AUTOINSTALL = previous
+
+
+def _check_modules(modules: Sequence[str], what: str) -> None:
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise VtposeError(
+            f"{what} needs {', '.join(missing)}; install them with the project's constraints "
+            f"(pip install -c constraints.txt {' '.join(missing)}). Nothing is installed at run time."
+        )
+
+
+def export_onnx(weights: str | Path, imgsz: int, out_dir: str | Path) -> Path:
+    """Export `.pt` YOLO-pose weights to ONNX with Ultralytics' exporter, offline, on CPU.
+
+    The graph has dynamic batch (and spatial) axes, so requests can share a call; it is simplified with onnxslim.
+    The exporter writes beside its input, so it works on a copy inside `out_dir`.
+
+    Args:
+        weights: the `.pt` file.
+        imgsz: the square inference size in pixels (multiple of 32), recorded in the graph's metadata.
+        out_dir: where `<stem>.onnx` is written (created if needed).
+
+    Returns:
+        The `.onnx` file.
+
+    Raises:
+        VtposeError: weights missing, not `.pt`, export tools missing, or the exporter produced nothing.
+        ValueError: imgsz is not a positive multiple of 32.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise VtposeError(f"{weights}: weights file not found; pass the trained .pt file.")
+    if weights.suffix != ".pt":
+        raise VtposeError(f"{weights}: ONNX export needs PyTorch .pt weights, got {weights.suffix!r}.")
+    check_imgsz(imgsz)
+    _check_modules(_ONNX_EXPORT_MODULES, "ONNX export")
+    from ultralytics import YOLO
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        source = Path(tmp) / weights.name
+        shutil.copy2(weights, source)
+        with _no_autoinstall():
+            exported = YOLO(str(source), task="pose").export(
+                format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False
+            )
+        exported_path = Path(str(exported))
+        if not exported_path.is_file():
+            raise VtposeError(f"Ultralytics reported {exported_path} but wrote no ONNX file; see its log above.")
+        target = out_dir / f"{weights.stem}.onnx"
+        shutil.move(str(exported_path), target)
+    return target
+
+
+@dataclass(frozen=True)
+class OpenVinoIR:
+    """An OpenVINO IR on disk: the graph (`.xml`) and its weights (`.bin`, same stem).
+
+    Attributes:
+        xml: the graph file; `openvino.Core().read_model(xml)` finds the `.bin` beside it.
+        precision: "fp32" or "int8".
+        imgsz: the inference size (input long side) it was exported for, pixels.
+        calibration: for INT8, how it was calibrated (images, preset, ignored scope); empty for FP32.
+    """
+
+    xml: Path
+    precision: str
+    imgsz: int
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bin(self) -> Path:
+        """The weights file beside the graph."""
+        return self.xml.with_suffix(".bin")
+
+    @property
+    def files(self) -> tuple[Path, Path]:
+        """(xml, bin): both must travel together."""
+        return (self.xml, self.bin)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of both files."""
+        return sum(path.stat().st_size for path in self.files)
+
+
+def _save_ir(model: Any, target_xml: Path) -> None:
+    """`openvino.save_model` to a temporary stem in the target folder, then rename both files into place."""
+    import openvino as ov
+
+    target_xml.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target_xml.parent, prefix=".ir-") as tmp:
+        tmp_xml = Path(tmp) / target_xml.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        # .bin first: a reader that finds the new .xml also finds its weights.
+        tmp_xml.with_suffix(".bin").replace(target_xml.with_suffix(".bin"))
+        tmp_xml.replace(target_xml)
+
+
+def _with_imgsz(model: Any, imgsz: int) -> Any:
+    """The model with its inference size recorded (dynamic batch and sides stay: the letterbox rule's rectangles
+    vary with the image's aspect ratio)."""
+    model.set_rt_info(str(imgsz), ["model_info", IR_IMGSZ_KEY])
+    return model
+
+
+def ir_imgsz(model: Any) -> int | None:
+    """The inference size an `openvino.Model` records (`export_openvino` writes it), or None."""
+    key = ["model_info", IR_IMGSZ_KEY]
+    return int(model.get_rt_info(key).astype(str)) if model.has_rt_info(key) else None
+
+
+def export_openvino(onnx_path: str | Path, out_xml: str | Path, imgsz: int) -> OpenVinoIR:
+    """Convert an exported YOLO-pose ONNX graph to an FP32 OpenVINO IR (no PyTorch needed).
+
+    Args:
+        onnx_path: the `.onnx` file (`export_onnx`).
+        out_xml: the `.xml` to write; the `.bin` goes beside it with the same stem.
+        imgsz: inference size (input long side), pixels, recorded in the IR; batch and sides stay dynamic.
+
+    Returns:
+        The written IR.
+
+    Raises:
+        VtposeError: the ONNX file is missing or OpenVINO is not installed or cannot read it.
+    """
+    onnx_path, out_xml = Path(onnx_path), Path(out_xml)
+    check_imgsz(imgsz)
+    if not onnx_path.is_file():
+        raise VtposeError(f"{onnx_path}: ONNX file not found; export one first (vtpose.backends.export_onnx).")
+    if out_xml.suffix != ".xml":
+        raise VtposeError(f"{out_xml}: an OpenVINO IR is written as a .xml (graph) beside a .bin; name it *.xml.")
+    _check_modules(("openvino",), "OpenVINO export")
+    import openvino as ov
+
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as error:  # OpenVINO's conversion errors share no base class; say which file
+        raise VtposeError(f"{onnx_path}: OpenVINO cannot convert this ONNX graph ({error}).") from error
+    _save_ir(_with_imgsz(model, imgsz), out_xml)
+    return OpenVinoIR(out_xml, "fp32", imgsz)
+
+
+def calibration_tensors(images: Sequence[str | Path | np.ndarray], imgsz: int) -> list[np.ndarray]:
+    """Calibration inputs for INT8: each image letterboxed by the project's rule, (1, 3, h, w) float32.
+
+    Args:
+        images: image files or BGR arrays (H, W, 3) uint8, e.g. the training split the model learned from.
+        imgsz: the model's input side, pixels.
+
+    Raises:
+        VtposeError: no images, or one cannot be read.
+    """
+    from vtpose.predict import load_image
+
+    if not images:
+        raise VtposeError("INT8 calibration needs images; pass some of the training split's images.")
+    tensors = []
+    for image in images:
+        bgr = image if isinstance(image, np.ndarray) else load_image(image)
+        tensors.append(letterbox(bgr, imgsz).tensor[None])
+    return tensors
+
+
+def quantize_openvino_int8(
+    fp32: OpenVinoIR | str | Path,
+    images: Sequence[str | Path | np.ndarray],
+    out_xml: str | Path,
+    imgsz: int | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    preset: str = "mixed",
+    ignored_patterns: Sequence[str] = DEFAULT_INT8_IGNORED_PATTERNS,
+    ignored_types: Sequence[str] = (),
+    fast_bias_correction: bool = True,
+) -> OpenVinoIR:
+    """INT8 IR from an FP32 IR by NNCF post-training quantization, calibrated on `images`.
+
+    Args:
+        fp32: the FP32 IR (`export_openvino`) or its `.xml` path.
+        images: calibration images (paths or BGR arrays); the first `calibration_size` are used, in order, so the
+            same inputs give the same IR.
+        out_xml: the INT8 `.xml` to write (`.bin` beside it).
+        imgsz: input side; None for the FP32 IR's.
+        calibration_size: most images used for the activation statistics.
+        preset: "mixed" or "performance" (see INT8_PRESETS).
+        ignored_patterns: regular expressions of operation names kept in float (default: the head's DFL box
+            decoding and the sigmoids).
+        ignored_types: OpenVINO operation types kept in float (e.g. "Sigmoid").
+        fast_bias_correction: NNCF's fast bias correction (False: the slower, sometimes more accurate one).
+
+    Returns:
+        The written INT8 IR, with how it was calibrated in `calibration`.
+
+    Raises:
+        VtposeError: the FP32 IR is missing, NNCF is not installed, no images, or a bad preset.
+        ValueError: calibration_size < 1.
+    """
+    if preset not in INT8_PRESETS:
+        raise VtposeError(f"INT8 preset {preset!r} is not one of {INT8_PRESETS}.")
+    if calibration_size < 1:
+        raise ValueError(f"calibration_size={calibration_size} must be at least 1")
+    fp32_xml = fp32.xml if isinstance(fp32, OpenVinoIR) else Path(fp32)
+    if not fp32_xml.is_file() or not fp32_xml.with_suffix(".bin").is_file():
+        raise VtposeError(f"{fp32_xml}: FP32 IR (.xml and .bin) not found; export it with export_openvino first.")
+    _check_modules(("openvino", "nncf"), "INT8 quantization")
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32_xml))
+    if imgsz is None:
+        imgsz = ir_imgsz(model)
+        if imgsz is None:
+            raise VtposeError(f"{fp32_xml}: the IR does not record its imgsz; pass imgsz= (the size it serves).")
+    chosen = list(images)[:calibration_size]
+    tensors = calibration_tensors(chosen, imgsz)
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    patterns = [p for p in ignored_patterns if any(_matches(p, n) for n in names)]
+    types = [t for t in ignored_types if any(op.get_type_name() == t for op in model.get_ordered_ops())]
+    scope = nncf.IgnoredScope(patterns=patterns, types=types, validate=False) if patterns or types else None
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(tensors),
+        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(tensors),
+        fast_bias_correction=fast_bias_correction,
+        ignored_scope=scope,
+    )
+    out_xml = Path(out_xml)
+    _save_ir(_with_imgsz(quantized, imgsz), out_xml)
+    calibration = {
+        "images": len(tensors),
+        "preset": preset,
+        "ignored_patterns": list(ignored_patterns),
+        "ignored_types": list(ignored_types),
+        "fast_bias_correction": fast_bias_correction,
+    }
+    return OpenVinoIR(out_xml, "int8", imgsz, calibration)
+
+
+def _matches(pattern: str, name: str) -> bool:
+    import re
+
+    return re.fullmatch(pattern, name) is not None
