@@ -105,10 +105,13 @@ class RebuildReport:
     def summary(self) -> str:
         """One line for the user."""
         if not self.written:
-            return f"{self.data_dir}: up to date ({self.files} files match datasources/{PINS_FILE})"
+            return (
+                f"{self.data_dir} already holds the {self.files} pinned files (datasources/{PINS_FILE}); nothing to do"
+            )
+        fetched = f"{len(self.downloaded)} downloaded, the rest from the cache" if self.downloaded else "all cached"
         return (
-            f"{self.data_dir}: wrote {len(self.written)} of {self.files} files, all matching "
-            f"datasources/{PINS_FILE} ({len(self.downloaded)} original(s) downloaded, the rest already cached)"
+            f"rebuilt {self.data_dir} from its public originals (datasources/{ORIGINALS_CSV}): {len(self.written)} "
+            f"of {self.files} files written, each matching datasources/{PINS_FILE} ({fetched})"
         )
 
 
@@ -437,18 +440,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--after-failed-pull", action="store_true", help="say first that `dvc pull` failed (what `make data` runs)"
     )
     args = parser.parse_args(argv)
-    prefix = f"{_failed_pull_note()}; " if args.after_failed_pull else ""
+    prefix = _failed_pull_note() if args.after_failed_pull else ""
     try:
         if args.check:
             missing, differing = check_data(args.data, load_pins())
-            print(f"{prefix}{args.data}: {len(missing)} pinned file(s) missing, {len(differing)} differ")
+            print(f"{args.data}: {len(missing)} pinned file(s) missing, {len(differing)} differ")
             return 1 if missing or differing else 0
         report = rebuild_data(args.data, args.cache, mirror=args.mirror)
         if report.written and not args.no_dvc and Path(args.data).resolve() == (PROJECT_ROOT / "data").resolve():
             register_with_dvc()
-        print(f"{prefix}rebuilt from the public originals (datasources/): {report.summary()}")
+        print(f"{prefix}; {report.summary()}" if prefix else report.summary())
     except VtposeError as e:
-        print(f"{prefix}rebuilding data/ from the public originals failed: {e}", file=sys.stderr)
+        lead = f"{prefix}; " if prefix else ""
+        print(f"{lead}rebuilding data/ from its public originals failed: {e}", file=sys.stderr)
         return 1
     return 0
 
