@@ -188,7 +188,7 @@ def test_clean_rebuild_equals_dvc_pull_byte_for_byte(
     assert (repo / "data.dvc").read_bytes() == (PROJECT_ROOT / "data.dvc").read_bytes()
 
     again = rebuild_data(repo / "data", tmp_path / "cache", originals.sources, mirror=originals.server.url)
-    assert again.written == [] and f"already holds the {len(load_pins())} files" in again.summary()
+    assert again.written == [] and f"already holds the {len(load_pins())} pinned files" in again.summary()
     assert len(originals.server.requests) == len(originals.paths)  # a complete data/ needs no network
 
 
