@@ -15,6 +15,7 @@ from zenml.metadata.metadata_types import MetadataType, StorageSize
 
 from materializers.storage import download_file, download_folder, hash_folder, upload_file, upload_folder
 from vtpose.artifacts import ExportedModel, PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
+from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION
 from vtpose.reports import (
     EvaluationReport,
     TrainingCurves,
@@ -22,6 +23,7 @@ from vtpose.reports import (
     dataset_markdown,
     dataset_previews,
     dataset_statistics,
+    plot_intervals,
     plot_training_curves,
 )
 from vtpose.variants import VariantReport
@@ -234,18 +236,34 @@ class EvaluationReportMaterializer(BaseMaterializer):
             _write_bytes(self.uri, f"preview_{i}.png", png)
 
     def save_visualizations(self, data: EvaluationReport) -> dict[str, VisualizationType]:
-        """The report table, and a sheet of predicted (red) and ground-truth (green) skeletons."""
+        """The report table (stats with their intervals, paired differences), a plot of the AP intervals, and a
+        sheet of predicted (red) and ground-truth (green) skeletons."""
         images = [cv2.imdecode(_as_array(png), cv2.IMREAD_COLOR) for png in data.previews]
-        return {
-            _write_text(self.uri, "report.md", data.markdown()): VisualizationType.MARKDOWN,
-            _write_bytes(self.uri, "predictions.png", _png(contact_sheet(images))): VisualizationType.IMAGE,
-        }
+        visualizations = {_write_text(self.uri, "report.md", data.markdown()): VisualizationType.MARKDOWN}
+        intervals = plot_intervals(data)
+        if intervals is not None:
+            visualizations[_write_bytes(self.uri, "intervals.png", intervals)] = VisualizationType.IMAGE
+        if images:
+            visualizations[_write_bytes(self.uri, "predictions.png", _png(contact_sheet(images)))] = (
+                VisualizationType.IMAGE
+            )
+        return visualizations
 
     def extract_metadata(self, data: EvaluationReport) -> dict[str, MetadataType]:
-        """The 10 stats, and the baseline's AP."""
+        """The 10 stats, the references' AP, and the AP intervals of the paired bootstrap."""
         metadata: dict[str, MetadataType] = {name: round(value, 4) for name, value in data.stats.items()}
         if "AP" in data.baseline_stats:
             metadata["baseline_AP"] = round(data.baseline_stats["AP"], 4)
+        if "AP" in data.production_stats:
+            metadata["production_AP"] = round(data.production_stats["AP"], 4)
+        bootstrap = data.bootstrap_result()
+        if bootstrap is not None:
+            if "AP" in bootstrap.intervals.get(CANDIDATE, {}):
+                metadata["AP_interval"] = bootstrap.intervals[CANDIDATE]["AP"].format()
+            for role in (PRODUCTION, PRETRAINED):
+                difference = bootstrap.difference(CANDIDATE, role, "AP")
+                if difference is not None:
+                    metadata[f"AP_minus_{role}"] = difference.format(signed=True)
         return metadata
 
 

@@ -1,4 +1,8 @@
-"""The training pipeline: ingest -> validate -> convert -> train -> evaluate -> promote -> package."""
+"""The training pipeline: ingest -> validate -> convert -> train -> evaluate -> promote -> package.
+
+Beside training, the production version's weights are scored on the same val split (cached by weights and data),
+so evaluation and the gate compare like with like.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,21 @@ from steps import (
     ingest_dataset,
     ingest_pretrained,
     package_model,
+    production_reference,
     promote_model,
+    score_production,
     train_model,
     validate_dataset,
 )
-from vtpose.config import DataConfig, EvaluationConfig, PackageConfig, PromotionConfig, TrainConfig, ValidationConfig
+from vtpose.config import (
+    DataConfig,
+    EvaluationConfig,
+    PackageConfig,
+    PromotionConfig,
+    TrainConfig,
+    ValidationConfig,
+    check_gate,
+)
 from vtpose.registry import MODEL_NAME
 
 
@@ -44,6 +58,7 @@ def training_pipeline(
     evaluation = evaluation or EvaluationConfig()
     promotion = promotion or PromotionConfig()
     package = package or PackageConfig()
+    check_gate(evaluation, promotion)
     raw_dataset = ingest_dataset(data=data)
     pretrained_weights = ingest_pretrained(data=data)
     dataset, _ = validate_dataset(raw_dataset=raw_dataset, validation=validation)
@@ -51,8 +66,15 @@ def training_pipeline(
     trained_weights, _ = train_model(
         yolo_dataset=yolo_dataset, pretrained_weights=pretrained_weights, train_config=train
     )
+    production_report = score_production(
+        production_weights_sha256=production_reference(), dataset=dataset, imgsz=evaluation.imgsz
+    )
     report = evaluate_model(
-        trained_weights=trained_weights, pretrained_weights=pretrained_weights, dataset=dataset, evaluation=evaluation
+        trained_weights=trained_weights,
+        pretrained_weights=pretrained_weights,
+        dataset=dataset,
+        production_report=production_report,
+        evaluation=evaluation,
     )
     decision = promote_model(evaluation_report=report, promotion=promotion)
     package_model(trained_weights=trained_weights, promotion_decision=decision, package=package)

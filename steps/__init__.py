@@ -5,6 +5,7 @@ from steps.data.ingest import ingest_dataset, ingest_pretrained
 from steps.data.validate import validate_dataset
 from steps.deployment.package import package_model
 from steps.evaluation.evaluate import evaluate_model
+from steps.evaluation.production import production_reference, score_production
 from steps.evaluation.promote import promote_model
 from steps.training.train import train_model
 
@@ -14,7 +15,9 @@ __all__ = [
     "ingest_dataset",
     "ingest_pretrained",
     "package_model",
+    "production_reference",
     "promote_model",
+    "score_production",
     "train_model",
     "validate_dataset",
 ]

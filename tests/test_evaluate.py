@@ -87,3 +87,48 @@ def test_cli_evaluate_json_scores_the_pretrained_checkpoint() -> None:
     assert list(stats) == list(COCO_STAT_NAMES)
     # Ultralytics publishes 50.0 AP on all of COCO val2017; this 108-image sample scores close to it.
     assert 0.45 <= stats["AP"] <= 0.56
+
+
+def test_report_scores_production_beside_the_candidate_with_paired_intervals() -> None:
+    from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
+    from vtpose.errors import VtposeError
+    from vtpose.evaluate import evaluation_report
+    from vtpose.reports import plot_intervals
+    from vtpose.summary import report_lines
+    from vtpose.tracking import evaluation_metrics
+
+    # The pretrained checkpoint plays all three parts: the same weights on the same split must agree exactly.
+    production = evaluation_report(PRETRAINED_WEIGHTS, VAL_JSON, VAL_IMAGES, split="val2017", imgsz=320, previews=0)
+    production.model_version = "7"
+    report = evaluation_report(
+        PRETRAINED_WEIGHTS,
+        VAL_JSON,
+        VAL_IMAGES,
+        split="val2017",
+        baseline_weights=PRETRAINED_WEIGHTS,
+        imgsz=320,
+        previews=1,
+        production=production,
+        bootstrap_resamples=25,
+        bootstrap_seed=1,
+    )
+    assert report.production_stats == production.stats == report.stats == report.baseline_stats
+    assert report.production_version == "7" and report.production_weights_sha256 == production.weights_sha256
+    bootstrap = report.bootstrap_result()
+    assert bootstrap is not None and (bootstrap.resamples, bootstrap.seed, bootstrap.num_images) == (25, 1, 108)
+    ap = bootstrap.intervals[CANDIDATE]["AP"]
+    assert ap.estimate == report.stats["AP"] and ap.low < ap.estimate < ap.high
+    assert bootstrap.intervals[PRODUCTION]["AP"] == ap == bootstrap.intervals[PRETRAINED]["AP"]
+    for role in (PRODUCTION, PRETRAINED):
+        assert bootstrap.difference(CANDIDATE, role, "AP") == Interval(0.0, 0.0, 0.0)
+    markdown = report.markdown()
+    assert "production (version 7)" in markdown and ap.format() in markdown and "25 resamples" in markdown
+    assert "| AP | +0.0000 [+0.0000, +0.0000] | +0.0000 [+0.0000, +0.0000] |" in markdown
+    metrics = evaluation_metrics(report)
+    assert metrics["coco_AP"] == metrics["production_coco_AP"] == report.stats["AP"]
+    assert (metrics["coco_AP_ci_low"], metrics["coco_AP_ci_high"]) == (ap.low, ap.high)
+    assert metrics["candidate_minus_production_AP"] == metrics["candidate_minus_pretrained_AP_ci_high"] == 0.0
+    assert any(ap.format() in line and line.lstrip().startswith("AP ") for line in report_lines(report))
+    assert (plot_intervals(report) or b"").startswith(b"\x89PNG")
+    with pytest.raises(VtposeError, match="not comparable"):
+        evaluation_report(PRETRAINED_WEIGHTS, VAL_JSON, VAL_IMAGES, split="val2017", imgsz=640, production=production)

@@ -10,8 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vtpose.bootstrap import DEFAULT_RESAMPLES, MIN_GATE_RESAMPLES
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
+from vtpose.promotion import INTERVAL_RULES, PromotionRule
 from vtpose.train import TrainConfig
 from vtpose.variants import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, VARIANTS, BackendChoice, VariantName
 
@@ -58,27 +60,62 @@ class ValidationConfig(_Strict):
 class EvaluationConfig(_Strict):
     """How the val split is scored.
 
+    The production version, if there is one, is always scored on the same split beside the trained model.
+
     Attributes:
         imgsz: inference size for evaluation.
         compare_pretrained: also score the pretrained checkpoint on the same split, side by side.
         previews: how many val images with predicted skeletons go into the report.
+        bootstrap_resamples: rounds of the paired bootstrap over val images that puts a 95% interval on every
+            stat and on every difference between the models (0: no intervals, and only rule no_worse can gate).
+        bootstrap_seed: the bootstrap's seed, so a run's intervals are reproducible.
     """
 
     imgsz: int = Field(640, ge=32, multiple_of=32)
     compare_pretrained: bool = True
     previews: int = Field(6, ge=0, le=24)
+    bootstrap_resamples: int = Field(DEFAULT_RESAMPLES, ge=0, le=100_000)
+    bootstrap_seed: int = Field(0, ge=0)
 
 
 class PromotionConfig(_Strict):
-    """The quality gate.
+    """The quality gate (vtpose/promotion.py).
 
     Attributes:
         metric: the stat compared (COCO AP by default).
+        rule: no_worse (point estimates, ties promote), not_significantly_worse (the paired 95% interval of
+            candidate - reference reaches -margin or above) or significantly_better (its lower bound is above 0).
+        margin: the loss not_significantly_worse tolerates, in units of the metric (0.01 = one AP point).
         fail_on_reject: end the run with an error when the gate rejects the model.
     """
 
     metric: Literal["AP", "AP50", "AP75", "APm", "APl", "AR"] = "AP"
+    rule: PromotionRule = "significantly_better"
+    margin: float = Field(0.0, ge=0.0, lt=1.0)
     fail_on_reject: bool = False
+
+    @model_validator(mode="after")
+    def _margin_belongs_to_its_rule(self) -> PromotionConfig:
+        if self.margin and self.rule != "not_significantly_worse":
+            raise ValueError(
+                f"margin {self.margin} is used only by rule not_significantly_worse, not {self.rule}; "
+                "drop it or change the rule"
+            )
+        return self
+
+
+def check_gate(evaluation: EvaluationConfig, promotion: PromotionConfig) -> None:
+    """The gate's rule must have the intervals it reads.
+
+    Raises:
+        VtposeError: an interval rule with too few bootstrap resamples, naming both keys and the fix.
+    """
+    if promotion.rule in INTERVAL_RULES and evaluation.bootstrap_resamples < MIN_GATE_RESAMPLES:
+        raise VtposeError(
+            f"parameters.promotion.rule {promotion.rule} reads the bootstrap interval, but "
+            f"parameters.evaluation.bootstrap_resamples is {evaluation.bootstrap_resamples}; set it to at least "
+            f"{MIN_GATE_RESAMPLES} ({DEFAULT_RESAMPLES} recommended) or use rule no_worse."
+        )
 
 
 class IgnoredScopeConfig(_Strict):
@@ -198,6 +235,12 @@ def check_run_config(path: Path) -> dict[str, BaseModel]:
                 close = difflib.get_close_matches(str(first["loc"][0]), fields, n=1)
                 message = f"unknown key; {f'did you mean {close[0]!r}' if close else 'allowed: ' + ', '.join(fields)}"
             raise VtposeError(f"{path}: parameters.{where}: {message}") from error
+    evaluation, promotion = parsed["evaluation"], parsed["promotion"]
+    assert isinstance(evaluation, EvaluationConfig) and isinstance(promotion, PromotionConfig)
+    try:
+        check_gate(evaluation, promotion)
+    except VtposeError as error:
+        raise VtposeError(f"{path}: {error}") from error
     data = parsed["data"]
     assert isinstance(data, DataConfig)
     for key in ("path", "pretrained") if data.source != "coco2017" else ("pretrained",):

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from vtpose.artifacts import sha256_file
+from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult, paired_bootstrap
 from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY_ID
 from vtpose.paths import atomic_path
@@ -195,6 +197,25 @@ def write_results_json(detections: list[dict[str, Any]], path: str | Path) -> Pa
     return path
 
 
+def bootstrap_detections(
+    coco_gt: Any,
+    detections: dict[str, list[dict[str, Any]]],
+    resamples: int,
+    seed: int,
+    differences: list[tuple[str, str]],
+) -> BootstrapResult:
+    """Paired bootstrap intervals for several models' COCO results on one ground truth.
+
+    Args:
+        coco_gt: the split's pycocotools COCO object.
+        detections: model role (`vtpose.bootstrap.CANDIDATE`...) -> its COCO results records on the split.
+        resamples: bootstrap rounds; seed: the generator's seed.
+        differences: (a, b) role pairs whose a - b gets an interval.
+    """
+    evaluators = {role: score_keypoints(coco_gt, records)[1] for role, records in detections.items()}
+    return paired_bootstrap(evaluators, resamples=resamples, seed=seed, differences=differences)
+
+
 def evaluation_report(
     weights: str | Path,
     annotations: str | Path,
@@ -203,22 +224,65 @@ def evaluation_report(
     baseline_weights: str | Path | None = None,
     imgsz: int = DEFAULT_IMGSZ,
     previews: int = 6,
+    production: EvaluationReport | None = None,
+    bootstrap_resamples: int = 0,
+    bootstrap_seed: int = 0,
 ) -> EvaluationReport:
-    """Evaluate a model (and optionally a baseline on the same split) into the dashboard's report."""
+    """Evaluate a model (and optionally a baseline) on a split into the dashboard's report, beside the production
+    version's scores on the same split, with paired bootstrap intervals.
+
+    Args:
+        weights: the model to score (the candidate).
+        annotations: the split's person_keypoints JSON; images_dir: its images.
+        split: the split's name, for the record.
+        baseline_weights: the pretrained checkpoint, scored on the same split; None to leave it out.
+        imgsz: inference size.
+        previews: how many preview images go into the report.
+        production: the production version's report on this split and imgsz (`production_report`); None or an
+            empty report when nothing is in production.
+        bootstrap_resamples: paired bootstrap rounds over the images; 0 for no intervals.
+        bootstrap_seed: the bootstrap's seed.
+
+    Raises:
+        VtposeError: the production report was scored on another split, image count or size.
+    """
     coco_gt = load_ground_truth(annotations)
+    production = production if production is not None and production.stats else None
+    num_images = len(coco_gt.getImgIds())
+    scored = (production.split, production.num_images, production.imgsz) if production is not None else None
+    if production is not None and scored != (split, num_images, imgsz):
+        raise VtposeError(
+            f"the production version was scored on {production.split} ({production.num_images} images, imgsz "
+            f"{production.imgsz}), the candidate is on {split} ({num_images} images, imgsz {imgsz}): "
+            "not comparable; score both on the candidate's split."
+        )
     result = evaluate_weights(weights, annotations, images_dir, imgsz=imgsz, coco_gt=coco_gt)
     baseline = (
         evaluate_weights(baseline_weights, annotations, images_dir, imgsz=imgsz, coco_gt=coco_gt)
         if baseline_weights
         else None
     )
+    bootstrap: dict[str, Any] = {}
+    if bootstrap_resamples:
+        detections = {CANDIDATE: result.detections}
+        if production is not None:
+            detections[PRODUCTION] = production.results_json
+        if baseline is not None:
+            detections[PRETRAINED] = baseline.detections
+        pairs = [(CANDIDATE, role) for role in detections if role != CANDIDATE]
+        bootstrap = bootstrap_detections(coco_gt, detections, bootstrap_resamples, bootstrap_seed, pairs).to_dict()
     return EvaluationReport(
         stats=result.stats,
         baseline_stats=baseline.stats if baseline else {},
+        production_stats=production.stats if production else {},
         per_keypoint=result.per_keypoint,
         split=split,
         num_images=result.num_images,
         imgsz=imgsz,
+        bootstrap=bootstrap,
+        weights_sha256=sha256_file(weights),
+        production_version=production.model_version if production else "",
+        production_weights_sha256=production.weights_sha256 if production else "",
         results_json=result.detections,
         previews=prediction_previews(result.detections, coco_gt.dataset, Path(images_dir), count=previews),
     )

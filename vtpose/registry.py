@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vtpose.artifacts import sha256_file
 from vtpose.errors import VtposeError
 from vtpose.paths import PRETRAINED_WEIGHTS, PROJECT_ROOT, atomic_path
 
@@ -17,6 +18,8 @@ MODEL_NAME = "pose-estimator"
 WEIGHTS_ARTIFACT = "trained_weights"
 # Model version metadata key holding the pycocotools stats (written by the evaluate step).
 STATS_METADATA_KEY = "coco_keypoints"
+# ...and the paired bootstrap's intervals (`vtpose.bootstrap.BootstrapResult.to_dict()`).
+BOOTSTRAP_METADATA_KEY = "coco_keypoints_bootstrap"
 PRODUCTION_STAGE = "production"
 STAGES = ("production", "staging", "latest", "archived")
 EXPORT_CACHE = PROJECT_ROOT / ".runtime" / "models"
@@ -56,6 +59,55 @@ def production_metric(metric: str, model_name: str = MODEL_NAME) -> tuple[float 
         return None, None
     value = version_stats(version).get(metric)
     return value, version.name
+
+
+def production_weights_sha256(model_name: str = MODEL_NAME) -> tuple[str, str] | None:
+    """The production version's name and the sha256 of its weights, or None when nothing is in production.
+
+    Raises:
+        VtposeError: the production version has no weights artifact.
+    """
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        version = Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
+    artifact = _weights_artifact(version)
+    sha256 = artifact.run_metadata.get("sha256") or sha256_file(artifact.load().path)
+    return str(version.name), str(sha256)
+
+
+def load_production_weights(sha256: str, model_name: str = MODEL_NAME) -> tuple[str, Any]:
+    """The production version's name and weights (`PoseWeights`, a local copy), checked to be `sha256`.
+
+    Raises:
+        VtposeError: production now holds other weights (or none): the caller looked it up before a change.
+    """
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    current = production_weights_sha256(model_name)
+    if current is None or current[1] != sha256:
+        now = "nothing" if current is None else f"version {current[0]} (weights {current[1][:8]})"
+        raise VtposeError(
+            f"model {model_name!r}: production is now {now}, not weights {sha256[:8]}; run the pipeline again."
+        )
+    weights = _weights_artifact(Client().get_model_version(model_name, ModelStages.PRODUCTION)).load()
+    if sha256_file(weights.path) != sha256:
+        raise VtposeError(f"model {model_name!r} version {current[0]}: its weights file does not match its sha256.")
+    return current[0], weights
+
+
+def _weights_artifact(version: Any) -> Any:
+    try:
+        artifact = version.get_artifact(WEIGHTS_ARTIFACT)
+    except (KeyError, RuntimeError) as error:
+        raise VtposeError(f"model version {version.name} has no {WEIGHTS_ARTIFACT!r} artifact.") from error
+    if artifact is None:
+        raise VtposeError(f"model version {version.name} has no {WEIGHTS_ARTIFACT!r} artifact.")
+    return artifact
 
 
 def export_weights(stage_or_version: str, output: Path) -> Path:

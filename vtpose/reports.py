@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from vtpose.artifacts import PoseDataset
+from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult
 from vtpose.keypoints import COCO_STAT_NAMES, KEYPOINT_NAMES, NUM_KEYPOINTS
 from vtpose.render import draw_keypoints
 
@@ -190,24 +191,39 @@ def plot_training_curves(curves: TrainingCurves) -> bytes:
 
 @dataclass
 class EvaluationReport:
-    """The trained model's pycocotools stats beside the pretrained checkpoint's, on the same split.
+    """The trained model's pycocotools stats beside the production version's and the pretrained checkpoint's, all
+    scored on the same split in the same run, with paired bootstrap intervals.
+
+    The production scoring step writes one of these for the production version alone (its `stats`, no baseline),
+    and an empty one (no stats) when nothing is in production.
 
     Attributes:
-        stats: the trained model's 10 COCO keypoint stats by name.
+        stats: the scored model's 10 COCO keypoint stats by name (the trained model, the candidate).
         baseline_stats: the pretrained checkpoint's stats (empty if no baseline was evaluated).
+        production_stats: the production version's stats on this split (empty if nothing is in production).
         per_keypoint: rows from `vtpose.evaluate.per_keypoint_errors`.
         split: the evaluated split name; num_images: its size.
         imgsz: the evaluation image size.
+        bootstrap: `vtpose.bootstrap.BootstrapResult.to_dict()`: intervals for every model's stats and for the
+            paired differences (candidate - production, candidate - pretrained); empty if not bootstrapped.
+        weights_sha256: sha256 of the scored weights; model_version: its model version name, where it has one.
+        production_version / production_weights_sha256: which production version was scored beside it.
         results_json: the scored COCO results records.
         previews: PNG bytes of a few val images with predicted (red) and ground-truth (green) skeletons.
     """
 
     stats: dict[str, float]
     baseline_stats: dict[str, float] = field(default_factory=dict)
+    production_stats: dict[str, float] = field(default_factory=dict)
     per_keypoint: list[dict[str, Any]] = field(default_factory=list)
     split: str = ""
     num_images: int = 0
     imgsz: int = 640
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    model_version: str = ""
+    production_version: str = ""
+    production_weights_sha256: str = ""
     results_json: list[dict[str, Any]] = field(default_factory=list)
     previews: list[bytes] = field(default_factory=list)
 
@@ -216,26 +232,125 @@ class EvaluationReport:
         return {
             "stats": self.stats,
             "baseline_stats": self.baseline_stats,
+            "production_stats": self.production_stats,
             "per_keypoint": self.per_keypoint,
             "split": self.split,
             "num_images": self.num_images,
             "imgsz": self.imgsz,
+            "bootstrap": self.bootstrap,
+            "weights_sha256": self.weights_sha256,
+            "model_version": self.model_version,
+            "production_version": self.production_version,
+            "production_weights_sha256": self.production_weights_sha256,
         }
 
+    def bootstrap_result(self) -> BootstrapResult | None:
+        """The bootstrap intervals, or None if the evaluation was not bootstrapped."""
+        return BootstrapResult.from_dict(self.bootstrap) if self.bootstrap else None
+
+    def columns(self) -> list[tuple[str, str, dict[str, float]]]:
+        """(role, heading, stats) of each scored model, the trained model first."""
+        columns = [(CANDIDATE, "trained", self.stats)]
+        if self.production_stats:
+            columns.append((PRODUCTION, f"production (version {self.production_version})", self.production_stats))
+        if self.baseline_stats:
+            columns.append((PRETRAINED, "pretrained", self.baseline_stats))
+        return columns
+
     def markdown(self) -> str:
-        """The report as Markdown: stats side by side, then the per-keypoint table."""
-        lines = [f"# Evaluation on `{self.split}` ({self.num_images} images, imgsz {self.imgsz})", ""]
-        lines += ['pycocotools `COCOeval(gt, dt, "keypoints")`.', ""]
-        lines += ["| stat | trained | pretrained |", "|---|---|---|"]
+        """The report as Markdown: stats side by side with their intervals, the paired differences, then the
+        per-keypoint table."""
+        title = f"# Evaluation on `{self.split}` ({self.num_images} images, imgsz {self.imgsz})"
+        if not self.stats:
+            return f"{title}\n\nNothing in production: no model version was scored.\n"
+        lines = [title, ""]
+        if self.model_version:
+            lines += [f"Model version {self.model_version}, weights sha256 `{self.weights_sha256[:12]}`.", ""]
+        lines += ['pycocotools `COCOeval(gt, dt, "keypoints")`, every model on the same split in the same run.']
+        bootstrap = self.bootstrap_result()
+        if bootstrap:
+            lines += [
+                f"In brackets: {bootstrap.confidence:.0%} intervals by a {bootstrap.method}, "
+                f"{bootstrap.resamples} resamples of the {bootstrap.num_images} images, seed {bootstrap.seed}."
+            ]
+        columns = self.columns()
+        lines += ["", "| stat | " + " | ".join(h for _, h, _ in columns) + " |", "|---|" + "---|" * len(columns)]
         for name in COCO_STAT_NAMES:
-            baseline = self.baseline_stats.get(name)
-            lines.append(f"| {name} | {self.stats[name]:.4f} | {'' if baseline is None else f'{baseline:.4f}'} |")
+            cells = []
+            for role, _, stats in columns:
+                interval = bootstrap.intervals.get(role, {}).get(name) if bootstrap else None
+                cells.append(interval.format() if interval else f"{stats[name]:.4f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        differences = [
+            (role, h) for role, h, _ in columns[1:] if bootstrap and bootstrap.difference(CANDIDATE, role, "AP")
+        ]
+        if bootstrap and differences:
+            lines += ["", "## Paired differences (trained minus each reference, same images in every resample)", ""]
+            lines += ["| stat | " + " | ".join(f"trained - {h}" for _, h in differences) + " |"]
+            lines += ["|---|" + "---|" * len(differences)]
+            for name in COCO_STAT_NAMES:
+                cells = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
+                lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in cells) + " |")
         lines += ["", "## Per keypoint (detections matched at OKS 0.5)", ""]
         lines += ["| keypoint | matched | mean error px | median error px | OKS |", "|---|---|---|---|---|"]
         for row in self.per_keypoint:
             cells = [row["keypoint"], row["matched"], row["mean_error_px"], row["median_error_px"], row["oks"]]
             lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
         return "\n".join(lines) + "\n"
+
+
+def plot_intervals(report: EvaluationReport, stat: str = "AP") -> bytes | None:
+    """PNG of one stat's intervals: each model's value, and each paired difference against 0 (None if the
+    report was not bootstrapped)."""
+    bootstrap = report.bootstrap_result()
+    if bootstrap is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from io import BytesIO
+
+    import matplotlib.pyplot as plt
+
+    models = [
+        (h, bootstrap.intervals[r][stat]) for r, h, _ in report.columns() if stat in bootstrap.intervals.get(r, {})
+    ]
+    differences = [
+        (f"trained - {h}", d)
+        for r, h, _ in report.columns()[1:]
+        if (d := bootstrap.difference(CANDIDATE, r, stat)) is not None
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * max(len(models), len(differences), 2) + 1.4), dpi=100)
+    for axis, rows, title in [
+        (axes[0], models, f"{stat} with its {bootstrap.confidence:.0%} interval"),
+        (axes[1], differences, f"paired difference in {stat}"),
+    ]:
+        for y, (_, interval) in enumerate(rows):
+            axis.errorbar(
+                interval.estimate,
+                y,
+                xerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+                fmt="o",
+                capsize=4,
+            )
+            axis.annotate(
+                interval.format(signed=axis is axes[1]),
+                (interval.high, y),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        axis.set_yticks(range(len(rows)), [label for label, _ in rows])
+        axis.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+        axis.set_title(title, fontsize=10)
+    axes[1].axvline(0, color="grey", linestyle="--", linewidth=1)
+    fig.suptitle(f"{bootstrap.resamples} paired bootstrap resamples of {bootstrap.num_images} images", fontsize=9)
+    fig.tight_layout()
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def prediction_previews(

@@ -10,7 +10,9 @@ import argparse
 import sys
 from typing import Any
 
+from vtpose.bootstrap import CANDIDATE
 from vtpose.keypoints import COCO_STAT_NAMES
+from vtpose.reports import EvaluationReport
 
 PIPELINE_NAME = "training_pipeline"
 
@@ -29,6 +31,38 @@ def _load(run: Any, step: str, output: str) -> Any:
     return run.steps[step].outputs[output][0].load()
 
 
+def report_lines(report: EvaluationReport) -> list[str]:
+    """The evaluation report as aligned text: every model's stats with their intervals, then the paired
+    differences (trained minus each reference)."""
+    bootstrap = report.bootstrap_result()
+    head = f"evaluation on {report.split} ({report.num_images} images), pycocotools OKS, all models on the same split"
+    if bootstrap is None:
+        lines = [head + ":"]
+    else:
+        lines = [
+            head + ";",
+            f"  in brackets {bootstrap.confidence:.0%} intervals, paired bootstrap over images "
+            f"({bootstrap.resamples} resamples, seed {bootstrap.seed}):",
+        ]
+    columns = report.columns()
+    width = 26 if bootstrap else 10
+    lines.append(f"  {'stat':<6}" + "".join(f" {heading:>{width}}" for _, heading, _ in columns))
+    for name in COCO_STAT_NAMES:
+        cells = []
+        for role, _, stats in columns:
+            interval = bootstrap.intervals.get(role, {}).get(name) if bootstrap else None
+            cells.append(interval.format() if interval else f"{stats[name]:.4f}")
+        lines.append(f"  {name:<6}" + "".join(f" {cell:>{width}}" for cell in cells))
+    references = [(r, h) for r, h, _ in columns[1:] if bootstrap and bootstrap.difference(CANDIDATE, r, "AP")]
+    if bootstrap and references:
+        lines.append("  paired differences:")
+        lines.append(f"  {'stat':<6}" + "".join(f" {'trained - ' + h.split()[0]:>29}" for _, h in references))
+        for name in COCO_STAT_NAMES:
+            cells = [bootstrap.difference(CANDIDATE, r, name) for r, _ in references]
+            lines.append(f"  {name:<6}" + "".join(f" {c.format(signed=True) if c else '':>29}" for c in cells))
+    return lines
+
+
 def summary_lines() -> list[str]:
     """Lines describing the latest run of the training pipeline."""
     from zenml.client import Client
@@ -40,16 +74,14 @@ def summary_lines() -> list[str]:
     if url:
         lines.append(f"dashboard: {url}")
     if "evaluate_model" in run.steps:
-        report = _load(run, "evaluate_model", "evaluation_report")
-        lines.append(f"evaluation on {report.split} ({report.num_images} images), pycocotools OKS:")
-        lines.append(f"  {'stat':<6} {'trained':>8} {'pretrained':>10}")
-        for name in COCO_STAT_NAMES:
-            baseline = report.baseline_stats.get(name)
-            lines.append(f"  {name:<6} {report.stats[name]:>8.4f} {'' if baseline is None else f'{baseline:>10.4f}'}")
+        lines += report_lines(_load(run, "evaluate_model", "evaluation_report"))
     if "promote_model" in run.steps:
         decision = _load(run, "promote_model", "promotion_decision")
         verdict = "PROMOTED to production" if decision["promote"] else "NOT promoted"
-        lines.append(f"promotion: pose-estimator version {decision['model_version']} {verdict}: {decision['reason']}")
+        rule = f" (rule {decision['rule']})" if "rule" in decision else ""
+        lines.append(
+            f"promotion{rule}: pose-estimator version {decision['model_version']} {verdict}: {decision['reason']}"
+        )
     if "package_model" in run.steps:
         bento = _load(run, "package_model", "bento")
         if bento.get("built"):

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, difference_name
 from vtpose.reports import EvaluationReport, TrainingCurves
 from vtpose.variants import VariantReport
 
@@ -53,14 +54,51 @@ def log_training(curves: TrainingCurves, weights: Path, architecture: str) -> bo
     return True
 
 
+def evaluation_metrics(report: EvaluationReport) -> dict[str, float]:
+    """The MLflow metrics of an evaluation report.
+
+    `coco_<stat>` for the trained model, `production_coco_<stat>` and `pretrained_coco_<stat>` for the references
+    scored on the same split; with the bootstrap, each also as `..._ci_low` / `..._ci_high`, and the paired
+    differences as `candidate_minus_production_<stat>` (and `_ci_low`, `_ci_high`), likewise for pretrained.
+    """
+    prefixes = {CANDIDATE: "", PRODUCTION: f"{PRODUCTION}_", PRETRAINED: f"{PRETRAINED}_"}
+    metrics: dict[str, float] = {}
+    for role, _, stats in report.columns():
+        metrics.update({f"{prefixes[role]}coco_{name}": value for name, value in stats.items()})
+    bootstrap = report.bootstrap_result()
+    if bootstrap is None:
+        return metrics
+    for role, stats in bootstrap.intervals.items():
+        for name, interval in stats.items():
+            metrics[f"{prefixes[role]}coco_{name}_ci_low"] = interval.low
+            metrics[f"{prefixes[role]}coco_{name}_ci_high"] = interval.high
+    for role in (PRODUCTION, PRETRAINED):
+        for name, interval in bootstrap.differences.get(difference_name(CANDIDATE, role), {}).items():
+            key = f"{CANDIDATE}_minus_{role}_{name}"
+            metrics.update({key: interval.estimate, f"{key}_ci_low": interval.low, f"{key}_ci_high": interval.high})
+    return metrics
+
+
 def log_evaluation(report: EvaluationReport) -> bool:
-    """Log the COCO stats (and the pretrained baseline's as `pretrained_*`) and the report."""
+    """Log the COCO stats of the trained model and of the references on the same split (`production_*`,
+    `pretrained_*`), their bootstrap intervals and paired differences (see `evaluation_metrics`), the
+    bootstrap's settings as params, and the report."""
     if not _active():
         return False
     import mlflow
 
-    mlflow.log_metrics({f"coco_{name}": value for name, value in report.stats.items()})
-    mlflow.log_metrics({f"pretrained_coco_{name}": value for name, value in report.baseline_stats.items()})
+    mlflow.log_metrics(evaluation_metrics(report))
+    bootstrap = report.bootstrap_result()
+    if bootstrap is not None:
+        mlflow.log_params(
+            {
+                "evaluation.bootstrap_resamples": bootstrap.resamples,
+                "evaluation.bootstrap_seed": bootstrap.seed,
+                "evaluation.bootstrap_confidence": bootstrap.confidence,
+            }
+        )
+    if report.production_version:
+        mlflow.log_param("evaluation.production_version", report.production_version)
     mlflow.log_text(report.markdown(), "evaluation/report.md")
     return True
 

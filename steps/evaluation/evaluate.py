@@ -1,4 +1,5 @@
-"""Evaluation: pycocotools OKS on the val split, the pretrained checkpoint scored beside the trained model."""
+"""Evaluation: pycocotools OKS on the val split, the production version and the pretrained checkpoint scored beside
+the trained model on the same split, with paired bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from zenml import log_metadata, step
 
 from materializers import EvaluationReportMaterializer
 from vtpose.artifacts import PoseDataset, PoseWeights
+from vtpose.bootstrap import PRETRAINED, PRODUCTION
 from vtpose.config import EvaluationConfig
 from vtpose.evaluate import evaluation_report
+from vtpose.registry import BOOTSTRAP_METADATA_KEY, STATS_METADATA_KEY
 from vtpose.reports import EvaluationReport
 from vtpose.tracking import log_evaluation
 
@@ -19,9 +22,10 @@ def evaluate_model(
     trained_weights: PoseWeights,
     pretrained_weights: PoseWeights,
     dataset: PoseDataset,
+    production_report: EvaluationReport,
     evaluation: EvaluationConfig,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
-    """Score the trained model; the stats go to MLflow and onto the model version."""
+    """Score the trained model beside the references; the stats and intervals go to MLflow and the model version."""
     split = dataset.val_split
     report = evaluation_report(
         trained_weights.path,
@@ -31,10 +35,17 @@ def evaluate_model(
         baseline_weights=pretrained_weights.path if evaluation.compare_pretrained else None,
         imgsz=evaluation.imgsz,
         previews=evaluation.previews,
+        production=production_report,
+        bootstrap_resamples=evaluation.bootstrap_resamples,
+        bootstrap_seed=evaluation.bootstrap_seed,
     )
     log_evaluation(report)
-    metadata = {"coco_keypoints": report.stats}
+    metadata = {STATS_METADATA_KEY: report.stats}
     if report.baseline_stats:
-        metadata["pretrained_coco_keypoints"] = report.baseline_stats
+        metadata[f"{PRETRAINED}_{STATS_METADATA_KEY}"] = report.baseline_stats
+    if report.production_stats:
+        metadata[f"{PRODUCTION}_{STATS_METADATA_KEY}"] = report.production_stats
+    if report.bootstrap:
+        metadata[BOOTSTRAP_METADATA_KEY] = report.bootstrap
     log_metadata(metadata, infer_model=True)
     return report

@@ -10,8 +10,8 @@ from zenml.logger import get_logger
 
 from vtpose.config import PromotionConfig
 from vtpose.errors import VtposeError
-from vtpose.promotion import decide_promotion
-from vtpose.registry import production_metric
+from vtpose.promotion import decide_from_report
+from vtpose.registry import production_weights_sha256
 from vtpose.reports import EvaluationReport
 
 logger = get_logger(__name__)
@@ -22,14 +22,18 @@ logger = get_logger(__name__)
 def promote_model(
     evaluation_report: EvaluationReport, promotion: PromotionConfig
 ) -> Annotated[dict[str, Any], "promotion_decision"]:
-    """Compare with the production version (or, for a first version, the pretrained checkpoint)."""
+    """Compare with the production version (or, for a first version, the pretrained checkpoint) on the same split,
+    by the configured rule."""
     model = get_step_context().model
-    candidate = evaluation_report.stats[promotion.metric]
-    production_value, production_version = production_metric(promotion.metric, model.name)
-    decision = decide_promotion(
-        promotion.metric, candidate, production_value, evaluation_report.baseline_stats.get(promotion.metric)
+    current = production_weights_sha256(model.name)
+    decision = decide_from_report(
+        evaluation_report, promotion.metric, promotion.rule, promotion.margin, current[1] if current else None
     )
-    record = {**decision.to_dict(), "model_version": str(model.version), "production_version": production_version}
+    record = {
+        **decision.to_dict(),
+        "model_version": str(model.version),
+        "production_version": current[0] if current else None,
+    }
     logger.info("Promotion of %s version %s: %s", model.name, model.version, decision.reason)
     log_metadata({"promotion": record}, infer_model=True)
     if decision.promote:
