@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, DEFAULT_INT8_IGNORED_PATTERNS, INT8_PRESETS
 from vtpose.bootstrap import DEFAULT_RESAMPLES, MIN_GATE_RESAMPLES
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
@@ -118,17 +119,21 @@ def check_gate(evaluation: EvaluationConfig, promotion: PromotionConfig) -> None
         )
 
 
+Int8Preset = Literal[INT8_PRESETS]  # type: ignore[valid-type]
+
+
 class IgnoredScopeConfig(_Strict):
-    """Operations NNCF leaves in floating point (`nncf.IgnoredScope`); empty lists quantize everything it can.
+    """Operations NNCF leaves in floating point (`nncf.IgnoredScope`).
 
     Attributes:
         names: exact OpenVINO operation names.
-        patterns: regular expressions over operation names (e.g. ".*/model.23/.*" for the pose head).
+        patterns: regular expressions over operation names; by default the head's DFL box decoding and its
+            sigmoids, which Ultralytics also keeps in float (an empty list quantizes them too).
         types: operation types (e.g. "Sigmoid", "Multiply").
     """
 
     names: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_INT8_IGNORED_PATTERNS))
     types: list[str] = Field(default_factory=list)
 
 
@@ -142,8 +147,8 @@ class Int8Config(_Strict):
         ignored_scope: operations kept in floating point.
     """
 
-    calibration_size: int = Field(100, ge=1, le=10_000)
-    preset: Literal["mixed", "performance"] = "mixed"
+    calibration_size: int = Field(DEFAULT_CALIBRATION_SIZE, ge=1, le=10_000)
+    preset: Int8Preset = "mixed"
     ignored_scope: IgnoredScopeConfig = Field(default_factory=IgnoredScopeConfig)
 
 

@@ -17,15 +17,19 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+
+from vtpose.artifacts import ExportedModel
+from vtpose.backends import VARIANTS
+from vtpose.errors import VtposeError
 
 # The variant every other is compared with: the trained weights themselves.
 REFERENCE_VARIANT = "pytorch"
 # Variant names, in the order they are exported and shown: "<backend>" or "<backend>-<precision>".
-VariantName = Literal["pytorch", "onnx", "openvino", "openvino-int8"]
-VARIANTS: tuple[str, ...] = get_args(VariantName)
+VariantName = Literal[VARIANTS]  # type: ignore[valid-type]
 # `package.backend`: "auto" lets the rule choose; a variant name forces it.
 BackendChoice = Literal["auto", VariantName]
 AUTO = "auto"
@@ -377,3 +381,186 @@ class VariantReport:
         fig.savefig(buffer, format="png")
         plt.close(fig)
         return buffer.getvalue()
+
+
+# --- Exporting, scoring and timing the variants of one trained model ------------------------------------------
+
+# Each variant's file inside an export folder (and inside the BentoML model): OpenVINO IRs as folders of .xml + .bin.
+VARIANT_FILES = {
+    "pytorch": "model.pt",
+    "onnx": "model.onnx",
+    "openvino": "openvino/model.xml",
+    "openvino-int8": "openvino-int8/model.xml",
+}
+
+
+def split_images(annotations: str | Path, images_dir: str | Path, count: int | None = None) -> list[Path]:
+    """The images of a COCO split in image-id order (the first `count`; all if None), as paths.
+
+    Raises:
+        VtposeError: the annotations file is missing or lists no image.
+    """
+    from vtpose.evaluate import load_ground_truth
+
+    coco = load_ground_truth(annotations)
+    ids = sorted(coco.getImgIds())[: count if count is not None else None]
+    if not ids:
+        raise VtposeError(f"{annotations}: lists no images; a split needs at least one.")
+    return [Path(images_dir) / coco.imgs[i]["file_name"] for i in ids]
+
+
+def export_model_variants(
+    weights: str | Path,
+    variants: Sequence[str],
+    imgsz: int,
+    out_dir: str | Path,
+    calibration_images: Sequence[str | Path] = (),
+    calibration_size: int = 100,
+    preset: str = "mixed",
+    ignored_names: Sequence[str] = (),
+    ignored_patterns: Sequence[str] | None = None,
+    ignored_types: Sequence[str] = (),
+) -> dict[str, ExportedModel]:
+    """Export trained `.pt` weights to every variant asked for (besides "pytorch", the weights themselves).
+
+    ONNX comes from Ultralytics' exporter, the OpenVINO FP32 IR from the ONNX graph, the INT8 IR from the FP32 IR
+    by NNCF post-training quantization on `calibration_images` (`vtpose.backends.export`). An intermediate a
+    later variant needs (ONNX for OpenVINO, FP32 for INT8) is made even when not asked for, and not returned.
+
+    Args:
+        weights: the trained `.pt`.
+        variants: names from `VARIANTS`; "pytorch" is the weights themselves (returned without copying).
+        imgsz: the inference size exported for, pixels.
+        out_dir: where each variant is written, at `out_dir / VARIANT_FILES[name]`.
+        calibration_images: the training split's images, for INT8 (the first `calibration_size` are used).
+        calibration_size: most calibration images.
+        preset: NNCF preset, "mixed" or "performance".
+        ignored_names: operation names NNCF keeps in float (matched exactly).
+        ignored_patterns: regular expressions of operation names kept in float; None for the backends' default
+            (the head's box decoding and the sigmoids).
+        ignored_types: operation types kept in float.
+
+    Returns:
+        Variant name -> the exported model (for "pytorch", the `.pt` itself), in `VARIANTS` order.
+
+    Raises:
+        VtposeError: the weights are missing, an export fails, or INT8 is asked for without calibration images.
+        ValueError: an unknown variant name.
+    """
+    import re
+
+    from vtpose.artifacts import sha256_file
+    from vtpose.backends import export
+
+    weights, out_dir = Path(weights), Path(out_dir)
+    for name in variants:
+        variant_backend(name)
+    if not weights.is_file():
+        raise VtposeError(f"{weights}: trained weights not found; export needs the .pt file.")
+    wanted = set(variants)
+    source_sha = sha256_file(weights)
+    out: dict[str, ExportedModel] = {}
+    if "pytorch" in wanted:
+        out["pytorch"] = ExportedModel(weights, "pytorch", imgsz, source_sha)
+    onnx_path = fp32 = None
+    if wanted & {"onnx", "openvino", "openvino-int8"}:
+        onnx_dir = out_dir / Path(VARIANT_FILES["onnx"]).parent
+        exported = export.export_onnx(weights, imgsz, onnx_dir)
+        onnx_path = exported.replace(onnx_dir / Path(VARIANT_FILES["onnx"]).name)
+        out["onnx"] = ExportedModel(onnx_path, "onnx", imgsz, source_sha)
+    if wanted & {"openvino", "openvino-int8"}:
+        assert onnx_path is not None
+        xml = out_dir / VARIANT_FILES["openvino"]
+        fp32 = export.export_openvino(onnx_path, xml, imgsz)
+        out["openvino"] = ExportedModel(xml.parent, "openvino", imgsz, source_sha)
+    if "openvino-int8" in wanted:
+        assert fp32 is not None
+        if not calibration_images:
+            raise VtposeError("the openvino-int8 variant needs calibration images (the training split's); none given.")
+        patterns = list(export.DEFAULT_INT8_IGNORED_PATTERNS if ignored_patterns is None else ignored_patterns)
+        patterns += [re.escape(name) for name in ignored_names]
+        xml = out_dir / VARIANT_FILES["openvino-int8"]
+        int8 = export.quantize_openvino_int8(
+            fp32,
+            calibration_images,
+            xml,
+            imgsz=imgsz,
+            calibration_size=calibration_size,
+            preset=preset,
+            ignored_patterns=patterns,
+            ignored_types=ignored_types,
+        )
+        settings = {**int8.calibration, "ignored_names": list(ignored_names)}
+        out["openvino-int8"] = ExportedModel(xml.parent, "openvino-int8", imgsz, source_sha, settings)
+    return {name: out[name] for name in VARIANTS if name in wanted}
+
+
+def model_file(model: ExportedModel) -> Path:
+    """The file a backend opens for an exported variant (the `.xml` inside an IR folder)."""
+    if model.path.is_dir():
+        return model.path / Path(VARIANT_FILES[model.variant]).name
+    return model.path
+
+
+def score_model_variants(
+    models: Sequence[ExportedModel],
+    annotations: str | Path,
+    images_dir: str | Path,
+    split: str,
+    imgsz: int,
+    max_ap_drop: float = DEFAULT_MAX_AP_DROP,
+    forced: str | None = None,
+    latency_runs: int = 15,
+    latency_warmup: int = 3,
+) -> VariantReport:
+    """Score every variant with the same pycocotools evaluation, time it, and choose the one to serve.
+
+    Each variant is opened on its backend (`vtpose.backends.open_backend`) at `imgsz`; its AP comes from COCO
+    results on the whole split at the evaluation threshold (`vtpose.evaluate`), its latency from single-image
+    calls on the split's first image at the service's threshold, every core of this machine available.
+
+    Args:
+        models: the variants (`export_model_variants`), one of them "pytorch" (the reference).
+        annotations: the val split's person_keypoints JSON; images_dir: its images; split: its name.
+        imgsz: the packaged inference size, pixels.
+        max_ap_drop, forced: see `choose_variant`.
+        latency_runs, latency_warmup: see `measure_latency`.
+
+    Returns:
+        The report: each variant's stats, latency, size and sha256, and the choice.
+
+    Raises:
+        VtposeError: a variant cannot be opened, or the split is unreadable.
+        ValueError: see `choose_variant`.
+    """
+    from vtpose.backends import DEFAULT_CONF, EVAL_CONF, open_backend
+    from vtpose.evaluate import load_ground_truth, predict_coco_results, score_keypoints
+    from vtpose.predict import load_image
+
+    coco_gt = load_ground_truth(annotations)
+    latency_path = split_images(annotations, images_dir, 1)[0]
+    latency_image = load_image(latency_path)
+    results = []
+    num_images = 0
+    for model in models:
+        backend = open_backend(model_file(model), imgsz=imgsz, conf=EVAL_CONF)
+        detections, num_images = predict_coco_results(backend, coco_gt, images_dir)
+        stats, _ = score_keypoints(coco_gt, detections)
+        # Timed as the service runs a lone request: its confidence threshold (fewer candidates through NMS).
+        backend.conf = DEFAULT_CONF
+        latency = measure_latency(
+            lambda b=backend: b.predict([latency_image]), runs=latency_runs, warmup=latency_warmup
+        )
+        results.append(VariantResult(model.variant, stats, latency, model.size_bytes, model.sha256()))
+        del backend
+    choice = choose_variant([r.score() for r in results], max_ap_drop=max_ap_drop, forced=forced)
+    height, width = latency_image.shape[:2]
+    return VariantReport(
+        variants=results,
+        choice=choice,
+        split=split,
+        num_images=num_images,
+        imgsz=imgsz,
+        latency_image=f"{latency_path.name} ({width}x{height})",
+        machine=machine_info(),
+    )
