@@ -6,8 +6,9 @@ whatever requests are queued (single images and batches alike) and run them toge
 shape, so concurrent /predict requests share forward passes without an HTTP hop between endpoints.
 
 Which model: the Bento argument `model_tag` (set by `vtpose.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
-else the latest `pose-estimator` in the local model store. Backend: $VTPOSE_BACKEND ("onnx" or "pytorch"), else
-the Bento argument `backend`, else ONNX.
+else the latest `pose-estimator` in the local model store. Variant: $VTPOSE_BACKEND ("pytorch", "onnx", "openvino"
+or "openvino-int8"), else the Bento argument `backend` (the variant packaging chose), else ONNX. `GET /model` says
+which backend and precision run, and every answer's `model_version` ends in `+<variant>`.
 """
 
 from __future__ import annotations
@@ -26,26 +27,24 @@ import numpy as np
 from bentoml.validators import ContentType
 from starlette.responses import JSONResponse, Response
 
+from vtpose.backends import ENV_BACKEND, resolve_variant
+from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
 from vtpose.serving import (
-    ENV_BACKEND,
     AdmissionLimit,
     BatchResult,
     ImageRejected,
+    InfoRoute,
     MultipartFieldCheck,
-    OnnxPoseModel,
     PoseBatcher,
     PoseResult,
     RenderStyle,
     ServingLimits,
     check_batch_size,
     decode_image_bytes,
-    letterbox,
     limit_malloc_retention,
-    load_packaged_predictor,
     pose_result,
     render_png,
-    resolve_backend,
 )
 
 logger = logging.getLogger("bentoml.service.pose")
@@ -69,19 +68,19 @@ MAX_IN_FLIGHT = int(os.environ.get(ENV_MAX_IN_FLIGHT, "64"))
 MAX_BATCH_SIZE_CPU = 4
 MAX_BATCH_SIZE_GPU = 16
 CPU_CORES = len(os.sched_getaffinity(0))
-# Model calls that may run at once, each with CPU_CORES // ONNX_MODEL_WORKERS ONNX Runtime threads under load:
-# on 2 cores two single-threaded calls side by side beat one two-threaded call (measured: ~35 vs ~42 ms per
-# image). A call that runs while no other does takes every core instead (OnnxPoseModel's wide session): on a
-# quiet machine /predict p50 went from 54 to 45 ms with throughput unchanged. Ultralytics' predictor is not
-# thread-safe, so PyTorch always gets one.
-ONNX_MODEL_WORKERS = int(os.environ.get(ENV_MODEL_WORKERS, "2"))
+# Model calls that may run at once, each with CPU_CORES // MODEL_WORKERS threads under load (ONNX Runtime threads,
+# or one OpenVINO CPU stream per worker): on 2 cores two single-threaded calls side by side beat one two-threaded
+# call (ONNX, measured: ~35 vs ~42 ms per image). A call that runs while no other does takes every core instead
+# (the backends' wide session / latency-compiled model): on a quiet machine /predict p50 went from 54 to 45 ms
+# with throughput unchanged. PyTorch's thread pool is process-wide, so PyTorch always gets one worker.
+MODEL_WORKERS = int(os.environ.get(ENV_MODEL_WORKERS, "2"))
 # Images decoded at once: more than the cores only adds contention (and glibc malloc arenas, one per thread).
 DECODE_THREADS = CPU_CORES
 LIMITS = ServingLimits.from_env()
 
 _args = bentoml.use_arguments()
 MODEL_TAG: str = getattr(_args, "model_tag", None) or os.environ.get(ENV_MODEL_TAG) or DEFAULT_MODEL_TAG
-BACKEND: str = resolve_backend(os.environ.get(ENV_BACKEND) or getattr(_args, "backend", None))
+VARIANT: str = resolve_variant(os.environ.get(ENV_BACKEND) or getattr(_args, "backend", None))
 
 
 def _pinned(*names: str) -> list[str]:
@@ -96,7 +95,7 @@ IMAGE = (
     .system_packages("libgl1", "libglib2.0-0")
     .python_packages(
         *_pinned(
-            "ultralytics", "torch", "torchvision", "onnx", "onnxruntime",
+            "ultralytics", "torch", "torchvision", "onnx", "onnxruntime", "openvino",
             "opencv-python", "pillow", "numpy", "pydantic",
         )
     )
@@ -150,39 +149,36 @@ class PoseService:
                 "`bentoml models list`."
             )
         metadata: dict[str, Any] = dict(stored.info.metadata)
-        self.model_version = str(metadata.get("model_version", stored.tag.version))
         self.model_tag = str(stored.tag)
         self.limits = LIMITS
         # Before any worker thread exists: freed image buffers go back to the system (RSS plateaus under load).
         limit_malloc_retention()
-        # A share of the cores per concurrent call under load; all of them for a call that runs alone.
-        threads = max(1, CPU_CORES // ONNX_MODEL_WORKERS)
-        self.predictor = load_packaged_predictor(
-            Path(stored.path), metadata, BACKEND, threads=threads, wide_threads=CPU_CORES
+        # PyTorch: one worker (its thread pool is process-wide). ONNX Runtime / OpenVINO: MODEL_WORKERS calls at
+        # once, a share of the cores each under load, all of them for a call that runs alone.
+        workers = 1 if VARIANT == "pytorch" else MODEL_WORKERS
+        self.predictor = load_packaged_backend(
+            Path(stored.path), metadata, VARIANT, threads=max(1, CPU_CORES // workers), wide_threads=CPU_CORES
         )
+        # `+<variant>` (semver build metadata): the same model version served by another backend is told apart.
+        self.model_version = f"{metadata.get('model_version', stored.tag.version)}+{self.predictor.variant}"
         self._decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
-        # The first call sizes the ONNX Runtime buffers / fuses the PyTorch graph: pay it before /readyz says yes.
+        # The first call sizes the runtime's buffers / compiles the graph: pay it before /readyz says yes.
         self.predictor.predict([np.zeros((720, 1280, 3), dtype=np.uint8)])
-        predictor = self.predictor
-        max_batch = MAX_BATCH_SIZE_CPU if predictor.device == "cpu" else MAX_BATCH_SIZE_GPU
-        if isinstance(predictor, OnnxPoseModel):
-            # Letterboxing runs in the request's decode thread; the batcher's workers only run the session.
-            self._prepare: Callable[[np.ndarray], Any] = functools.partial(
-                letterbox, imgsz=predictor.imgsz, stride=predictor.stride
-            )
-            self.batcher = PoseBatcher(
-                predictor.run, key=lambda item: item.tensor.shape, max_batch_size=max_batch,
-                workers=ONNX_MODEL_WORKERS,
-            )  # fmt: skip
-        else:
-            self._prepare = np.copy  # Ultralytics gets its own copy; /render draws on the decoded image
-            self.batcher = PoseBatcher(
-                predictor.predict, key=lambda image: image.shape, max_batch_size=max_batch, workers=1
-            )
+        max_batch = MAX_BATCH_SIZE_CPU if self.predictor.device.startswith("cpu") else MAX_BATCH_SIZE_GPU
+        # Letterboxing runs in the request's decode thread (the same rule for every backend); the batcher's workers
+        # only run the model, one call per input shape.
+        self._prepare: Callable[[np.ndarray], Any] = self.predictor.prepare
+        self.batcher = PoseBatcher(
+            self.predictor.run, key=lambda item: item.tensor.shape, max_batch_size=max_batch, workers=workers
+        )
         logger.info(
-            "serving %s (model version %s) with %s on %s", self.model_tag, self.model_version, BACKEND,
-            self.predictor.device,
+            "serving %s (model version %s) with %s on %s", self.model_tag, self.model_version,
+            self.predictor.variant, self.predictor.device,
         )  # fmt: skip
+
+    def model_info(self) -> dict[str, Any]:
+        """What `GET /model` answers: model version and tag, backend, precision, variant, device, imgsz."""
+        return {"model_version": self.model_version, "model_tag": self.model_tag, **self.predictor.describe()}
 
     @bentoml.on_shutdown
     def _stop_batcher(self) -> None:
@@ -238,6 +234,12 @@ class PoseService:
         return Response(png, media_type="image/png")  # type: ignore[return-value]
 
 
+def _model_info() -> dict[str, Any] | None:
+    service = bentoml.get_current_service()
+    return service.model_info() if service is not None and hasattr(service, "predictor") else None
+
+
+PoseService.add_asgi_middleware(InfoRoute, path="/model", info=_model_info)
 PoseService.add_asgi_middleware(MultipartFieldCheck, fields=PUBLIC_FIELDS)
 PoseService.add_asgi_middleware(
     AdmissionLimit,

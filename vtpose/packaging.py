@@ -1,28 +1,32 @@
-"""Package trained weights for serving: export ONNX, store both files as a BentoML model, build the Bento.
+"""Package trained weights for serving: export ONNX, store it with the `.pt` (and any OpenVINO IR variants) as a
+BentoML model, build the Bento.
 
 `build_bento` is what the training pipeline's `package` step calls. BentoML reads BENTOML_HOME when it is first
 imported, so set it (and BENTOML_DO_NOT_TRACK=true) in the environment before calling into this module.
 
-Run as a script to package by hand: `python -m vtpose.packaging WEIGHTS --model-version 3 --json`.
+Run as a script to package by hand: `python -m vtpose.packaging WEIGHTS --model-version 3 --json` (add
+`--openvino` for the FP32 IR, `--int8-images DIR` for the INT8 one, `--backend` for the variant served).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import logging
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vtpose.artifacts import sha256_file
+from vtpose.backends import VARIANTS, resolve_variant
+from vtpose.backends.export import export_onnx, export_openvino, quantize_openvino_int8
+from vtpose.backends.packaged import MODEL_FILES
 from vtpose.errors import VtposeError
 from vtpose.paths import PROJECT_ROOT
 
@@ -32,13 +36,13 @@ DEFAULT_MODEL_NAME = "pose-estimator"
 SERVICE_NAME = "pose-service"
 # Import path of the service class, relative to the build context (the project root).
 SERVICE_IMPORT = "service.service:PoseService"
-# File names inside the BentoML model folder, per backend; the service looks them up here.
-MODEL_FILES = {"pytorch": "model.pt", "onnx": "model.onnx"}
+# Each variant's place inside the BentoML model folder is vtpose.backends.packaged.MODEL_FILES (the service's loader
+# reads the same table). `export_onnx` is re-exported here for callers of the packaging API.
+__all__ = ["MODEL_FILES", "BentoInfo", "build_bento", "export_onnx", "sanitize_version"]
 # The Bento argument the service reads its model tag from (`bentoml serve --arg model_tag=...` in development).
 MODEL_TAG_ARG = "model_tag"
 # What the Bento carries besides the service: the library code it imports, nothing else (no data, no venv).
 BENTO_INCLUDE = ["service/*.py", "vtpose/**/*.py", "vtpose/avatar/assets/**"]
-_ONNX_EXPORT_MODULES = ("onnx", "onnxslim", "onnxruntime")
 _TAG_MAX = 63
 
 
@@ -53,9 +57,10 @@ class BentoInfo:
             store, not inside the Bento folder), bytes.
         model_version: the model version it serves (the ZenML model version, as given).
         model_tag: the BentoML model tag inside it, "pose-estimator:<version>".
-        sha256: hex sha256 of each packaged model file, by file name ("model.pt", "model.onnx").
+        sha256: hex sha256 of each packaged model file, by path inside the model ("model.pt", "model.onnx",
+            "openvino/model.xml", "openvino/model.bin"...).
         imgsz: the inference size the model was exported for, pixels.
-        backend_default: the backend the service uses unless VTPOSE_BACKEND says otherwise.
+        backend_default: the variant the service uses unless VTPOSE_BACKEND says otherwise.
     """
 
     tag: str
@@ -89,83 +94,33 @@ def sanitize_version(version: str) -> str:
     return cleaned
 
 
-def _check_onnx_tools() -> None:
-    missing = [name for name in _ONNX_EXPORT_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise VtposeError(
-            f"ONNX export needs {', '.join(missing)}; install them with the project's constraints "
-            "(pip install -c constraints.txt onnx onnxslim onnxruntime). Ultralytics is not allowed to install them."
-        )
-
-
-@contextlib.contextmanager
-def _no_autoinstall() -> Iterator[None]:
-    """Keep Ultralytics' exporter from pip-installing anything, whatever YOLO_AUTOINSTALL says."""
-    from ultralytics.utils import checks
-
-    previous = checks.AUTOINSTALL
-    checks.AUTOINSTALL = False
-    try:
-        yield
-    finally:
-        checks.AUTOINSTALL = previous
-
-
-def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
-    """Export `.pt` YOLO-pose weights to ONNX with Ultralytics' exporter, offline, on CPU.
-
-    The graph has a dynamic batch axis (and dynamic height/width), so the service can batch requests; it is
-    simplified with onnxslim. The exporter writes beside its input, so it works on a copy in `out_dir`.
-
-    Args:
-        weights: the `.pt` file.
-        imgsz: the square inference size in pixels (multiple of 32).
-        out_dir: where `<stem>.onnx` is written (created if needed).
-
-    Returns:
-        The `.onnx` file.
-
-    Raises:
-        VtposeError: weights missing, not `.pt`, export tools missing, or the exporter produced nothing.
-        ValueError: imgsz is not a positive multiple of 32.
-    """
-    weights = Path(weights)
-    if not weights.is_file():
-        raise VtposeError(f"{weights}: weights file not found; pass the trained .pt file.")
-    if weights.suffix != ".pt":
-        raise VtposeError(f"{weights}: ONNX export needs PyTorch .pt weights, got {weights.suffix!r}.")
-    if imgsz <= 0 or imgsz % 32:
-        raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
-    _check_onnx_tools()
-    from ultralytics import YOLO
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
-        source = Path(tmp) / weights.name
-        shutil.copy2(weights, source)
-        with _no_autoinstall():
-            exported = YOLO(str(source), task="pose").export(
-                format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False
-            )
-        exported_path = Path(str(exported))
-        if not exported_path.is_file():
-            raise VtposeError(f"Ultralytics reported {exported_path} but wrote no ONNX file; see its log above.")
-        target = out_dir / f"{weights.stem}.onnx"
-        shutil.move(str(exported_path), target)
-    return target
-
-
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _variant_parts(source: Path, target: str) -> list[tuple[Path, str]]:
+    """(file, path inside the model) pairs for one variant: an OpenVINO IR (its `.xml`, or the folder holding
+    `model.xml`) brings its `.bin`."""
+    if not target.endswith(".xml"):
+        return [(source, target)]
+    xml = source / Path(target).name if source.is_dir() else source
+    return [(xml, target), (xml.with_suffix(".bin"), str(Path(target).with_suffix(".bin").as_posix()))]
+
+
 def _store_model(
-    weights: Path, model_tag: str, model_version: str, imgsz: int, backend_default: str
+    weights: Path,
+    model_tag: str,
+    model_version: str,
+    imgsz: int,
+    backend_default: str,
+    variants: Mapping[str, Path] | None = None,
 ) -> tuple[Any, dict[str, str]]:
-    """The BentoML model `model_tag` holding model.pt and model.onnx: the stored one if present, else a new one."""
+    """The BentoML model `model_tag` holding model.pt, model.onnx and the given variants: the stored one if present
+    (with the same weights and every variant asked for), else a new one."""
     import bentoml
     from bentoml.exceptions import NotFound
+
+    from vtpose.backends.packaged import packaged_variants
 
     pt_sha = sha256_file(weights)
     try:
@@ -179,24 +134,43 @@ def _store_model(
                 f"BentoML model {model_tag} already exists with other weights; delete it "
                 f"(bentoml models delete {model_tag}) or package under a new model version."
             )
+        missing = sorted(set(variants or {}) - set(packaged_variants(existing.info.metadata)))
+        if missing:
+            raise VtposeError(
+                f"BentoML model {model_tag} already exists without {', '.join(missing)}; delete it "
+                f"(bentoml models delete {model_tag}) or package under a new model version."
+            )
         logger.info("reusing BentoML model %s (same weights)", model_tag)
         return existing, dict(stored)
 
     with tempfile.TemporaryDirectory(prefix="vtpose-export-") as tmp:
-        onnx_path = export_onnx(weights, imgsz, Path(tmp))
-        checksums = {MODEL_FILES["pytorch"]: pt_sha, MODEL_FILES["onnx"]: sha256_file(onnx_path)}
+        sources = {"pytorch": weights, **{name: Path(path) for name, path in (variants or {}).items()}}
+        if "onnx" not in sources:
+            sources["onnx"] = export_onnx(weights, imgsz, Path(tmp))
+        if backend_default not in sources:
+            raise VtposeError(
+                f"backend_default {backend_default!r} is not among the packaged variants ({', '.join(sources)}); "
+                "pass its exported file in `variants`."
+            )
+        parts = [part for name, source in sources.items() for part in _variant_parts(source, MODEL_FILES[name])]
+        for source, _ in parts:
+            if not source.is_file():
+                raise VtposeError(f"{source}: exported model file not found; export the variant again.")
+        checksums = {target: sha256_file(source) for source, target in parts}
         metadata = {
             "model_version": model_version,
             "imgsz": imgsz,
             "sha256": checksums,
             "backend_default": backend_default,
             "source_weights": weights.name,
-            "files": MODEL_FILES,
+            "files": {name: MODEL_FILES[name] for name in sources},
         }
         labels = {"zenml_model_version": sanitize_version(model_version), "task": "pose"}
         with bentoml.models.create(model_tag, labels=labels, metadata=metadata) as model:
-            shutil.copy2(weights, model.path_of(MODEL_FILES["pytorch"]))
-            shutil.copy2(onnx_path, model.path_of(MODEL_FILES["onnx"]))
+            for source, target in parts:
+                destination = Path(model.path_of(target))
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination)
     return bentoml.models.get(model_tag), checksums
 
 
@@ -208,6 +182,7 @@ def build_bento(
     backend_default: str = "onnx",
     service_name: str = SERVICE_NAME,
     labels: dict[str, str] | None = None,
+    variants: Mapping[str, str | Path] | None = None,
 ) -> BentoInfo:
     """Store `weights` (and their ONNX export) as a BentoML model and build the `pose-service` Bento around it.
 
@@ -221,9 +196,13 @@ def build_bento(
         model_version: the ZenML model version (name or number) it comes from.
         model_name: the BentoML model name.
         imgsz: inference size in pixels, exported into the ONNX graph's metadata and used by the service.
-        backend_default: "onnx" or "pytorch", the service's backend unless VTPOSE_BACKEND overrides it.
+        backend_default: the variant the service runs unless VTPOSE_BACKEND overrides it: "pytorch", "onnx",
+            "openvino" or "openvino-int8" (the last two need their IR in `variants`).
         service_name: the Bento name; the service class is named the same.
         labels: extra Bento labels (e.g. the pipeline run id).
+        variants: exported variants to package besides the `.pt`: name -> file ("onnx": the `.onnx`;
+            "openvino", "openvino-int8": the IR's `.xml`, or the folder holding `model.xml`, with the `.bin`
+            beside it). ONNX is exported here when not given.
 
     Returns:
         What was built, with its tag, path, size and checksums.
@@ -232,12 +211,12 @@ def build_bento(
         VtposeError: bad weights, export failure, or a stored model of the same tag with other weights.
         ValueError: bad imgsz, backend or version.
     """
-    from vtpose.serving import resolve_backend
-
     weights = Path(weights)
     if not weights.is_file() or weights.suffix != ".pt":
         raise VtposeError(f"{weights}: build_bento needs an existing .pt weights file.")
-    backend_default = resolve_backend(backend_default)
+    backend_default = resolve_variant(backend_default)
+    for name in variants or {}:
+        resolve_variant(name)
     if imgsz <= 0 or imgsz % 32:
         raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
 
@@ -246,7 +225,10 @@ def build_bento(
 
     version = sanitize_version(f"{sanitize_version(model_version)[: _TAG_MAX - 9]}-{sha256_file(weights)[:8]}")
     model_tag = f"{model_name}:{version}"
-    model, checksums = _store_model(weights, model_tag, model_version, imgsz, backend_default)
+    model, checksums = _store_model(
+        weights, model_tag, model_version, imgsz, backend_default,
+        {name: Path(path) for name, path in (variants or {}).items()},
+    )  # fmt: skip
 
     bento_tag = f"{service_name}:{version}"
     # BentoML imports the service to build it and would reuse a module imported earlier in this process, whose
@@ -282,20 +264,35 @@ def build_bento(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m vtpose.packaging WEIGHTS --model-version V [--imgsz N] [--json]`."""
+    """`python -m vtpose.packaging WEIGHTS --model-version V [--imgsz N] [--openvino] [--int8-images DIR] [--json]`."""
     parser = argparse.ArgumentParser(prog="python -m vtpose.packaging", description=main.__doc__)
     parser.add_argument("weights", type=Path)
     parser.add_argument("--model-version", required=True)
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--backend", default="onnx", choices=("onnx", "pytorch"))
+    parser.add_argument("--backend", default="onnx", choices=VARIANTS, help="the variant served by default")
+    parser.add_argument("--openvino", action="store_true", help="also package the OpenVINO FP32 IR")
+    parser.add_argument("--int8-images", type=Path, help="also package an INT8 IR calibrated on this folder's images")
+    parser.add_argument("--int8-size", type=int, default=100, help="most calibration images (sorted by name)")
     parser.add_argument("--json", action="store_true", help="print BentoInfo as JSON")
     args = parser.parse_args(argv)
     # Ultralytics' exporter prints to stdout; keep stdout for the result so `--json` output parses.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), tempfile.TemporaryDirectory(prefix="vtpose-variants-") as tmp:
+        variants: dict[str, Path] = {}
+        if args.openvino or args.int8_images:
+            variants["onnx"] = export_onnx(args.weights, args.imgsz, Path(tmp))
+            fp32 = export_openvino(variants["onnx"], Path(tmp) / MODEL_FILES["openvino"], args.imgsz)
+            variants["openvino"] = fp32.xml
+        if args.int8_images:
+            images = sorted(p for p in Path(args.int8_images).glob("*") if p.suffix.lower() in (".jpg", ".png"))
+            int8 = quantize_openvino_int8(
+                fp32, images, Path(tmp) / MODEL_FILES["openvino-int8"], calibration_size=args.int8_size
+            )
+            variants["openvino-int8"] = int8.xml
         info = build_bento(
-            args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz, backend_default=args.backend
-        )
+            args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz,
+            backend_default=args.backend, variants=variants,
+        )  # fmt: skip
     print(json.dumps(info.to_json(), indent=2) if args.json else info.tag)
 
 

@@ -73,7 +73,7 @@ class Original:
         name: relative path in the download cache, unique.
         url: where it is published.
         sha256: its pinned digest (hex).
-        bytes: its pinned size.
+        bytes: its pinned size (for the record and the user's estimate; the sha256 is what a download must match).
         dest: the data/ path it is copied to verbatim, or "" when data/ takes records from it (the COCO archive).
         confirmed: `git-blob:<sha1>` or `no: <why>` (see the module docstring).
     """
