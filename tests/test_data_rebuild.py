@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,6 +230,29 @@ def test_a_file_that_does_not_match_its_checksum_is_refused(originals: Originals
     assert pinned in message and hashlib.sha256(bad).hexdigest() in message
     assert not dest.exists() and os.listdir(tmp_path) == ["cache"]
     assert not list((cache / "media").glob("game-streamer-tips.jpg*"))  # neither the file nor a .part
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda ids: ids.pop(), r"person_keypoints_val2017\.json: rebuilt with sha256 [0-9a-f]{64}, pinned"),
+        (lambda ids: ids.append(123_456_789), r"lacks pinned image ids \[\] / annotation ids \[123456789\]"),
+    ],
+    ids=["a record left out", "a record the archive lacks"],
+)
+def test_a_rebuild_that_would_differ_writes_nothing(
+    originals: Originals, tmp_path: Path, edit: Callable[[list[int]], object], error: str
+) -> None:
+    sources = tmp_path / "datasources"
+    shutil.copytree(originals.sources, sources)
+    records_file = sources / "coco-person-mini-records.json"
+    records = json.loads(records_file.read_text())
+    edit(records["outputs"][1]["annotation_ids"])  # val2017
+    records_file.write_text(json.dumps(records))
+    dest = tmp_path / "data"
+    with pytest.raises(VtposeError, match=error):
+        rebuild_data(dest, tmp_path / "cache", sources, mirror=originals.server.url)
+    assert sorted(os.listdir(tmp_path)) == ["cache", "datasources"]  # no data/, no temporary folder
 
 
 def test_a_partial_data_dir_is_completed_and_a_changed_file_refused(originals: Originals, tmp_path: Path) -> None:
