@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from vtpose.artifacts import ExportedModel, sha256_file
 from vtpose.config import PackageConfig, check_run_config
 from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
+from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
 from vtpose.variants import (
     VARIANTS,
     Latency,
@@ -17,10 +19,15 @@ from vtpose.variants import (
     VariantResult,
     VariantScore,
     choose_variant,
+    export_model_variants,
     measure_latency,
+    score_model_variants,
+    split_images,
     variant_backend,
 )
 
+# Small enough for the real export and scoring to take seconds on 2 busy cores.
+SMALL = 160
 # The figures of issue 9 (2 CPU cores, imgsz 640): OpenVINO INT8 fastest, 0.009 AP below the trained .pt.
 ISSUE_9 = [
     VariantScore("pytorch", 0.492, 80.5),
@@ -163,3 +170,74 @@ def test_package_block_defaults_export_every_variant_and_let_the_rule_choose() -
     package = PackageConfig()
     assert package.variants == list(VARIANTS) and package.backend == "auto" and package.max_ap_drop == 0.01
     assert PackageConfig(backend="onnx", variants=["pytorch", "onnx"]).backend == "onnx"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportedModel]:
+    """Every variant of the pretrained checkpoint at a small size (INT8 calibrated on 4 training images)."""
+    train = COCO_MINI_DIR / "annotations" / "person_keypoints_train2017.json"
+    calibration = split_images(train, COCO_MINI_DIR / "images" / "train2017", 4)
+    out = tmp_path_factory.mktemp("variants")
+    return export_model_variants(PRETRAINED_WEIGHTS, VARIANTS, SMALL, out, calibration, calibration_size=4)
+
+
+@pytest.fixture(scope="module")
+def report(exported: dict[str, ExportedModel]) -> VariantReport:
+    return score_model_variants(
+        list(exported.values()),
+        COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json",
+        COCO_MINI_DIR / "images" / "val2017",
+        split="val2017",
+        imgsz=SMALL,
+        latency_runs=3,
+        latency_warmup=1,
+    )
+
+
+def test_export_writes_every_variant_with_sizes_and_checksums(exported: dict[str, ExportedModel]) -> None:
+    assert list(exported) == list(VARIANTS)
+    assert exported["pytorch"].path == PRETRAINED_WEIGHTS
+    assert exported["onnx"].path.name == "model.onnx"
+    for name in ("openvino", "openvino-int8"):
+        assert sorted(exported[name].sha256()) == ["model.bin", "model.xml"], name
+    for model in exported.values():
+        assert model.source_sha256 == sha256_file(PRETRAINED_WEIGHTS) and model.imgsz == SMALL
+        assert model.size_bytes == sum(p.stat().st_size for p in model.files()) > 1_000_000
+        assert all(sha256_file(p) in model.sha256().values() for p in model.files())
+    # INT8 weights are a quarter of FP32's, and say how they were calibrated.
+    assert exported["openvino-int8"].size_bytes < exported["openvino"].size_bytes / 2
+    assert exported["openvino-int8"].settings["images"] == 4
+    assert exported["openvino-int8"].settings["preset"] == "mixed"
+
+
+def test_every_variant_scored_timed_and_the_rule_applied(report: VariantReport) -> None:
+    assert [v.name for v in report.variants] == list(VARIANTS) and report.num_images == 108
+    ap = {v.name: v.stats["AP"] for v in report.variants}
+    assert 0.05 < ap["pytorch"] < 1.0
+    # The exports compute the same network: FP32 within rounding of the .pt, INT8 within a few AP points.
+    assert abs(ap["onnx"] - ap["pytorch"]) < 0.005 and abs(ap["openvino"] - ap["pytorch"]) < 0.005
+    assert abs(ap["openvino-int8"] - ap["pytorch"]) < 0.1
+    assert all(v.latency.runs == 3 and v.latency.median_ms > 0 for v in report.variants)
+    assert report.choice == choose_variant([v.score() for v in report.variants])
+    assert report.machine["cpu_cores"] >= 1 and report.latency_image.startswith("000000000139.jpg")
+
+
+def test_exported_model_artifact_round_trips_and_refuses_changed_files(
+    exported: dict[str, ExportedModel], tmp_path: Path
+) -> None:
+    from materializers import ExportedModelMaterializer
+
+    for name in ("onnx", "openvino-int8"):
+        uri = tmp_path / name
+        uri.mkdir()
+        materializer = ExportedModelMaterializer(str(uri))
+        materializer.save(exported[name])
+        metadata = materializer.extract_metadata(exported[name])
+        assert metadata["sha256"] == exported[name].sha256() and metadata["size"] == exported[name].size_bytes
+        loaded = materializer.load(ExportedModel)
+        assert loaded.sha256() == exported[name].sha256() and loaded.variant == name
+        assert loaded.settings == exported[name].settings
+    stored = tmp_path / "onnx" / "model.onnx"
+    stored.write_bytes(stored.read_bytes()[:-16])
+    with pytest.raises(ValueError, match="do not match their recorded sha256"):
+        ExportedModelMaterializer(str(tmp_path / "onnx")).load(ExportedModel)
