@@ -30,6 +30,8 @@ from starlette.responses import JSONResponse, Response
 from vtpose.backends import ENV_BACKEND, resolve_variant
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
+from vtpose.live import create_studio_app
+from vtpose.predict import PersonPose
 from vtpose.serving import (
     AdmissionLimit,
     BatchResult,
@@ -101,6 +103,12 @@ IMAGE = (
     )
 )  # fmt: skip
 
+# The live studio (/studio): the page, its WebSocket and its assets; it calls the model through `live_poses`.
+STUDIO = create_studio_app(
+    lambda: bentoml.get_current_service().live_poses,
+    model_version=lambda: bentoml.get_current_service().model_version,
+)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -133,7 +141,10 @@ def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Re
     traffic={"timeout": 60, "max_concurrency": 2 * MAX_IN_FLIGHT},
     envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "true"}, {"name": "YOLO_OFFLINE", "value": "1"}],
     labels={"project": "vtpose"},
+    # Loopback unless `--host` says otherwise: the studio streams a camera, and nothing here has authentication.
+    http={"host": "127.0.0.1"},
 )
+@bentoml.asgi_app(STUDIO, path="/studio")
 class PoseService:
     """Human pose estimation: COCO-17 keypoints per person, as JSON or drawn over the image."""
 
@@ -193,6 +204,12 @@ class PoseService:
             return bgr, self._prepare(bgr)
 
         return await anyio.to_thread.run_sync(decode, limiter=self._decode_limiter)
+
+    async def live_poses(self, bgr: np.ndarray) -> list[PersonPose]:
+        """The studio's model call for one decoded frame: the same preparation and batcher as /predict."""
+        item = await anyio.to_thread.run_sync(self._prepare, bgr, limiter=self._decode_limiter)
+        (persons,) = await self.batcher.infer([item])
+        return persons
 
     @bentoml.api(route="/predict")
     @json_errors

@@ -42,7 +42,7 @@ __all__ = ["MODEL_FILES", "BentoInfo", "build_bento", "export_onnx", "sanitize_v
 # The Bento argument the service reads its model tag from (`bentoml serve --arg model_tag=...` in development).
 MODEL_TAG_ARG = "model_tag"
 # What the Bento carries besides the service: the library code it imports, nothing else (no data, no venv).
-BENTO_INCLUDE = ["service/*.py", "vtpose/**/*.py", "vtpose/avatar/assets/**"]
+BENTO_INCLUDE = ["service/*.py", "vtpose/**/*.py", "vtpose/avatar/assets/**", "vtpose/live/web/**"]
 _TAG_MAX = 63
 
 

@@ -30,6 +30,8 @@ MAX_FULL_BODY_HEIGHT_FRACTION = 0.8
 # An upper-body avatar is cut just below the hips: the pelvis sits this many body units below the bottom edge.
 UPPER_BODY_HIP_DROP = 0.05
 PERSON_CHOICES = ("all", "largest")
+# Tracks whose avatar `TrackAvatars` remembers, so a long live session's memory stays flat.
+MAX_REMEMBERED_TRACKS = 256
 
 
 def background_files() -> dict[str, Path]:
@@ -64,7 +66,8 @@ def avatar_for(index: int, chosen: AvatarSpec | None, prepared: Sequence[AvatarS
     return ordered[index % len(ordered)]
 
 
-def _head_radius(avatar: AvatarSpec) -> float:
+def head_radius(avatar: AvatarSpec) -> float:
+    """The avatar's head radius in body units (0.3 for an avatar without a head part)."""
     head = avatar.head
     return head.width if head is not None else 0.3
 
@@ -156,7 +159,7 @@ def render_scene(
     for person, spec in zip(persons, avatars, strict=True):
         rig = complete_pose(person.keypoints, track_id=person.track_id)
         if rig is not None:
-            settle_head(rig, _head_radius(spec))
+            settle_head(rig, head_radius(spec))
             rigs.append(rig)
             kept.append(spec)
     if not rigs:
@@ -167,8 +170,66 @@ def render_scene(
         return draw_rigs(image.copy(), rigs, kept)
     canvas = background.copy() if isinstance(background, np.ndarray) else load_background(background)
     height, width = canvas.shape[:2]
-    placed = fit_to_scene(rigs, [_head_radius(a) for a in kept], width, height)
+    placed = fit_to_scene(rigs, [head_radius(a) for a in kept], width, height)
     return draw_rigs(canvas, placed, kept)
+
+
+class TrackAvatars:
+    """Which avatar each track wears: the chosen one for everyone, or the prepared ones handed out by track.
+
+    A new track gets the prepared avatar least used by the tracks in view, so people side by side look different,
+    and keeps it for as long as the track lives. `vtpose animate` and the live studio share this rule.
+
+    Args:
+        chosen: one avatar for everyone, or None.
+        prepared: the avatars handed out in turn when `chosen` is None (the default one first).
+    """
+
+    def __init__(self, chosen: AvatarSpec | None, prepared: Sequence[AvatarSpec]) -> None:
+        if chosen is None and not prepared:
+            raise ValueError("TrackAvatars needs a chosen avatar or at least one prepared one")
+        self.chosen = chosen
+        self.ordered = sorted(prepared, key=lambda a: a.name != DEFAULT_AVATAR)
+        self._track_avatar: dict[int, int] = {}  # track id -> index into self.ordered
+        self._in_view: set[int] = set()
+
+    def frame(self, persons: Sequence[PersonPose]) -> list[AvatarSpec]:
+        """The avatar of each of one frame's tracked persons, in order; remembers who is in view."""
+        ids = {p.track_id for p in persons if p.track_id is not None}
+        self._in_view |= ids
+        specs = [self._avatar_of(p.track_id) for p in persons]
+        self._in_view = ids
+        if len(self._track_avatar) > MAX_REMEMBERED_TRACKS:
+            # Track ids only grow: the oldest ended long ago (the tracker forgets a track in MAX_TRACK_AGE frames).
+            keep = sorted(self._track_avatar)[-MAX_REMEMBERED_TRACKS // 2 :]
+            self._track_avatar = {t: self._track_avatar[t] for t in keep}
+        return specs
+
+    def _avatar_of(self, track_id: int | None) -> AvatarSpec:
+        if self.chosen is not None:
+            return self.chosen
+        if track_id is None:
+            return self.ordered[0]
+        if track_id not in self._track_avatar:
+            in_use = [self._track_avatar[t] for t in self._in_view if t in self._track_avatar]
+            self._track_avatar[track_id] = min(range(len(self.ordered)), key=lambda i: (in_use.count(i), i))
+        return self.ordered[self._track_avatar[track_id]]
+
+
+def posed_rigs(persons: Sequence[PersonPose], avatars: TrackAvatars) -> tuple[list[Rig], list[AvatarSpec]]:
+    """One frame's tracked persons as rigs (head settled for their avatar) and the avatar each wears.
+
+    Persons too hidden to place (no shoulder) are left out of both lists.
+    """
+    rigs, specs = [], []
+    for person, spec in zip(persons, avatars.frame(persons), strict=True):
+        rig = complete_pose(person.keypoints, track_id=person.track_id)
+        if rig is None:
+            continue
+        settle_head(rig, head_radius(spec))
+        rigs.append(rig)
+        specs.append(spec)
+    return rigs, specs
 
 
 class FrameRenderer:
@@ -196,20 +257,7 @@ class FrameRenderer:
         bg = load_background(background)
         self.background = cv2.resize(bg, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self.side_by_side = side_by_side
-        self._track_avatar: dict[int, int] = {}  # track id -> index into the prepared avatars
-        self._last_seen: set[int] = set()
-
-    def _avatar_of(self, track_id: int | None) -> AvatarSpec:
-        """The track's avatar; a new track gets the prepared avatar least used by the tracks now in view."""
-        if self.chosen is not None:
-            return self.chosen
-        ordered = sorted(self.prepared, key=lambda a: a.name != DEFAULT_AVATAR)
-        if track_id is None:
-            return ordered[0]
-        if track_id not in self._track_avatar:
-            in_use = [self._track_avatar[t] for t in self._last_seen if t in self._track_avatar]
-            self._track_avatar[track_id] = min(range(len(ordered)), key=lambda i: (in_use.count(i), i))
-        return ordered[self._track_avatar[track_id]]
+        self.avatars = TrackAvatars(self.chosen, self.prepared)
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -219,18 +267,8 @@ class FrameRenderer:
     def render(self, frame: np.ndarray, persons: Sequence[PersonPose]) -> np.ndarray:
         """One output frame (BGR uint8, `output_size`) for a source frame and its tracked, smoothed persons."""
         canvas = self.background.copy()
-        rigs, avatars = [], []
-        self._last_seen = {p.track_id for p in persons if p.track_id is not None} | self._last_seen
-        for person in persons:
-            spec = self._avatar_of(person.track_id)
-            rig = complete_pose(person.keypoints, track_id=person.track_id)
-            if rig is None:
-                continue
-            settle_head(rig, _head_radius(spec))
-            rigs.append(rig)
-            avatars.append(spec)
+        rigs, avatars = posed_rigs(persons, self.avatars)
         draw_rigs(canvas, rigs, avatars)
-        self._last_seen = {p.track_id for p in persons if p.track_id is not None}
         if self.side_by_side:
             return np.concatenate([frame, canvas], axis=1)
         return canvas

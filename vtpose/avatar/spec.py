@@ -188,8 +188,17 @@ def load_avatar_file(path: str | Path) -> AvatarSpec:
     path = Path(path)
     if not path.is_file():
         raise VtposeError(f"{path}: no such avatar file; run `vtpose avatars` to list the prepared ones.")
+    return parse_avatar(path.read_text(encoding="utf-8"), path)
+
+
+def parse_avatar(text: str, path: Path) -> AvatarSpec:
+    """Validate an avatar definition given as YAML text (an uploaded file); `path` names it in messages.
+
+    Raises:
+        VtposeError: not YAML, or a part is malformed (the message names the part).
+    """
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise VtposeError(f"{path}: not valid YAML ({error}); fix the file's syntax.") from error
     if not isinstance(raw, dict) or not isinstance(raw.get("parts"), list) or not raw["parts"]:

@@ -1,0 +1,445 @@
+"""The live studio in a real browser against the real pose service.
+
+`build_bento` packages the pretrained checkpoint; `bentoml serve` runs that Bento (without --host: the default
+bind must be loopback); Debian's Chromium, driven by Playwright, opens /studio with a fake camera playing a clip
+of data/media/dance.avi. Checked: poses with 17 keypoints reach the page, the avatar is drawn where the person is,
+track ids hold, the output view follows its capture page, bad socket input gets clear errors or a reason-coded
+close, and the page's avatar matches the Python renderer's for the same pose.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from vtpose.avatar.scene import render_scene
+from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
+from vtpose.predict import PersonPose
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+DANCE = MEDIA_DIR / "dance.avi"
+STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
+# The fake camera: 640x360 at 25 fps, from every other frame of the 50 fps clip from frame 20 (its first frames
+# pan the camera), 30 frames played forward then back, so it loops without a jump.
+CAMERA_SIZE = (640, 360)
+CAMERA_FPS = 25
+CAMERA_FRAMES = 30
+CAMERA_START, CAMERA_STEP = 20, 2
+READY_TIMEOUT_S = 120
+WAIT_MS = 60_000
+# Two renderers of the same definition (OpenCV's fills and strokes in 1/16 px, Chromium's Skia) differ only in
+# how they anti-alias edges. Stated tolerance: the silhouettes (pixels off the background) overlap with IoU at
+# least MIN_MASK_IOU, and after a Gaussian blur of sigma 1 px (5x5) at most MAX_MISMATCH of the avatar's pixels
+# differ by more than EDGE_DIFF (0-255) in some channel. Measured: IoU 0.956 (sketch, thin strokes) to 0.990,
+# mismatch 1.5% to 3.0%.
+MIN_MASK_IOU = 0.94
+EDGE_DIFF = 48
+MAX_MISMATCH = 0.04
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_y4m(
+    path: Path, video: Path, size: tuple[int, int], frames: int, fps: int, start: int = 0, step: int = 1
+) -> int:
+    """A YUV4MPEG2 clip for Chromium's fake camera: `frames` frames of `video` (from `start`, every `step`-th)
+    forward, then back; returns its frame count."""
+    capture = cv2.VideoCapture(str(video))
+    images = []
+    index = 0
+    while len(images) < frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index >= start and (index - start) % step == 0:
+            images.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+        index += 1
+    capture.release()
+    sequence = images + images[-2:0:-1]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for image in sequence:
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return len(sequence)
+
+
+def chromium_args(y4m: Path) -> list[str]:
+    """Headless Chromium with a fake camera playing `y4m`, nothing fetched from the network."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`build_bento` on the pretrained checkpoint in a fresh BENTOML_HOME (a subprocess: BentoML reads it once)."""
+    if not PRETRAINED_WEIGHTS.is_file():
+        pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `dvc pull`")
+    home = tmp_path_factory.mktemp("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    out = subprocess.run(
+        [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "3", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {**json.loads(out.stdout), "home": home, "env": env}
+
+
+@pytest.fixture(scope="module")
+def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bentoml serve <tag>` with no --host (the service's default bind) on a free port; the base URL when ready."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("bentoml")), "serve", bento["tag"], "--port", str(port)],
+            env=bento["env"],
+            cwd=bento["home"],  # the page's files must come from the Bento, not the source tree
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in {READY_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium (Debian's) with the dance clip as its camera."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} missing; `make browser` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    y4m = tmp_path_factory.mktemp("camera") / "dance.y4m"
+    write_y4m(y4m, DANCE, CAMERA_SIZE, CAMERA_FRAMES, CAMERA_FPS, CAMERA_START, CAMERA_STEP)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+        # Playwright's wait_for_function evaluates strings, which the page's own CSP (script-src 'self') forbids.
+        context = chromium.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+        yield context
+        context.close()
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def capture(browser: Any, server: str) -> Any:
+    """The capture page, once it has drawn 10 frames of poses."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server}/studio/")
+    page.wait_for_function("window.studio && window.studio.stats.frames.length >= 10", timeout=WAIT_MS)
+    assert not errors, errors
+    return page
+
+
+def _frames_after(page: Any, count: int) -> None:
+    """Wait until `count` more frames have been drawn."""
+    start = page.evaluate("window.studio.stats.frames.length ? window.studio.stats.frames.at(-1).id : 0")
+    page.wait_for_function(
+        f"window.studio.stats.frames.length && window.studio.stats.frames.at(-1).id >= {start + count}",
+        timeout=WAIT_MS,
+    )
+
+
+def _canvas(page: Any) -> tuple[np.ndarray, Any]:
+    """The scene canvas as RGBA (H, W, 4) and the poses drawn on it, read in one task so they belong together."""
+    result = page.evaluate(
+        "() => { const c = document.getElementById('scene');"
+        " return {png: c.toDataURL('image/png'), poses: window.studio.lastPoses}; }"
+    )
+    data = base64.b64decode(result["png"].split(",", 1)[1])
+    rgba = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA), result["poses"]
+
+
+def _choose(page: Any, selector: str, value: str) -> None:
+    page.select_option(selector, value)
+
+
+def _set_color(page: Any, color: str) -> None:
+    page.evaluate(
+        "(c) => { const e = document.getElementById('background-color'); e.value = c;"
+        " e.dispatchEvent(new Event('change')); }",
+        color,
+    )
+
+
+def test_the_page_receives_poses_with_17_keypoints(capture: Any) -> None:
+    poses = capture.evaluate("window.studio.lastPoses")
+    assert poses["size"] == list(CAMERA_SIZE)
+    assert poses["persons"], "nobody found in the dance clip"
+    for person in poses["persons"]:
+        assert len(person["keypoints"]) == 17
+        assert all(len(k) == 3 for k in person["keypoints"])
+        assert isinstance(person["track_id"], int)
+    drawn = [p for p in poses["persons"] if "rig" in p]
+    assert drawn and all(p["avatar"] in ("kitty", "idol", "robot", "sketch") for p in drawn)
+    assert set(poses["timing_ms"]) == {"decode", "model", "track"}
+    # The page shows what it measures.
+    assert capture.inner_text("#fps").endswith(" fps") and float(capture.inner_text("#fps").split()[0]) > 0
+    assert float(capture.inner_text("#latency").split()[0]) > 0
+
+
+def test_the_avatar_is_drawn_where_the_person_is(capture: Any) -> None:
+    background = (0, 255, 0)
+    _choose(capture, "#background", "color")
+    _set_color(capture, "#00ff00")
+    _frames_after(capture, 2)
+    rgba, poses = _canvas(capture)
+    height, width = rgba.shape[:2]
+    assert width == 1280 and height == 720
+    drawn = np.abs(rgba[..., :3].astype(int) - background).max(axis=2) > 40
+    assert drawn.mean() > 0.005, "no avatar on the canvas"
+    scale = width / poses["size"][0]
+    near = np.zeros_like(drawn)
+    for person in poses["persons"]:
+        if "rig" not in person:
+            continue
+        x, y, w, h = (v * scale for v in person["bbox"])
+        x = width - x - w  # the scene is mirrored by default, like a mirror
+        pad = 0.5 * h  # the cartoon head, ears and hands reach beyond the detected box
+        near[max(0, int(y - pad)) : int(y + h + pad), max(0, int(x - pad)) : int(x + w + pad)] = True
+    inside = (drawn & near).sum() / drawn.sum()
+    assert inside > 0.95, f"only {inside:.1%} of the avatar pixels are near a detected person"
+    # Every avatar covers its person's neck and head (each avatar draws a neck and a head there).
+    for person in poses["persons"]:
+        for joint in ("neck", "head") if "rig" in person else ():
+            x, y = person["rig"]["points"][joint]
+            col, row = int(width - x * scale), int(y * scale)
+            assert drawn[max(0, row - 3) : row + 4, max(0, col - 3) : col + 4].any(), (person["track_id"], joint)
+
+
+def test_track_ids_stay_stable_over_the_clip(capture: Any) -> None:
+    _frames_after(capture, 40)
+    tracks = capture.evaluate("window.studio.stats.tracks")[-40:]
+    # The dancers in front (boxes at least a quarter of the largest) keep their ids from frame to frame...
+    front = [{t[0] for t in frame if t[1] >= 0.25 * max(a for _, a in frame)} for frame in tracks if frame]
+    kept = [len(a & b) / len(a) for a, b in itertools.pairwise(front)]
+    assert np.mean(kept) >= 0.9, f"front dancers' ids, frame by frame: {front}"
+    # ...and over the whole clip (played forward and back, twice) only a few ids ever appear among them.
+    ids = set().union(*front)
+    assert len(ids) <= max(len(f) for f in front) + 2, f"front dancers' ids, frame by frame: {front}"
+
+
+def test_the_output_view_follows_its_capture_page(capture: Any, browser: Any, server: str) -> None:
+    pair = capture.evaluate("window.studio.socket.pair")
+    output = browser.new_page()
+    output.goto(f"{server}/studio/output?pair={pair}")
+    output.wait_for_function("window.studio && window.studio.stats.frames.length >= 3", timeout=WAIT_MS)
+    ids_out = output.evaluate("window.studio.stats.frames.map(f => f.id)")
+    ids_in = capture.evaluate("window.studio.stats.frames.map(f => f.id)")
+    assert set(ids_out) <= set(ids_in) | set(range(max(ids_in) + 1, max(ids_in) + 4))
+    assert output.evaluate("window.studio.settings.background.kind") == "color"
+    # A change on the capture page reaches the view: transparent background, skeleton on.
+    _choose(capture, "#background", "transparent")
+    capture.check("#skeleton")
+    output.wait_for_function("window.studio.settings && window.studio.settings.skeleton === true", timeout=WAIT_MS)
+    output.wait_for_function("window.studio.settings.background.kind === 'transparent'", timeout=WAIT_MS)
+    _frames_after(output, 2)
+    rgba, _ = _canvas(output)
+    assert rgba.shape[1] == 1280
+    assert (rgba[..., 3] == 0).mean() > 0.5, "the output view's transparent background is not transparent"
+    assert (rgba[..., 3] == 255).any(), "no avatar on the output view"
+    capture.uncheck("#skeleton")
+    _choose(capture, "#background", "prepared:studio")
+    output.close()
+
+
+def _ws_url(server: str, query: str = "role=capture") -> str:
+    return server.replace("http://", "ws://") + f"/studio/ws?{query}"
+
+
+def _frame(frame_id: int, image: bytes) -> bytes:
+    return struct.pack("<BId", 1, frame_id, 1000.0 * frame_id) + image
+
+
+def _recv_json(ws: Any) -> dict[str, Any]:
+    message = ws.recv(timeout=30)
+    assert isinstance(message, str), message
+    return json.loads(message)
+
+
+def test_bad_socket_input_gets_a_clear_error_and_the_socket_stays_usable(server: str) -> None:
+    from websockets.sync.client import connect
+
+    jpeg = cv2.imencode(".jpg", cv2.resize(cv2.imread(str(STREAMER)), (640, 360)))[1].tobytes()
+    with connect(_ws_url(server), origin=server, max_size=None) as ws:
+        assert _recv_json(ws)["type"] == "welcome"
+        cases = [
+            ("not json {", "not_json"),
+            (json.dumps([1, 2]), "not_json"),
+            (json.dumps({"type": "dance"}), "unknown_type"),
+            (json.dumps({"type": "settings", "avatar": "nobody"}), "bad_settings"),
+            (json.dumps({"type": "settings", "background": {"kind": "color", "color": "red"}}), "bad_settings"),
+            (json.dumps({"type": "avatar", "name": "mine", "yaml": "parts: [{shape: blob}]"}), "bad_avatar"),
+            (_frame(7, b"GIF89a not a frame"), "bad_image"),
+            (_frame(8, b"\xff\xd8\xff" + b"\0" * (2 << 20)), "too_large"),
+            (b"\x09whatever", "unknown_type"),
+            (b"\x01\x02", "bad_frame"),
+        ]
+        replies = {}
+        for message, code in cases:
+            ws.send(message)
+            reply = _recv_json(ws)
+            assert reply["type"] == "error" and reply["code"] == code, (message[:40], reply)
+            assert len(reply["message"]) > 20
+            replies[code] = reply["message"]
+        assert "'blob' is not one of limb" in replies["bad_avatar"]  # the avatar validator's own words
+        assert "frame 8" in replies["too_large"] and "limit" in replies["too_large"]
+        ws.send(json.dumps({"type": "ping", "t": 5}))
+        assert _recv_json(ws) == {"type": "pong", "t": 5}
+        ws.send(_frame(9, jpeg))
+        poses = _recv_json(ws)
+        assert poses["type"] == "poses" and poses["id"] == 9 and poses["persons"]
+        assert all(len(p["keypoints"]) == 17 for p in poses["persons"])
+
+
+def test_a_flood_of_frames_is_dropped_then_closed_with_a_reason(server: str) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 128, np.uint8))[1].tobytes()
+    with connect(_ws_url(server), origin=server) as ws:
+        assert _recv_json(ws)["type"] == "welcome"
+        for i in range(80):
+            ws.send(_frame(i + 1, jpeg))
+        codes = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                codes.append(_recv_json(ws).get("code"))
+    assert "busy" in codes
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert "flood" in closed.value.rcvd.reason
+
+
+def test_cross_origin_and_bad_urls_are_refused(server: str) -> None:
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(_ws_url(server), origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+    with connect(_ws_url(server, "role=output"), origin=server) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 4400 and "pair" in closed.value.rcvd.reason
+
+
+def test_state_is_freed_on_disconnect_and_the_server_binds_loopback(server: str, capture: Any) -> None:
+    stats = httpx.get(f"{server}/studio/api/stats").json()
+    assert stats["capture_pages"] == 1  # the capture page; the test sockets above are gone
+    port = int(server.rsplit(":", 1)[1])
+    listening = [
+        line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:] if line.split()[3] == "0A"
+    ]
+    assert f"0100007F:{port:04X}" in listening, "the service must bind 127.0.0.1 by default"
+    assert f"00000000:{port:04X}" not in listening
+    assert httpx.get(f"{server}/readyz").status_code == 200
+
+
+def _predicted_person(server: str) -> tuple[np.ndarray, PersonPose]:
+    with open(STREAMER, "rb") as f:
+        record = httpx.post(f"{server}/predict", files={"image": ("s.jpg", f, "image/jpeg")}, timeout=60).json()
+    person = max(record["persons"], key=lambda p: p["bbox"][2] * p["bbox"][3])
+    pose = PersonPose(tuple(person["bbox"]), person["score"], np.array(person["keypoints"], np.float32), track_id=1)
+    return cv2.imread(str(STREAMER)), pose
+
+
+@pytest.mark.parametrize("avatar", ["kitty", "idol", "robot", "sketch"])
+def test_the_page_draws_the_avatar_as_vtpose_avatar_does(browser: Any, server: str, avatar: str) -> None:
+    from vtpose.avatar.scene import TrackAvatars, posed_rigs
+    from vtpose.avatar.spec import load_avatar
+    from vtpose.live.protocol import person_json
+
+    photo, person = _predicted_person(server)
+    height, width = photo.shape[:2]
+    background = np.full_like(photo, (40, 90, 200))  # BGR
+    # `vtpose avatar --on-original --avatar NAME` over a plain photo of that colour.
+    expected = cv2.cvtColor(render_scene(background, [person], avatar, on_original=True), cv2.COLOR_BGR2RGB)
+    spec = load_avatar(avatar)
+    rigs, specs = posed_rigs([person], TrackAvatars(spec, []))
+    poses = {"size": [width, height], "persons": [person_json(person, rigs[0], specs[0])]}
+    page = browser.new_page()
+    page.goto(f"{server}/studio/output?pair=render-check")
+    data_url = page.evaluate(
+        """async ([poses, avatar, width, height]) => {
+            const { drawScene } = await import('./static/renderer.js');
+            const config = await (await fetch('api/config')).json();
+            const canvas = document.createElement('canvas');
+            canvas.width = width; canvas.height = height;
+            const avatars = Object.fromEntries(config.avatars.map((a) => [a.name, a]));
+            const settings = { mirror: false, skeleton: false, background: { kind: 'color', color: '#c85a28' } };
+            drawScene(canvas.getContext('2d'), poses, { settings, avatars, background: null, skeleton: [] });
+            return canvas.toDataURL('image/png');
+        }""",
+        [poses, avatar, width, height],
+    )
+    page.close()
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    actual = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    bg_rgb = np.array([200, 90, 40])
+    mask_py = np.abs(expected.astype(int) - bg_rgb).max(axis=2) > 30
+    mask_js = np.abs(actual.astype(int) - bg_rgb).max(axis=2) > 30
+    iou = (mask_py & mask_js).sum() / (mask_py | mask_js).sum()
+    blurred = [cv2.GaussianBlur(image, (5, 5), 1.0).astype(int) for image in (expected, actual)]
+    mismatch = (np.abs(blurred[0] - blurred[1]).max(axis=2) > EDGE_DIFF).sum() / mask_py.sum()
+    assert mask_py.mean() > 0.01, "the Python render drew nothing"
+    assert iou >= MIN_MASK_IOU, f"{avatar}: silhouettes overlap {iou:.3f} (IoU)"
+    assert mismatch <= MAX_MISMATCH, f"{avatar}: {mismatch:.2%} of the avatar's pixels differ by > {EDGE_DIFF}"
+    print(f"{avatar}: IoU {iou:.3f}, {mismatch:.2%} of the avatar's pixels differ (blurred) by > {EDGE_DIFF}")

@@ -1,0 +1,50 @@
+// The output view for streaming software: only the scene, following the paired capture page's poses and
+// settings. URL: output?pair=CODE[&width=1280] (the capture page shows it).
+
+import { Look, loadConfig } from "./look.js";
+import { drawScene } from "./renderer.js";
+import { StudioSocket } from "./socket.js";
+import { Stats } from "./stats.js";
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  const width = Math.min(Math.max(Number(params.get("width")) || 1280, 160), 3840);
+  const config = await loadConfig();
+  const look = new Look(config);
+  const stats = new Stats();
+  const scene = document.getElementById("scene");
+  const ctx = scene.getContext("2d");
+  const socket = new StudioSocket("output", params.get("pair"));
+  let lastPoses = null;
+  const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [] };
+  window.studio = studio;
+  const redraw = () => drawScene(ctx, lastPoses, look);
+
+  socket.addEventListener("settings", (event) => {
+    studio.settings = event.detail;
+    look.apply(event.detail).then(redraw);
+  });
+  socket.addEventListener("avatar", (event) => look.addAvatar(event.detail.avatar));
+  socket.addEventListener("background", async (event) => {
+    await look.setUploadedBackground(event.detail.blob);
+    redraw();
+  });
+  socket.addEventListener("close", (event) => studio.closes.push(event.detail));
+  socket.addEventListener("poses", (event) => {
+    const poses = event.detail;
+    const height = Math.round((width * poses.size[1]) / poses.size[0]);
+    if (scene.width !== width || scene.height !== height) {
+      scene.width = width;
+      scene.height = height;
+    }
+    lastPoses = poses;
+    studio.lastPoses = poses;
+    redraw();
+    stats.add({ id: poses.id, drawnAt: performance.now(), persons: poses.persons.length }, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
+  });
+  await look.apply(look.settings);
+  redraw();
+  socket.connect();
+}
+
+main();
