@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,8 +209,10 @@ def test_an_interrupted_download_resumes(originals: Originals, tmp_path: Path) -
     report = rebuild_data(dest, cache, originals.sources, mirror=originals.server.url, retries=0)
     _assert_same_tree(dest, DATA_DIR)
     assert originals.server.ranges_for(path) == [None, f"bytes={size // 3}-"]  # the second asked for the rest only
-    assert report.downloaded == [CHECKPOINT]  # everything else came from the cache
-    assert len(originals.server.requests) == len(originals.paths) + 1
+    assert CHECKPOINT in report.downloaded
+    # Whatever the first call finished came from the cache (what it had not started yet, it fetched now).
+    asked = Counter(p for p, _ in originals.server.requests)
+    assert asked == Counter({**dict.fromkeys(originals.paths.values(), 1), path: 2})
 
 
 def test_a_file_that_does_not_match_its_checksum_is_refused(originals: Originals, tmp_path: Path) -> None:

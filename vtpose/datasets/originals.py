@@ -29,7 +29,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,7 +373,11 @@ def rebuild_data(
 def _download_all(
     needed: Sequence[Original], cache_dir: Path, mirror: str | None, retries: int, timeout: float, workers: int
 ) -> list[str]:
-    """Download the originals not yet in the cache; returns their names. Raises the first failure, after all ran."""
+    """Download the originals not yet in the cache; returns the names fetched by this call.
+
+    The first failure stops the downloads not yet started (offline, every one would fail the same way after its
+    retries); those already running finish, so the next call resumes with the least left to do.
+    """
 
     def one(original: Original) -> bool:
         target = cache_dir / original.name
@@ -381,16 +385,22 @@ def _download_all(
         download(mirror_url(original.url, mirror), target, sha256=original.sha256, retries=retries, timeout=timeout)
         return fresh
 
+    fetched: list[str] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [(o, pool.submit(one, o)) for o in needed]
-    errors = [(o, f.exception()) for o, f in futures if f.exception() is not None]
-    if errors:
-        original, error = errors[0]
-        more = f" ({len(errors) - 1} more download(s) failed too)" if len(errors) > 1 else ""
-        if isinstance(error, VtposeError):
-            raise VtposeError(f"{original.name}: {error}{more}") from error
-        raise error  # a bug, not a transport problem: keep its traceback
-    return [o.name for o, f in futures if f.result()]
+        futures = {pool.submit(one, o): o for o in needed}
+        for future in as_completed(futures):
+            error = future.exception()
+            if error is None:
+                if future.result():
+                    fetched.append(futures[future].name)
+                continue
+            pool.shutdown(wait=True, cancel_futures=True)
+            left = sum(f.cancelled() for f in futures)
+            if isinstance(error, VtposeError):
+                more = f" ({left} download(s) not started; run again to continue)" if left else ""
+                raise VtposeError(f"{futures[future].name}: {error}{more}") from error
+            raise error  # a bug, not a transport problem: keep its traceback
+    return sorted(fetched)
 
 
 def register_with_dvc(repo_root: Path = PROJECT_ROOT, dvc_file: str = "data.dvc") -> None:
