@@ -58,7 +58,7 @@ run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and
 	$(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONFIG)
 	$(BIN)/python -m vtpose.summary
 
-test: data  ## Run the whole test suite (isolated ZenML store, real MLflow, real data)
+test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)
 	$(BIN)/python -m pytest
 
 lint:  ## ruff check and format check
@@ -115,3 +115,21 @@ test-containers: containers-base containers-stack .runtime/containers/wheels/.co
 
 stack-k8s: install  ## Register the Kubernetes stack (configs/stacks/kubernetes.yaml; see the README, "Containers and Kubernetes")
 	bash scripts/containers/stack_k8s.sh
+
+# --- the live studio (issue 8) ---
+# `make studio` serves the latest Bento (packaging the pretrained checkpoint first if there is none) and its page
+# /studio; `make browser` installs Debian's chromium, which the studio's browser tests drive through Playwright.
+STUDIO_PORT ?= 3000
+PRETRAINED := data/pretrained/yolo11n-pose.pt
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: browser studio
+
+browser:  ## Install Debian's chromium (apt-get) for the studio's browser tests; quiet when present
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+studio: data  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
+	@$(BIN)/bentoml get pose-service:latest >/dev/null 2>&1 || \
+	  $(BIN)/python -m vtpose.packaging $(PRETRAINED) --model-version pretrained
+	@echo "studio: open http://127.0.0.1:$(STUDIO_PORT)/studio (frames stay on this machine)"
+	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port $(STUDIO_PORT)
