@@ -397,7 +397,7 @@ def _download_all(
             pool.shutdown(wait=True, cancel_futures=True)
             left = sum(f.cancelled() for f in futures)
             if isinstance(error, VtposeError):
-                more = f" ({left} download(s) not started; run again to continue)" if left else ""
+                more = f" ({left} more not started yet)" if left else ""
                 raise VtposeError(f"{futures[future].name}: {error}{more}") from error
             raise error  # a bug, not a transport problem: keep its traceback
     return sorted(fetched)
