@@ -1,5 +1,6 @@
 # vtpose: `make run` trains on the bundled sample data; `make test` runs the whole suite.
-# Both install what is missing (a .venv pinned by constraints.txt) and pull data/ with DVC first.
+# Both install what is missing (a .venv pinned by constraints.txt) and get data/ first (`make data`: dvc pull, or
+# without the remote a rebuild from its public originals).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
