@@ -145,7 +145,7 @@ def decode_image(data: bytes, max_bytes: int, max_side: int, kinds: tuple[str, .
     size = _header_size(data, kind)
     if size is not None and max(size) > max_side:
         raise ProtocolError(
-            "too_large", f"{what}: {size[0]}x{size[1]} pixels; the longest side may be at most {max_side}."
+            "too_large", f"{what}: {size[0]}x{size[1]} pixels; the long side may be at most {max_side}."
         )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
@@ -187,9 +187,13 @@ def parse_frame(data: bytes) -> Frame:
             "bad_frame", f"a frame message is {FRAME_HEADER.size} header bytes then an image; got {len(data)} bytes."
         )
     _, frame_id, capture_ms = FRAME_HEADER.unpack_from(data)
-    image = decode_image(
-        data[FRAME_HEADER.size :], MAX_FRAME_BYTES, MAX_FRAME_SIDE, ("JPEG", "WebP"), f"frame {frame_id}"
-    )
+    try:
+        image = decode_image(
+            data[FRAME_HEADER.size :], MAX_FRAME_BYTES, MAX_FRAME_SIDE, ("JPEG", "WebP"), f"frame {frame_id}"
+        )
+    except ProtocolError as error:
+        # With the frame's id the page knows which frame failed and may send the next.
+        raise ProtocolError(error.code, str(error), frame_id) from None
     return Frame(frame_id, capture_ms if np.isfinite(capture_ms) else 0.0, image)
 
 
