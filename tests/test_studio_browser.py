@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from vtpose.avatar.scene import render_scene
+from vtpose.avatar.spec import avatar_files
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PersonPose
 
@@ -300,6 +301,67 @@ def test_the_output_view_follows_its_capture_page(capture: Any, browser: Any, se
     capture.uncheck("#skeleton")
     _choose(capture, "#background", "prepared:studio")
     output.close()
+
+
+def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
+    capture: Any, browser: Any, server: str, tmp_path: Path
+) -> None:
+    # A real video file: two seconds of the fake camera recorded by the browser (WebM, which Chromium plays).
+    webm = capture.evaluate(
+        """async () => {
+            const recorder = new MediaRecorder(document.getElementById('preview').srcObject, {mimeType: 'video/webm'});
+            const chunks = [];
+            recorder.ondataavailable = (e) => chunks.push(e.data);
+            const done = new Promise((resolve) => (recorder.onstop = resolve));
+            recorder.start();
+            await new Promise((resolve) => setTimeout(resolve, 2000));
+            recorder.stop();
+            await done;
+            const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+            let text = '';
+            for (const b of bytes) text += String.fromCharCode(b);
+            return btoa(text);
+        }"""
+    )
+    video = tmp_path / "dance.webm"
+    video.write_bytes(base64.b64decode(webm))
+    page = browser.new_page()  # a second capture page: it gets a pairing code of its own
+    page.goto(f"{server}/studio/")
+    page.wait_for_function("window.studio && window.studio.ready", timeout=WAIT_MS)
+    assert page.evaluate("window.studio.socket.pair") != capture.evaluate("window.studio.socket.pair")
+    page.set_input_files("#video-file", str(video))
+    page.wait_for_function("document.getElementById('status').textContent === 'playing dance.webm'", timeout=WAIT_MS)
+    _frames_after(page, 5)
+    assert page.evaluate("window.studio.lastPoses.persons.length") >= 1
+    # An avatar of the user's own, uploaded as YAML.
+    mine = tmp_path / "my-robot.yaml"
+    mine.write_text(avatar_files()["robot"].read_text().replace("#3f88c5", "#ff00ff"))
+    page.set_input_files("#avatar-file", str(mine))
+    page.wait_for_function("window.studio.lastPoses.persons.some(p => p.avatar === 'my-robot')", timeout=WAIT_MS)
+    assert page.input_value("#avatar") == "my-robot"
+    # Single person: only the largest is posed.
+    _choose(page, "#person", "largest")
+    page.wait_for_function("window.studio.lastPoses.persons.length === 1", timeout=WAIT_MS)
+    # An uploaded background image fills the scene behind the avatar.
+    red = tmp_path / "red.png"
+    cv2.imwrite(str(red), np.full((90, 160, 3), (0, 0, 255), np.uint8))
+    page.set_input_files("#background-file", str(red))
+    page.wait_for_function("window.studio.look.background && window.studio.look.settings.background.kind === 'image'")
+    _frames_after(page, 2)
+    rgba, _ = _canvas(page)
+    assert tuple(rgba[5, 5, :3]) == (255, 0, 0)
+    assert (rgba[..., :3] == (255, 0, 255)).all(axis=2).any(), "the uploaded avatar's magenta chest is not drawn"
+    # An output view joining now gets the uploads too, and draws the same scene.
+    output = browser.new_page()
+    output.goto(f"{server}/studio/output?pair={page.evaluate('window.studio.socket.pair')}")
+    output.wait_for_function(
+        "window.studio.look.avatars['my-robot'] && window.studio.look.uploadedBackground && window.studio.lastPoses",
+        timeout=WAIT_MS,
+    )
+    rgba, _ = _canvas(output)
+    assert tuple(rgba[5, 5, :3]) == (255, 0, 0)
+    output.close()
+    page.close()
 
 
 def _ws_url(server: str, query: str = "role=capture") -> str:

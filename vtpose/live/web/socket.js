@@ -7,7 +7,8 @@ const FRAME = 1;
 const BACKGROUND = 2;
 const HEADER_BYTES = 13;
 // Closes that a retry cannot fix: policy (origin, flood), bad URL, pairing code in use.
-const FINAL_CLOSES = new Set([1008, 4400, 4409]);
+const PAIR_IN_USE = 4409;
+const FINAL_CLOSES = new Set([1008, 4400, PAIR_IN_USE]);
 
 export class StudioSocket extends EventTarget {
   /**
@@ -53,6 +54,12 @@ export class StudioSocket extends EventTarget {
     };
     ws.onclose = (event) => {
       this.inFlight = null;
+      if (event.code === PAIR_IN_USE && this.role === "capture") {
+        // Another tab holds this page's saved pairing code: take a fresh one.
+        this.pair = null;
+        this.connect();
+        return;
+      }
       this.emit("close", { code: event.code, reason: event.reason });
       if (!FINAL_CLOSES.has(event.code)) {
         setTimeout(() => this.connect(), this.retryMs);
