@@ -11,9 +11,10 @@ from zenml.client import Client
 
 import steps
 from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset
+from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import CONFIGS_DIR
-from vtpose.registry import MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
+from vtpose.registry import BOOTSTRAP_METADATA_KEY, MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
 from vtpose.reports import EvaluationReport, TrainingCurves
 
 EXPECTED_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
@@ -61,6 +62,12 @@ def test_every_step_ran_and_handed_on_artifacts(smoke_run) -> None:  # type: ign
     assert isinstance(report, EvaluationReport)
     assert list(report.stats) == list(COCO_STAT_NAMES) and set(report.baseline_stats) == set(COCO_STAT_NAMES)
     assert 0.0 < report.stats["AP"] <= 1.0 and len(report.per_keypoint) == 17 and report.previews
+    # Nothing in production in this fresh store: the production scoring step scored nothing.
+    assert _output(run, "production_reference", "production_weights_sha256").load() == ""
+    assert _output(run, "score_production", "production_report").load().stats == {} and not report.production_stats
+    bootstrap = report.bootstrap_result()
+    assert bootstrap is not None and bootstrap.resamples == 200 and bootstrap.num_images == report.num_images
+    assert bootstrap.intervals[CANDIDATE]["AP"].estimate == report.stats["AP"]
 
 
 def test_artifacts_have_dashboard_visualizations(smoke_run) -> None:  # type: ignore[no-untyped-def]
@@ -70,6 +77,7 @@ def test_artifacts_have_dashboard_visualizations(smoke_run) -> None:  # type: ig
         ("convert_dataset", "yolo_dataset"),
         ("train_model", "training_curves"),
         ("evaluate_model", "evaluation_report"),
+        ("score_production", "production_report"),
     ]:
         artifact = _output(run, step, name)
         assert artifact.visualizations, f"{step}.{name} has no visualization"
@@ -88,8 +96,17 @@ def test_one_mlflow_run_with_params_epoch_metrics_stats_and_weights(smoke_run) -
     assert mlflow_run.data.params["train.epochs"] == "1" and mlflow_run.data.params["train.imgsz"] == "320"
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(mlflow_run.info.run_id, "train/pose_loss")) == 1
+    # The values are the evaluation report's: stats, intervals and paired differences.
+    report = _output(Client().get_pipeline_run(smoke_run.id), "evaluate_model", "evaluation_report").load()
+    metrics, bootstrap = mlflow_run.data.metrics, report.bootstrap_result()
     for name in COCO_STAT_NAMES:
-        assert f"coco_{name}" in mlflow_run.data.metrics and f"pretrained_coco_{name}" in mlflow_run.data.metrics
+        assert metrics[f"coco_{name}"] == pytest.approx(report.stats[name], abs=1e-12)
+        assert metrics[f"pretrained_coco_{name}"] == pytest.approx(report.baseline_stats[name], abs=1e-12)
+    ap, difference = bootstrap.intervals[CANDIDATE]["AP"], bootstrap.difference(CANDIDATE, PRETRAINED, "AP")
+    assert (metrics["coco_AP_ci_low"], metrics["coco_AP_ci_high"]) == pytest.approx((ap.low, ap.high), abs=1e-12)
+    assert metrics["candidate_minus_pretrained_AP"] == pytest.approx(difference.estimate, abs=1e-12)
+    assert metrics["candidate_minus_pretrained_AP_ci_low"] == pytest.approx(difference.low, abs=1e-12)
+    assert mlflow_run.data.params["evaluation.bootstrap_resamples"] == "200"
     artifacts = [a.path for a in client.list_artifacts(mlflow_run.info.run_id, "weights")]
     assert artifacts == ["weights/best.pt"]
 
@@ -99,26 +116,55 @@ def test_model_version_has_metrics_decision_and_weights(smoke_run) -> None:  # t
     version = run.model_version
     assert version is not None and version.model.name == MODEL_NAME
     metadata = version.run_metadata
-    assert set(metadata[STATS_METADATA_KEY]) == set(COCO_STAT_NAMES)
+    report = _output(run, "evaluate_model", "evaluation_report").load()
+    assert metadata[STATS_METADATA_KEY] == pytest.approx(report.stats, abs=1e-12)
+    assert metadata[f"pretrained_{STATS_METADATA_KEY}"] == pytest.approx(report.baseline_stats, abs=1e-12)
+    assert metadata[BOOTSTRAP_METADATA_KEY] == report.bootstrap
     decision = metadata["promotion"]
     assert decision["reference"] == "pretrained"  # the first version in this store
-    promoted = decision["promote"]
-    assert promoted == (metadata[STATS_METADATA_KEY]["AP"] >= metadata["pretrained_coco_keypoints"]["AP"])
-    assert (version.stage == "production") == promoted
+    assert decision["rule"] == "not_significantly_worse" and decision["margin"] == 0.05  # configs/smoke.yaml
+    difference = report.bootstrap_result().difference(CANDIDATE, PRETRAINED, "AP")
+    assert decision["difference"] == pytest.approx(difference.to_dict(), abs=1e-12)
+    assert decision["promote"] == (difference.high >= -0.05)
+    # One epoch at a tiny learning rate cannot lose 5 AP points: the first version reaches production, so the
+    # second run below is judged against it.
+    assert decision["promote"] is True and version.stage == "production"
     assert version.get_artifact(WEIGHTS_ARTIFACT) is not None
 
 
 def test_a_second_run_reuses_cached_steps(smoke_run) -> None:  # type: ignore[no-untyped-def]
     from pipelines import training_pipeline
 
+    first = Client().get_pipeline_run(smoke_run.id)
     second = training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))()
     run = Client().get_pipeline_run(second.id)
     assert run.status.value == "completed"
-    # Ingestion always reads the source again; unchanged content keeps everything after it cached.
-    for step in ("ingest_dataset", "ingest_pretrained", "promote_model", "package_model"):
+    # Ingestion always reads the source again; unchanged content keeps training cached. The first run's version
+    # is in production now, so its weights are scored on this split and the evaluation runs again to compare.
+    for step in ("ingest_dataset", "ingest_pretrained", "production_reference", "score_production"):
         assert run.steps[step].status.value == "completed", step
-    for step in ("validate_dataset", "convert_dataset", "train_model", "evaluate_model"):
+    for step in ("evaluate_model", "promote_model", "package_model"):
+        assert run.steps[step].status.value == "completed", step
+    # Same weights, data and package block: the exports, their scores and the choice come from the cache.
+    for step in ("validate_dataset", "convert_dataset", "train_model", "export_variants"):
         assert run.steps[step].status.value == "cached", step
+    trained = _output(first, "train_model", "trained_weights").load()
+    assert _output(run, "production_reference", "production_weights_sha256").load() == trained.sha256
+    # The same weights as production, on the same split: equal stats, a paired difference of exactly zero.
+    report = _output(run, "evaluate_model", "evaluation_report").load()
+    assert report.production_version == str(first.model_version.name) and report.production_stats == report.stats
+    for name in COCO_STAT_NAMES:
+        assert report.bootstrap_result().difference(CANDIDATE, PRODUCTION, name) == Interval(0.0, 0.0, 0.0)
+    decision = _output(run, "promote_model", "promotion_decision").load()
+    assert decision["reference"] == "production" and decision["production_version"] == str(first.model_version.name)
+    assert decision["reference_value"] == report.stats["AP"] and decision["promote"] is True  # 0 is above -0.05
+
+    # The same production weights and data again: the production score and the evaluation come from the cache.
+    third = Client().get_pipeline_run(training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))().id)
+    assert third.status.value == "completed"
+    assert third.steps["production_reference"].status.value == "completed"
+    for step in ("score_production", "evaluate_model", "train_model"):
+        assert third.steps[step].status.value == "cached", step
 
 
 def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -148,3 +194,52 @@ def test_package_step_built_the_bento(smoke_run) -> None:  # type: ignore[no-unt
     # The exported Bento in the artifact store: what outlives a step container or a pod.
     archive = _output(run, "package_model", "bento_archive").load()
     assert archive.is_file() and archive.stat().st_size > 1_000_000  # `bentoml import` takes it as is
+
+
+def test_export_step_scored_every_variant_and_the_bento_serves_its_choice(smoke_run) -> None:  # type: ignore[no-untyped-def]
+    import bentoml
+
+    from vtpose.variants import VARIANTS, VariantReport, choose_variant
+
+    run = Client().get_pipeline_run(smoke_run.id)
+    report_artifact = _output(run, "export_variants", "variant_report")
+    report = report_artifact.load()
+    assert isinstance(report, VariantReport) and [v.name for v in report.variants] == list(VARIANTS)
+    assert report.imgsz == 320 and report.split == "val2017" and report.num_images == 108
+    assert report.choice == choose_variant([v.score() for v in report.variants], max_ap_drop=0.01)
+    assert {v.type.value for v in report_artifact.visualizations} == {"markdown", "image"}
+    # The same evaluation as the evaluate step (both at imgsz 320): the trained .pt's AP is the report's.
+    evaluation = _output(run, "evaluate_model", "evaluation_report").load()
+    assert report.variant("pytorch").stats["AP"] == pytest.approx(evaluation.stats["AP"], abs=1e-9)
+    for variant, name in [
+        ("onnx", "onnx_model"),
+        ("openvino", "openvino_model"),
+        ("openvino-int8", "openvino_int8_model"),
+    ]:
+        artifact = _output(run, "export_variants", name)
+        assert artifact.run_metadata["sha256"] == report.variant(variant).sha256 == artifact.load().sha256()
+        assert artifact.run_metadata["size"] == report.variant(variant).size_bytes > 1_000_000
+        assert artifact.visualizations, name
+    assert _output(run, "export_variants", "openvino_int8_model").load().settings["calibration_split"] == "train2017"
+    # The decision, APs and latencies on the model version and in the run's MLflow run.
+    serving = run.model_version.run_metadata["serving_variant"]
+    assert serving["chosen"] == report.choice.chosen and serving["cpu_cores"] == report.machine["cpu_cores"]
+    assert serving["variants"]["openvino-int8"]["AP"] == round(report.variant("openvino-int8").stats["AP"], 4)
+    tracker = Client().active_stack.experiment_tracker
+    mlflow.set_tracking_uri(tracker.get_tracking_uri())
+    (mlflow_run,) = [
+        r
+        for r in mlflow.search_runs(experiment_names=["training_pipeline"], output_format="list")
+        if r.info.run_name == smoke_run.name
+    ]
+    assert mlflow_run.data.params["serving_variant"] == report.choice.chosen
+    for variant in report.variants:
+        key = variant.name.replace("-", "_")
+        assert mlflow_run.data.metrics[f"variant_{key}_AP"] == pytest.approx(variant.stats["AP"], abs=1e-12)
+        assert mlflow_run.data.metrics[f"variant_{key}_latency_ms"] == pytest.approx(variant.latency.median_ms)
+    # The Bento's model holds the chosen variant's files, checked by sha256, and serves it by default.
+    record = _output(run, "package_model", "bento").load()
+    assert record["backend"] == report.choice.chosen
+    metadata = bentoml.models.get(record["model_tag"]).info.metadata
+    assert metadata["backend_default"] == report.choice.chosen
+    assert set(report.variant(report.choice.chosen).sha256.values()) <= set(metadata["sha256"].values())

@@ -326,23 +326,11 @@ def plot_intervals(report: EvaluationReport, stat: str = "AP") -> bytes | None:
         (axes[1], differences, f"paired difference in {stat}"),
     ]:
         for y, (_, interval) in enumerate(rows):
-            axis.errorbar(
-                interval.estimate,
-                y,
-                xerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
-                fmt="o",
-                capsize=4,
-            )
-            axis.annotate(
-                interval.format(signed=axis is axes[1]),
-                (interval.high, y),
-                xytext=(6, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8,
-            )
-        axis.set_yticks(range(len(rows)), [label for label, _ in rows])
-        axis.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+            low, high = interval.estimate - interval.low, interval.high - interval.estimate
+            axis.errorbar(interval.estimate, y, xerr=[[low], [high]], fmt="o", capsize=4)
+        signed = axis is axes[1]
+        axis.set_yticks(range(len(rows)), [f"{label}\n{i.format(signed=signed)}" for label, i in rows], fontsize=8)
+        axis.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # the trained model on top
         axis.set_title(title, fontsize=10)
     axes[1].axvline(0, color="grey", linestyle="--", linewidth=1)
     fig.suptitle(f"{bootstrap.resamples} paired bootstrap resamples of {bootstrap.num_images} images", fontsize=9)
