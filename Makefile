@@ -56,7 +56,7 @@ stack: dashboard  ## Register and activate the local stack with the MLflow exper
 
 run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and print its summary
 	$(BIN)/python -m vtpose.config $(CONFIG)
-	$(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONFIG)
+	$(BIN)/zenml pipeline run training_pipeline -c $(CONFIG)
 	$(BIN)/python -m vtpose.summary
 
 test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)

@@ -15,6 +15,8 @@ COCO_MINI_DIR = DATA_DIR / "coco-person-mini"
 MPII_SAMPLE_DIR = DATA_DIR / "mpii-sample"
 MEDIA_DIR = DATA_DIR / "media"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
+# The run config of `make run` and of `zenml pipeline run training_pipeline` without -c.
+DEFAULT_CONFIG = CONFIGS_DIR / "training.yaml"
 
 
 def resolve_project_path(path: str | Path) -> Path:
