@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import logging
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,13 @@ RESERVED_ARGS = frozenset({"data", "project", "name", "exist_ok", "model", "mode
 ARCHITECTURE_SUFFIXES = (".pt", ".yaml", ".yml")
 # `train.model` value meaning "fine-tune the pipeline's pretrained checkpoint artifact".
 PRETRAINED_MODEL = "pretrained"
+# TrainConfig fields that do not change what is trained, so not part of a checkpoint key: a preempted GPU run
+# may resume on another device, or checkpoint at another period.
+CHECKPOINT_KEY_EXCLUDES = frozenset({"device", "save_period"})
+# The file of a checkpoint folder that names its complete files; written last, so a reader never sees half a set.
+CHECKPOINT_MANIFEST = "checkpoint.json"
+
+logger = logging.getLogger(__name__)
 
 
 def ultralytics_train_args() -> dict[str, Any]:
@@ -59,6 +71,9 @@ class TrainConfig(BaseModel):
         freeze_batchnorm: keep every BatchNorm layer's running statistics from pretraining. Fine-tuning on a
             few hundred images otherwise re-estimates them from small, augmented batches, which alone costs the
             pretrained model about 0.01 AP here before any weight changes.
+        save_period: write a resumable checkpoint every this many epochs (to the artifact store, in the
+            pipeline), so an interrupted training resumes there. Not Ultralytics' `args.save_period`, which keeps
+            numbered local copies.
         args: any other Ultralytics training argument (lr0, freeze, mosaic, optimizer...), checked by name.
     """
 
@@ -72,6 +87,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     freeze_batchnorm: bool = False
+    save_period: int = Field(1, ge=1)
     args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model")
@@ -153,6 +169,163 @@ class TrainConfig(BaseModel):
         return args
 
 
+def checkpoint_key(config: TrainConfig, inputs: Mapping[str, str]) -> str:
+    """The key of a training's checkpoints: equal for a rerun of the same training, different otherwise.
+
+    Args:
+        config: the training config (fields in CHECKPOINT_KEY_EXCLUDES left out).
+        inputs: a content hash per input, by name (the dataset, the pretrained checkpoint).
+
+    Returns:
+        Hex sha256 over both.
+    """
+    content = {
+        "config": config.model_dump(mode="json", exclude=set(CHECKPOINT_KEY_EXCLUDES)),
+        "inputs": dict(sorted(inputs.items())),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One complete, resumable checkpoint set, as its manifest names it.
+
+    Attributes:
+        epoch: epochs completed when it was written (1-based).
+        epochs: epochs the training was configured for.
+        last: file name of Ultralytics' `last.pt` (with optimizer state: what resume loads).
+        best: file name of `best.pt`, or None.
+        results: file name of `results.csv` (the curves so far), or None.
+    """
+
+    epoch: int
+    epochs: int
+    last: str
+    best: str | None = None
+    results: str | None = None
+
+
+class TrainingCheckpoints:
+    """Resumable checkpoints of one training in a folder of any ZenML filesystem (in the pipeline: the artifact store).
+
+    Every file is written to a temporary name and renamed into place, then the manifest (`checkpoint.json`) is
+    replaced the same way, naming the new set; files it does not name are removed after. A reader trusts only
+    the manifest, so a process killed at any moment leaves either the previous set or the new one, never half.
+
+    Args:
+        uri: the folder, e.g. `<artifact store>/checkpoints/train_model/<checkpoint_key>`.
+        save_period: checkpoint after every this many epochs (never after the last one: that one is the result).
+    """
+
+    def __init__(self, uri: str, save_period: int = 1) -> None:
+        if save_period < 1:
+            raise ValueError(f"save_period={save_period} must be at least 1")
+        self.uri = uri.rstrip("/")
+        self.save_period = save_period
+        self._uploaded_best: tuple[int, int] | None = None
+        self._best_name: str | None = None
+
+    def _path(self, name: str) -> str:
+        return f"{self.uri}/{name}"
+
+    def latest(self) -> Checkpoint | None:
+        """The last complete checkpoint, or None when there is none (or its manifest is unreadable)."""
+        from zenml.io import fileio
+
+        manifest = self._path(CHECKPOINT_MANIFEST)
+        if not fileio.exists(manifest):
+            return None
+        with fileio.open(manifest, "r") as f:
+            try:
+                checkpoint = Checkpoint(**json.loads(f.read()))
+            except (ValueError, TypeError) as error:
+                logger.warning("%s: unreadable checkpoint manifest (%s); training starts over.", manifest, error)
+                return None
+        self._best_name = checkpoint.best
+        return checkpoint
+
+    def restore(self, checkpoint: Checkpoint, save_dir: Path) -> Path:
+        """Copy a checkpoint set into an Ultralytics run folder, where `resume` expects it.
+
+        Args:
+            checkpoint: from `latest()`.
+            save_dir: the run folder (`weights/last.pt`, `weights/best.pt`, `results.csv` go there).
+
+        Returns:
+            The local `last.pt` to resume from.
+        """
+        from zenml.io import fileio
+
+        weights = save_dir / "weights"
+        weights.mkdir(parents=True, exist_ok=True)
+        fileio.copy(self._path(checkpoint.last), str(weights / "last.pt"), overwrite=True)
+        if checkpoint.best:
+            fileio.copy(self._path(checkpoint.best), str(weights / "best.pt"), overwrite=True)
+            self._uploaded_best = _stamp(weights / "best.pt")
+        if checkpoint.results:
+            fileio.copy(self._path(checkpoint.results), str(save_dir / "results.csv"), overwrite=True)
+        return weights / "last.pt"
+
+    def save(self, save_dir: Path, epoch: int, epochs: int) -> Checkpoint:
+        """Store the run folder's current `last.pt` (and `best.pt`, `results.csv`) as the latest checkpoint.
+
+        Args:
+            save_dir: the Ultralytics run folder.
+            epoch: epochs completed (1-based).
+            epochs: epochs configured.
+
+        Returns:
+            The checkpoint now named by the manifest.
+        """
+        from zenml.io import fileio
+
+        fileio.makedirs(self.uri)
+        last = self._put(save_dir / "weights" / "last.pt", f"last-e{epoch}.pt")
+        best_file = save_dir / "weights" / "best.pt"
+        if best_file.is_file() and _stamp(best_file) != self._uploaded_best:
+            self._best_name = self._put(best_file, f"best-e{epoch}.pt")
+            self._uploaded_best = _stamp(best_file)
+        results_file = save_dir / "results.csv"
+        results = self._put(results_file, f"results-e{epoch}.csv") if results_file.is_file() else None
+        checkpoint = Checkpoint(epoch=epoch, epochs=epochs, last=last, best=self._best_name, results=results)
+        tmp = self._path(f".tmp-{uuid.uuid4().hex}-{CHECKPOINT_MANIFEST}")
+        with fileio.open(tmp, "w") as f:
+            f.write(json.dumps(checkpoint.__dict__, indent=2))
+        fileio.rename(tmp, self._path(CHECKPOINT_MANIFEST), overwrite=True)
+        keep = {CHECKPOINT_MANIFEST, last, self._best_name, results}
+        for name in fileio.listdir(self.uri):
+            if str(name) not in keep:
+                fileio.remove(self._path(str(name)))
+        logger.info("Checkpoint of epoch %d/%d saved to %s", epoch, epochs, self.uri)
+        return checkpoint
+
+    def clear(self) -> None:
+        """Remove the folder: the training finished, nothing is left to resume."""
+        from zenml.io import fileio
+
+        if fileio.exists(self.uri):
+            fileio.rmtree(self.uri)
+
+    def on_model_save(self, trainer: Any) -> None:
+        """Ultralytics callback (`on_model_save`, after `last.pt` is written): checkpoint every `save_period` epochs."""
+        epoch = trainer.epoch + 1
+        if epoch < trainer.epochs and epoch % self.save_period == 0:
+            self.save(Path(trainer.save_dir), epoch, trainer.epochs)
+
+    def _put(self, local: Path, name: str) -> str:
+        from zenml.io import fileio
+
+        tmp = self._path(f".tmp-{uuid.uuid4().hex}-{name}")
+        fileio.copy(str(local), tmp, overwrite=True)
+        fileio.rename(tmp, self._path(name), overwrite=True)
+        return name
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 @dataclass
 class TrainResult:
     """Where training left its outputs.
@@ -160,22 +333,33 @@ class TrainResult:
     Attributes:
         best_weights: the checkpoint with the best validation fitness (or the last, when validation is off).
         last_weights: the final checkpoint.
-        curves: per-epoch losses and metrics.
+        curves: per-epoch losses and metrics (every epoch, also those done before a resume).
+        resumed_from_epoch: epochs completed by an interrupted attempt this run resumed from; 0 if none.
     """
 
     best_weights: Path
     last_weights: Path
     curves: TrainingCurves
+    resumed_from_epoch: int = 0
 
 
-def train(config: TrainConfig, data_yaml: Path, out_dir: Path, pretrained: Path | None = None) -> TrainResult:
-    """Train a YOLO-pose model.
+def train(
+    config: TrainConfig,
+    data_yaml: Path,
+    out_dir: Path,
+    pretrained: Path | None = None,
+    checkpoints: TrainingCheckpoints | None = None,
+) -> TrainResult:
+    """Train a YOLO-pose model, resuming from the latest checkpoint if an earlier attempt was interrupted.
 
     Args:
         config: the training config.
         data_yaml: an Ultralytics dataset YAML with `kpt_shape: [17, 3]`.
         out_dir: a folder for the run (Ultralytics writes `out_dir/train/...`).
         pretrained: the pretrained checkpoint, for `model: pretrained` and `transfer_pretrained`.
+        checkpoints: where to keep resumable checkpoints (every `config.save_period` epochs) and to look for
+            one to resume from (Ultralytics' own resume: weights, optimizer, EMA, epoch, curves). Cleared once
+            training has finished. None: no checkpoints.
 
     Raises:
         VtposeError: the model or data cannot be found.
@@ -185,20 +369,57 @@ def train(config: TrainConfig, data_yaml: Path, out_dir: Path, pretrained: Path 
     configure_ultralytics()
     if not data_yaml.is_file():
         raise VtposeError(f"{data_yaml}: dataset YAML not found; convert the dataset first.")
-    model = YOLO(config.model_source(pretrained), task="pose")
+    save_dir = out_dir / "train"
+    args = config.ultralytics_args(pretrained)
+    resume_from = checkpoints.latest() if checkpoints else None
+    if checkpoints is not None and resume_from is not None and not 0 < resume_from.epoch < config.epochs:
+        logger.warning(
+            "%s: checkpoint of epoch %d ignored (%d epochs configured); training starts over.",
+            checkpoints.uri,
+            resume_from.epoch,
+            config.epochs,
+        )
+        resume_from = None
+    if checkpoints is not None and resume_from is not None:
+        last = checkpoints.restore(resume_from, save_dir)
+        logger.info(
+            "Resuming the interrupted training from its checkpoint of epoch %d/%d (%s)",
+            resume_from.epoch,
+            config.epochs,
+            checkpoints.uri,
+        )
+        model = YOLO(str(last), task="pose")
+        # The checkpoint carries every other argument; only these may differ on the machine that resumes.
+        train_args: dict[str, Any] = {
+            "resume": str(last),
+            "data": str(data_yaml),
+            "save_dir": str(save_dir),
+            "device": args["device"],
+        }
+    else:
+        model = YOLO(config.model_source(pretrained), task="pose")
+        train_args = {"data": str(data_yaml), "project": str(out_dir), "name": "train", "exist_ok": True, **args}
     if config.freeze_batchnorm:
         model.add_callback("on_train_batch_start", _batchnorm_eval)
-    args = config.ultralytics_args(pretrained)
+    if checkpoints is not None:
+        model.add_callback("on_model_save", checkpoints.on_model_save)
     started = time.perf_counter()
-    model.train(data=str(data_yaml), project=str(out_dir), name="train", exist_ok=True, **args)
+    model.train(**train_args)
     seconds = time.perf_counter() - started
-    weights_dir = out_dir / "train" / "weights"
+    weights_dir = save_dir / "weights"
     last = weights_dir / "last.pt"
     best = weights_dir / "best.pt"
     if not last.is_file():
         raise VtposeError(f"{weights_dir}: training ended without writing weights; see the log above.")
-    curves = TrainingCurves.from_results_csv(out_dir / "train" / "results.csv", seconds, _jsonable(args))
-    return TrainResult(best_weights=best if best.is_file() else last, last_weights=last, curves=curves)
+    curves = TrainingCurves.from_results_csv(save_dir / "results.csv", seconds, _jsonable(args))
+    if checkpoints is not None:
+        checkpoints.clear()
+    return TrainResult(
+        best_weights=best if best.is_file() else last,
+        last_weights=last,
+        curves=curves,
+        resumed_from_epoch=resume_from.epoch if resume_from else 0,
+    )
 
 
 def _batchnorm_eval(trainer: Any) -> None:
