@@ -287,7 +287,9 @@ def test_the_output_view_follows_its_capture_page(capture: Any, browser: Any, se
     ids_out = output.evaluate("window.studio.stats.frames.map(f => f.id)")
     ids_in = capture.evaluate("window.studio.stats.frames.map(f => f.id)")
     assert set(ids_out) <= set(ids_in) | set(range(max(ids_in) + 1, max(ids_in) + 4))
-    assert output.evaluate("window.studio.settings.background.kind") == "color"
+    assert output.evaluate("window.studio.settings") == capture.evaluate("window.studio.look.settings") | {
+        "type": "settings"
+    }
     # A change on the capture page reaches the view: transparent background, skeleton on.
     _choose(capture, "#background", "transparent")
     capture.check("#skeleton")
@@ -298,6 +300,9 @@ def test_the_output_view_follows_its_capture_page(capture: Any, browser: Any, se
     assert rgba.shape[1] == 1280
     assert (rgba[..., 3] == 0).mean() > 0.5, "the output view's transparent background is not transparent"
     assert (rgba[..., 3] == 255).any(), "no avatar on the output view"
+    # What OBS composites: the whole page, rendered without a backdrop, is see-through around the avatars.
+    shot = cv2.imdecode(np.frombuffer(output.screenshot(omit_background=True), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (shot[..., 3] == 0).mean() > 0.5, "the output page paints a background of its own"
     capture.uncheck("#skeleton")
     _choose(capture, "#background", "prepared:studio")
     output.close()
@@ -453,6 +458,9 @@ def test_state_is_freed_on_disconnect_and_the_server_binds_loopback(server: str,
     assert f"0100007F:{port:04X}" in listening, "the service must bind 127.0.0.1 by default"
     assert f"00000000:{port:04X}" not in listening
     assert httpx.get(f"{server}/readyz").status_code == 200
+    page = httpx.get(f"{server}/studio/")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.get(f"{server}/studio/backgrounds/moon").status_code == 404
 
 
 def _predicted_person(server: str) -> tuple[np.ndarray, PersonPose]:
