@@ -23,6 +23,7 @@ from vtpose.registry import MODEL_NAME, STATS_METADATA_KEY
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(3600),  # image builds and container runs: 9 min the first time on a quiet machine
     pytest.mark.skipif(
         os.environ.get("VTPOSE_CONTAINER_TESTS") != "1", reason="container run: `make test-containers` runs it"
     ),

@@ -64,10 +64,11 @@ def test_the_command_resolves_and_compiles_exactly_one_config(
     assert set(snapshot.step_configurations) == set(steps.__all__)
 
 
+@pytest.mark.timeout(1200)
 def test_the_exact_command_runs_the_pipeline(zenml_stack: str) -> None:
     """`zenml pipeline run training_pipeline -c configs/smoke.yaml`, as typed: a whole run (minutes)."""
     before = Client().list_pipeline_runs(size=1).total
-    result = _zenml("pipeline", "run", "training_pipeline", "-c", "configs/smoke.yaml", timeout=1500)
+    result = _zenml("pipeline", "run", "training_pipeline", "-c", "configs/smoke.yaml", timeout=1100)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     latest = Client().list_pipeline_runs(sort_by="desc:created", size=1)
     assert latest.total == before + 1

@@ -165,6 +165,7 @@ def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2 * WAIT_S + 300)  # two pipeline runs, each waited on for at most WAIT_S
 def test_killed_pipeline_run_resumes_and_completes(zenml_stack: str, tmp_path: Path) -> None:
     config = yaml.safe_load((CONFIGS_DIR / "smoke.yaml").read_text())
     config["parameters"]["train"]["epochs"] = EPOCHS
