@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
+import lzma
 import os
 import re
 import stat
@@ -12,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -211,13 +214,38 @@ def _check_link_target(name: str, target: str, archive: Path) -> None:
         )
 
 
+def _check_tar_members(members: list[tarfile.TarInfo], archive: Path) -> None:
+    """Refuse names or links leaving the folder, devices and fifos, and hard links to anything but a file before."""
+    files: set[str] = set()
+    for m in members:
+        _check_member_name(m.name, archive)
+        if m.issym():
+            _check_link_target(m.name, m.linkname, archive)  # relative to the symlink's own folder
+        elif m.islnk():
+            _check_link_target("x", m.linkname, archive)  # hard links name a path from the archive root
+            if _member_key(m.linkname) not in files:
+                raise VtposeError(
+                    f"{archive}: hard link {m.name!r} -> {m.linkname!r}: the target is not a file earlier in the "
+                    "archive; refusing to extract (the archive is corrupt). Delete it and download it again."
+                )
+        elif not (m.isfile() or m.isdir()):
+            raise VtposeError(f"{archive}: member {m.name!r} is a device or fifo; refusing to extract.")
+        if m.isfile():
+            files.add(_member_key(m.name))
+
+
+def _member_key(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).as_posix()
+
+
 def safe_extract(archive: Path, dest: Path) -> Path:
     """Extract a zip or tar archive into `dest`, refusing any member that would land outside it.
 
     Every member is checked before anything is written: absolute names, drive letters, `..` components and links
-    (symlinks or hard links) whose target leaves the folder are refused. Tar archives additionally go through
-    Python's `filter="data"` (no devices, no setuid bits). Extraction happens in a temporary folder beside `dest`
-    that is renamed onto `dest` (replacing it) only when everything was extracted.
+    (symlinks or hard links) whose target leaves the folder are refused; in a tar, so are devices and fifos, and
+    hard links to anything but a regular file earlier in the archive. Tar archives additionally go through
+    Python's `filter="data"` (no setuid bits, links re-checked). Extraction happens in a temporary folder beside
+    `dest` that is renamed onto `dest` (replacing it) only when everything was extracted.
 
     Args:
         archive: a .zip or a tar (optionally gz/bz2/xz compressed).
@@ -227,7 +255,7 @@ def safe_extract(archive: Path, dest: Path) -> Path:
         `dest`.
 
     Raises:
-        VtposeError: an unsafe member (nothing is written), an unknown or corrupt archive.
+        VtposeError: an unsafe member, an unknown, truncated or corrupt archive (nothing is written).
     """
     archive, dest = Path(archive), Path(dest)
     if zipfile.is_zipfile(archive):
@@ -243,20 +271,17 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                     raise VtposeError(f"{archive}: corrupt zip ({e}); delete it and download it again.") from e
         return dest
     if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in members:
-                _check_member_name(m.name, archive)
-                if m.issym() or m.islnk():
-                    # Hard link names are relative to the archive root, symlinks to their own folder.
-                    _check_link_target(m.name if m.issym() else "x", m.linkname, archive)
-                elif not (m.isfile() or m.isdir()):
-                    raise VtposeError(f"{archive}: member {m.name!r} is a device or fifo; refusing to extract.")
-            with atomic_dir(dest) as tmp:
-                try:
+        try:
+            with tarfile.open(archive) as tf:
+                members = tf.getmembers()
+                _check_tar_members(members, archive)
+                with atomic_dir(dest) as tmp:
                     tf.extractall(tmp, members=members, filter="data")
-                except tarfile.FilterError as e:
-                    raise VtposeError(f"{archive}: unsafe member refused ({e}); refusing to extract.") from e
+        except tarfile.FilterError as e:
+            raise VtposeError(f"{archive}: unsafe member refused ({e}); refusing to extract.") from e
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:
+            # A truncated or damaged archive, found while reading it: nothing of it was published.
+            raise VtposeError(f"{archive}: corrupt tar ({e}); delete it and download it again.") from e
         return dest
     raise VtposeError(f"{archive}: neither a zip nor a tar archive (or corrupt); delete it and download it again.")
 
