@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -311,8 +312,9 @@ class ExportedModelMaterializer(BaseMaterializer):
         _write_text(self.uri, META_FILE, json.dumps(meta, indent=2))
 
     def compute_content_hash(self, data: ExportedModel) -> str:
-        """The files' sha256 and how the variant is described."""
-        return json.dumps([data.sha256(), data.variant, data.imgsz, data.settings], sort_keys=True)
+        """sha256 over the files' sha256 and how the variant is described (ZenML keeps 255 characters)."""
+        described = json.dumps([data.sha256(), data.variant, data.imgsz, data.settings], sort_keys=True)
+        return hashlib.sha256(described.encode()).hexdigest()
 
     def save_visualizations(self, data: ExportedModel) -> dict[str, VisualizationType]:
         """A card: variant, size, where it came from, each file's sha256."""

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> validate -> convert -> train -> evaluate -> promote -> package.
+"""The training pipeline: ingest -> validate -> convert -> train -> evaluate -> promote -> export -> package.
 
 Beside training, the production version's weights are scored on the same val split (cached by weights and data),
 so evaluation and the gate compare like with like.
@@ -11,6 +11,7 @@ from zenml import Model, pipeline
 from steps import (
     convert_dataset,
     evaluate_model,
+    export_variants,
     ingest_dataset,
     ingest_pretrained,
     package_model,
@@ -77,4 +78,16 @@ def training_pipeline(
         evaluation=evaluation,
     )
     decision = promote_model(evaluation_report=report, promotion=promotion)
-    package_model(trained_weights=trained_weights, promotion_decision=decision, package=package)
+    # Every variant (ONNX, OpenVINO FP32 and INT8) scored and timed; the Bento serves the one chosen.
+    onnx_model, openvino_model, openvino_int8_model, variant_report = export_variants(
+        trained_weights=trained_weights, dataset=dataset, package=package, after="promote_model"
+    )
+    package_model(
+        trained_weights=trained_weights,
+        promotion_decision=decision,
+        package=package,
+        variant_report=variant_report,
+        onnx_model=onnx_model,
+        openvino_model=openvino_model,
+        openvino_int8_model=openvino_int8_model,
+    )

@@ -3,6 +3,7 @@
 from steps.data.convert import convert_dataset
 from steps.data.ingest import ingest_dataset, ingest_pretrained
 from steps.data.validate import validate_dataset
+from steps.deployment.export import export_variants
 from steps.deployment.package import package_model
 from steps.evaluation.evaluate import evaluate_model
 from steps.evaluation.production import production_reference, score_production
@@ -12,6 +13,7 @@ from steps.training.train import train_model
 __all__ = [
     "convert_dataset",
     "evaluate_model",
+    "export_variants",
     "ingest_dataset",
     "ingest_pretrained",
     "package_model",

@@ -145,6 +145,9 @@ def test_report_round_trips_and_shows_the_decision() -> None:
     summary = report.summary()
     assert summary["chosen"] == "openvino" and summary["variants"]["openvino-int8"]["latency_ms"] == 27.1
     assert report.plot().startswith(b"\x89PNG")
+    lines = report.text_lines()
+    assert lines[-1].startswith("serving: openvino is the fastest") and len(lines) == 2 + len(ISSUE_9)
+    assert "openvino-int8  AP 0.4830 (-0.0090)" in lines[4] and lines[3].endswith("<- served")
 
 
 @pytest.mark.parametrize(

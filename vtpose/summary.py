@@ -82,10 +82,15 @@ def summary_lines() -> list[str]:
         lines.append(
             f"promotion{rule}: pose-estimator version {decision['model_version']} {verdict}: {decision['reason']}"
         )
+    if "export_variants" in run.steps:
+        variants = _load(run, "export_variants", "variant_report")
+        if variants is not None:
+            lines += variants.text_lines()
     if "package_model" in run.steps:
         bento = _load(run, "package_model", "bento")
         if bento.get("built"):
-            lines.append(f"bento: {bento['tag']} ({bento['size_bytes'] / 1e6:.1f} MB)")
+            serving = f", serving {bento['backend']}" if "backend" in bento else ""
+            lines.append(f"bento: {bento['tag']} ({bento['size_bytes'] / 1e6:.1f} MB{serving})")
     return lines
 
 

@@ -323,6 +323,21 @@ class VariantReport:
             },
         }
 
+    def text_lines(self) -> list[str]:
+        """The report as aligned text for `make run`'s summary: one line per variant, then the decision."""
+        lines = [
+            f"serving variants at imgsz {self.imgsz}, AP on {self.split}, median latency on "
+            f"{self.machine.get('cpu_cores')} CPU cores:"
+        ]
+        for v in self.variants:
+            mark = "  <- served" if v.name == self.choice.chosen else ""
+            lines.append(
+                f"  {v.name:<14} AP {v.stats['AP']:.4f} ({v.stats['AP'] - self.choice.reference_ap:+.4f})  "
+                f"{v.latency.median_ms:7.1f} ms  {v.size_bytes / 1e6:6.1f} MB{mark}"
+            )
+        lines.append(f"serving: {self.choice.reason}")
+        return lines
+
     def markdown(self) -> str:
         """The report as Markdown: the decision, then one row per variant."""
         machine = self.machine
@@ -564,3 +579,31 @@ def score_model_variants(
         latency_image=f"{latency_path.name} ({width}x{height})",
         machine=machine_info(),
     )
+
+
+def bento_variants(report: VariantReport | None, exported: Sequence[ExportedModel]) -> tuple[str, dict[str, Path]]:
+    """What the Bento carries besides the `.pt`, and the variant it serves: the report's choice.
+
+    The ONNX file always travels (the service's fallback, and what `build_bento` exports when it is missing); the
+    chosen variant's files too. Without a report (variants not exported) the service runs ONNX, as before.
+
+    Args:
+        report: the `variant_report` of `export_variants`, or None.
+        exported: the exported variants the report scored.
+
+    Returns:
+        (the variant served, {variant name: its file or IR folder} for `vtpose.packaging.build_bento`).
+
+    Raises:
+        VtposeError: the chosen variant is not among `exported`.
+    """
+    by_name = {model.variant: model.path for model in exported}
+    if report is None:
+        return "onnx", {name: path for name, path in by_name.items() if name == "onnx"}
+    chosen = report.choice.chosen
+    if chosen != REFERENCE_VARIANT and chosen not in by_name:
+        raise VtposeError(
+            f"the variant report chose {chosen!r} but its export is not among {sorted(by_name)}; run the pipeline "
+            "again (export_variants and package_model must come from the same run)."
+        )
+    return chosen, {name: by_name[name] for name in ("onnx", chosen) if name in by_name}
