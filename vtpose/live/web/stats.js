@@ -7,7 +7,7 @@ export class Stats {
     this.drawTimes = []; // performance.now() of each frame drawn
     this.frames = []; // per frame: latency and its stages, ms
     this.tracks = []; // per frame: [track id, box area] of each person drawn
-    this.dropped = 0; // frames the camera produced while one was in flight (never sent)
+    this.dropped = 0; // camera frames replaced by a newer one before they could be sent (one in flight)
     this.sent = 0;
   }
 

@@ -118,13 +118,16 @@ async function main() {
     $("latency").textContent = `${stats.percentile("latency", 0.5).toFixed(0)} ms`;
   });
 
+  // The newest camera frame is sent as soon as the previous frame's answer is back (or as soon as it arrives, if
+  // nothing is in flight); frames the camera delivers meanwhile are replaced, never queued.
   let grabbing = false;
-  everyFrame(video, async (captureMs) => {
-    if (grabbing || !socket.open || socket.inFlight !== null) {
-      stats.dropped += 1; // drop rather than queue: the next frame after the answer is sent instead
-      return;
-    }
+  let latestMs = null; // capture time of the newest camera frame
+  let sentMs = null; // capture time of the last frame sent
+  const pump = async () => {
+    if (grabbing || !socket.open || socket.inFlight !== null || latestMs === null || latestMs === sentMs) return;
     grabbing = true;
+    const captureMs = latestMs;
+    sentMs = latestMs;
     try {
       const grabAt = performance.now();
       const grabbed = await grabber.grab();
@@ -138,7 +141,15 @@ async function main() {
     } finally {
       grabbing = false;
     }
+  };
+  everyFrame(video, (captureMs) => {
+    if (latestMs !== null && latestMs !== sentMs) stats.dropped += 1; // replaced before it could be sent
+    latestMs = captureMs;
+    pump();
   });
+  socket.addEventListener("poses", pump);
+  socket.addEventListener("error", pump);
+  socket.addEventListener("open", pump);
 
   await look.apply(controls.settings(fps));
   redraw();
