@@ -1,11 +1,12 @@
 """`vtpose animate` speed on data/media/dance.avi (1280x720, 205 frames), and where the time goes.
 
-    .venv/bin/python benchmarks/bench_animate.py [--imgsz 320 640] [--weights W]
+    .venv/bin/python benchmarks/bench_animate.py [--imgsz 320 640] [--weights W] [--backend pytorch onnx openvino]
 
-For each inference size: the end-to-end pipelined run exactly as `vtpose animate` does it (fps = frames written
-per second of the pipeline, after model load and warm-up, which are reported apart), each stage's busy time in
-that run (stages overlap on threads, so the slowest stage bounds the rate), and each stage timed alone on the
-first ISOLATED_FRAMES frames with nothing else running in this process.
+For each inference size and backend (`.pt` weights exported once, before the clock, for ONNX and OpenVINO; an
+INT8 IR given as --weights runs as it is): the end-to-end pipelined run exactly as `vtpose animate` does it (fps =
+frames written per second of the pipeline, after model load and warm-up, which are reported apart), each stage's
+busy time in that run (stages overlap on threads, so the slowest stage bounds the rate), and each stage timed alone
+on the first ISOLATED_FRAMES frames with nothing else running in this process.
 """
 
 from __future__ import annotations
@@ -15,34 +16,35 @@ import itertools
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
-import torch
 
 from vtpose.avatar import FrameRenderer
+from vtpose.backends import BACKENDS
+from vtpose.backends.export import cached_export
 from vtpose.motion import PoseSmoother, PoseTracker
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PosePredictor
-from vtpose.video import BACKENDS, INFERENCE_THREADS, animate_video, inference_shape, onnx_weights, read_frames
+from vtpose.video import EXPORT_CACHE_DIR, INFERENCE_THREADS, _torch_threads, animate_video, read_frames
 
 VIDEO = MEDIA_DIR / "dance.avi"
 ISOLATED_FRAMES = 60
-VIDEO_SIZE = (1280, 720)
 GOAL_FPS = 25.0
 
 
 def isolated(weights: Path, imgsz: int) -> dict[str, float]:
     """Milliseconds per frame of each stage run alone, one after the other."""
-    torch.set_num_threads(INFERENCE_THREADS)
     t0 = time.perf_counter()
     frames = list(read_frames(VIDEO, ISOLATED_FRAMES))
     decode = (time.perf_counter() - t0) / len(frames)
-    predictor = PosePredictor(weights, imgsz=imgsz)
-    predictor.predict_one(frames[0])
-    t0 = time.perf_counter()
-    detections = [predictor.predict_one(f) for f in frames]
-    infer = (time.perf_counter() - t0) / len(frames)
+    predictor = PosePredictor(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
+    with _torch_threads(INFERENCE_THREADS) if predictor.backend == "pytorch" else nullcontext():
+        predictor.predict_one(frames[0])
+        t0 = time.perf_counter()
+        detections = [predictor.predict_one(f) for f in frames]
+        infer = (time.perf_counter() - t0) / len(frames)
     tracker, smoother = PoseTracker(), PoseSmoother(50.0)
     t0 = time.perf_counter()
     tracked = [smoother.update(tracker.update(d)) for d in detections]
@@ -67,20 +69,22 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--weights", type=Path, default=PRETRAINED_WEIGHTS)
     parser.add_argument("--backend", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--max-frames", type=int, default=None, help="stop each run early (a quick sanity check)")
     args = parser.parse_args()
     print(
-        f"{VIDEO.name}, weights {args.weights.name}, {os.cpu_count()} CPUs, torch threads for inference "
+        f"{VIDEO.name}, weights {args.weights.name}, {os.cpu_count()} CPUs, inference threads "
         f"{INFERENCE_THREADS}, load average before {os.getloadavg()[0]:.1f}"
     )
     for imgsz, backend in itertools.product(args.imgsz, args.backend):
-        weights = args.weights
-        if backend == "onnx":  # exported before the clock starts: a one-off, cached under .runtime/onnx
-            t0 = time.perf_counter()
-            weights = onnx_weights(args.weights, inference_shape(imgsz, VIDEO_SIZE))
-            print(f"\nONNX model {weights.name} ready in {time.perf_counter() - t0:.1f} s")
+        # Exported before the clock starts: a one-off, cached under .runtime/exports.
+        t0 = time.perf_counter()
+        weights = cached_export(args.weights, backend, imgsz, EXPORT_CACHE_DIR)
+        print(f"\n{backend} model {weights.name} ready in {time.perf_counter() - t0:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            stats = animate_video(VIDEO, Path(tmp) / "out.mp4", weights, imgsz, progress=False, backend=backend)
+            stats = animate_video(
+                VIDEO, Path(tmp) / "out.mp4", weights, imgsz, progress=False, max_frames=args.max_frames
+            )
             total = time.perf_counter() - t0
         setup = total - stats.wall_s
         busy = ", ".join(f"{k} {1000 * v / stats.frames:.1f}" for k, v in stats.busy_s.items())

@@ -1,9 +1,12 @@
 """Served /predict vs raw in-process Ultralytics predict, measured in one run; optional soak under load.
 
-    .venv/bin/python benchmarks/bench_serve.py [--requests 48] [--soak 60] [--out benchmarks/SERVE_RESULTS.md]
+    .venv/bin/python benchmarks/bench_serve.py [--backend onnx openvino openvino-int8] [--requests 48] [--soak 60]
+        [--out benchmarks/SERVE_RESULTS.md]
 
 Builds the Bento with `vtpose.packaging.build_bento` on data/pretrained/yolo11n-pose.pt in .runtime/bentoml
-(BENTOML_HOME), starts `bentoml serve` on 127.0.0.1 (1 worker), and compares on the same image and image size:
+(BENTOML_HOME; with the OpenVINO FP32 IR, and the INT8 IR calibrated on INT8_CALIBRATION train2017 images when
+openvino-int8 is asked for), then for each --backend starts `bentoml serve` on 127.0.0.1 (1 worker,
+VTPOSE_BACKEND=<variant>) and compares on the same image and image size:
 - p50 latency of /predict at concurrency 1 vs raw `YOLO(pt).predict` p50;
 - requests/s with 8 concurrent clients vs raw sequential predicts/s;
 - p50/p95/p99 and requests/s at concurrency 1, 4 and 16;
@@ -31,12 +34,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from vtpose.backends import ENV_BACKEND, VARIANTS
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.predict import load_image
 
 IMAGE = MEDIA_DIR / "game-streamer-tips.jpg"
 IMGSZ = 640
 BENTOML_HOME = PROJECT_ROOT / ".runtime" / "bentoml"
+INT8_CALIBRATION = 100
+# Issue 9's goals: served p50 at most half of raw predict's; 8 clients at least twice raw sequential throughput.
+GOAL_LATENCY_RATIO = 0.5
+GOAL_THROUGHPUT_RATIO = 2.0
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -63,9 +71,19 @@ def raw_predict(runs: int) -> dict[str, float]:
     return {**percentiles(times), "rps": runs / wall}
 
 
-def build(env: dict[str, str]) -> str:
+def build(env: dict[str, str], variants: list[str]) -> str:
+    """The Bento's tag; it packages the OpenVINO IRs when a variant needs them (version "bench-ov" then)."""
+    command = [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--json"]
+    if "openvino-int8" in variants:
+        train = PROJECT_ROOT / "data" / "coco-person-mini" / "images" / "train2017"
+        command += ["--model-version", "bench-ov8", "--openvino", "--int8-images", str(train)]
+        command += ["--int8-size", str(INT8_CALIBRATION)]
+    elif "openvino" in variants:
+        command += ["--model-version", "bench-ov", "--openvino"]
+    else:
+        command += ["--model-version", "bench"]
     out = subprocess.run(
-        [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "bench", "--json"],
+        command,
         env=env,
         capture_output=True,
         text=True,
@@ -180,70 +198,64 @@ def main() -> None:
     parser.add_argument("--raw-runs", type=int, default=30)
     parser.add_argument("--soak", type=float, default=0, help="seconds of load at concurrency 16 (0: skip)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "SERVE_RESULTS.md")
+    parser.add_argument("--backend", nargs="+", default=["onnx"], choices=VARIANTS, help="variants served, in turn")
     args = parser.parse_args()
 
     env = {**os.environ, "BENTOML_HOME": str(BENTOML_HOME), "BENTOML_DO_NOT_TRACK": "true"}
-    tag = build(env)
-    proc, url = serve(tag, env)
+    tag = build(env, args.backend)
     load_before = os.getloadavg()[0]
     report: list[str] = []
-    try:
-        load(url, 2, 6, None)  # warm the server's paths
-        served: dict[int, dict[str, object]] = {}
-        for concurrency in (1, 4, 8, 16):
-            served[concurrency] = load(url, concurrency, args.requests, None)
-            print(f"c={concurrency}: {served[concurrency]}", file=sys.stderr)
-        # Raw predict runs while the server idles, so both get the same (shared) cores.
-        raw = raw_predict(args.raw_runs)
-        print(f"raw: {raw}", file=sys.stderr)
-        soak: dict[str, object] | None = None
-        if args.soak > 0:
-            rss_start = tree_rss_mb(proc.pid)
-            samples: list[float] = []
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.wait(10):
-                    samples.append(tree_rss_mb(proc.pid))
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            soak = load(url, 16, None, args.soak)
-            done.set()
-            sampler.join()
-            soak["rss_start_mb"], soak["rss_end_mb"] = rss_start, tree_rss_mb(proc.pid)
-            soak["rss_samples_mb"] = samples
-            print(f"soak: {soak}", file=sys.stderr)
-        load_after = os.getloadavg()[0]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    levels = (1, 4, 8, 16)
+    results: dict[str, dict[int, dict[str, object]]] = {}
+    soak: dict[str, object] | None = None
+    for variant in args.backend:
+        proc, url = serve(tag, {**env, ENV_BACKEND: variant})
+        try:
+            load(url, 2, 6, None)  # warm the server's paths
+            served: dict[int, dict[str, object]] = {}
+            for concurrency in levels:
+                served[concurrency] = load(url, concurrency, args.requests, None)
+                print(f"{variant} c={concurrency}: {served[concurrency]}", file=sys.stderr)
+            results[variant] = served
+            if args.soak > 0 and variant == args.backend[0]:
+                soak = run_soak(proc.pid, url, args.soak)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    # Raw predict runs with no server up, so both get the same (shared) cores.
+    raw = raw_predict(args.raw_runs)
+    print(f"raw: {raw}", file=sys.stderr)
+    load_after = os.getloadavg()[0]
 
     cpu = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
-    ratio_latency = served[1]["p50"] / raw["p50"]  # type: ignore[operator]
-    ratio_tput = served[8]["rps"] / raw["rps"]  # type: ignore[operator]
     report += [
         "# Serving benchmark (`benchmarks/bench_serve.py`)",
         "",
-        f"Bento `{tag}` (yolo11n-pose, ONNX Runtime called directly, CPU, 1 BentoML worker) vs in-process "
-        f"`YOLO(pt).predict`, same image ({IMAGE.name}, 1280x720) and imgsz {IMGSZ}; loopback HTTP, multipart "
-        f"upload, {args.requests} requests per level. Machine: {cpu}, **shared with other jobs while measured** "
-        f"(1-minute load average {load_before:.1f} before, {load_after:.1f} after), so absolute numbers are noisy; "
-        f"the ratios come from the same run. Python {platform.python_version()}.",
+        f"Bento `{tag}` (yolo11n-pose, each variant called directly: ONNX Runtime or OpenVINO, CPU, 1 BentoML worker, "
+        f"VTPOSE_BACKEND per run) vs in-process `YOLO(pt).predict`, same image ({IMAGE.name}, 1280x720) and imgsz "
+        f"{IMGSZ}; loopback HTTP, multipart upload, {args.requests} requests per level. Machine: {cpu}, 1-minute "
+        f"load average {load_before:.1f} before, {load_after:.1f} after (shared machines make absolute numbers "
+        f"noisy; the ratios come from the same run). Python {platform.python_version()}.",
         "",
         "| | p50 ms | p95 ms | p99 ms | req/s |",
         "|---|---|---|---|---|",
         f"| raw `YOLO(pt).predict`, sequential | {fmt(raw)} |",
-        *(f"| served /predict, concurrency {c} | {fmt(served[c])} |" for c in (1, 4, 8, 16)),
-        "",
-        f"- served p50 at concurrency 1 / raw p50: **{ratio_latency:.2f}** (goal <= 1.0)",
-        f"- served req/s with 8 clients / raw sequential predicts/s: **{ratio_tput:.2f}x** (goal >= 1.5x)",
-        "- status codes per level: " + ", ".join(f"c={c}: {served[c]['statuses']}" for c in (1, 4, 8, 16)),
     ]
+    for variant, served in results.items():
+        report += [f"| {variant}: served /predict, concurrency {c} | {fmt(served[c])} |" for c in levels]
+    report.append("")
+    for variant, served in results.items():
+        ratio_latency = served[1]["p50"] / raw["p50"]  # type: ignore[operator]
+        ratio_tput = served[8]["rps"] / raw["rps"]  # type: ignore[operator]
+        report += [
+            f"- {variant}: served p50 at concurrency 1 / raw p50 **{ratio_latency:.2f}** (goal <= "
+            f"{GOAL_LATENCY_RATIO}); req/s with 8 clients / raw sequential predicts/s **{ratio_tput:.2f}x** (goal >= "
+            f"{GOAL_THROUGHPUT_RATIO}x); status codes: " + ", ".join(f"c={c}: {served[c]['statuses']}" for c in levels)
+        ]
     if soak is not None:
         report += [
             "",
-            f"## Soak: {args.soak:.0f} s at concurrency 16",
+            f"## Soak: {args.soak:.0f} s at concurrency 16 ({args.backend[0]})",
             "",
             f"- requests: {soak['n']}, status codes: {soak['statuses']} (-1 = connection error)",
             f"- p50 {soak['p50']:.0f} ms, p95 {soak['p95']:.0f} ms, p99 {soak['p99']:.0f} ms, {soak['rps']:.2f} req/s",
@@ -254,6 +266,27 @@ def main() -> None:
         ]
     args.out.write_text("\n".join(report) + "\n")
     print("\n".join(report))
+
+
+def run_soak(pid: int, url: str, seconds: float) -> dict[str, object]:
+    """`seconds` of load at concurrency 16, with the server's RSS sampled every 10 s."""
+    rss_start = tree_rss_mb(pid)
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(10):
+            samples.append(tree_rss_mb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    soak = load(url, 16, None, seconds)
+    done.set()
+    sampler.join()
+    soak["rss_start_mb"], soak["rss_end_mb"] = rss_start, tree_rss_mb(pid)
+    soak["rss_samples_mb"] = samples
+    print(f"soak: {soak}", file=sys.stderr)
+    return soak
 
 
 if __name__ == "__main__":

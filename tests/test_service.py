@@ -1,6 +1,8 @@
 """The pose service, end to end: build the Bento with `build_bento`, start the real server on 127.0.0.1, call it.
 
-One module-scoped server (1 worker) in an isolated BENTOML_HOME; every check below talks HTTP to it.
+One module-scoped server (1 worker, the default ONNX variant) in an isolated BENTOML_HOME; every check below talks
+HTTP to it. A second one, forced to OpenVINO INT8 with VTPOSE_BACKEND, checks that the forced variant is what runs
+and what the answers say.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from struct import pack
 from typing import Any
@@ -37,6 +40,7 @@ VAL_IMAGES = sorted((COCO_MINI_DIR / "images" / "val2017").glob("*.jpg"))[:2]
 MAX_IMAGE_BYTES = 1_000_000  # small, so the over-limit test needs only a 1 MB upload
 MAX_BATCH = 4
 READY_TIMEOUT_S = 120
+INT8_CALIBRATION_IMAGES = 20
 
 
 def _free_port() -> int:
@@ -53,7 +57,11 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("bentoml")
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
     out = subprocess.run(
-        [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "7", "--json"],
+        [
+            *(sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "7", "--json"),
+            *("--openvino", "--int8-images", str(COCO_MINI_DIR / "images" / "train2017")),
+            *("--int8-size", str(INT8_CALIBRATION_IMAGES)),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -67,16 +75,12 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return info
 
 
-@pytest.fixture(scope="module")
-def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def _serve(bento: dict[str, Any], log_dir: Path, **env_extra: str) -> Iterator[str]:
     """`bentoml serve <tag>` on a free loopback port; the base URL once /readyz answers 200."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    env = {
-        **bento["env"],
-        "VTPOSE_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-        "VTPOSE_MAX_BATCH_IMAGES": str(MAX_BATCH),
-    }
+    log_path = log_dir / "server.log"
+    env = {**bento["env"], **env_extra}
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -113,6 +117,14 @@ def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="module")
+def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Bento's default variant (ONNX), with small limits for the limit tests."""
+    env = {"VTPOSE_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES), "VTPOSE_MAX_BATCH_IMAGES": str(MAX_BATCH)}
+    with _serve(bento, tmp_path_factory.mktemp("serve"), **env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def client(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=60) as http:
         yield http
@@ -143,8 +155,12 @@ def test_build_bento_info(bento: dict[str, Any]) -> None:
     assert bento["tag"].startswith("pose-service:7-")
     assert bento["model_tag"] == "pose-estimator:" + bento["tag"].split(":")[1]
     assert bento["model_version"] == "7"
-    assert set(bento["sha256"]) == {"model.pt", "model.onnx"}
-    assert bento["size_bytes"] > 5_000_000  # code plus the two model files
+    assert set(bento["sha256"]) == {
+        "model.pt", "model.onnx", "openvino/model.xml", "openvino/model.bin",
+        "openvino-int8/model.xml", "openvino-int8/model.bin",
+    }  # fmt: skip
+    assert bento["backend_default"] == "onnx"
+    assert bento["size_bytes"] > 5_000_000  # code plus the model files
     listed = subprocess.run(
         [str(Path(sys.executable).with_name("bentoml")), "list", "-o", "json"],
         env=bento["env"],
@@ -162,7 +178,7 @@ def test_predict_matches_direct_prediction(client: httpx.Client, direct: PosePre
     body = response.json()
     image = load_image(path)
     assert body["image"] == {"width": image.shape[1], "height": image.shape[0]}
-    assert body["model_version"] == "7"
+    assert body["model_version"] == "7+onnx"
     expected = direct.predict_one(image)
     assert len(body["persons"]) == len(expected) > 0
     for got, want in zip(body["persons"], expected, strict=True):
@@ -172,6 +188,57 @@ def test_predict_matches_direct_prediction(client: httpx.Client, direct: PosePre
         kpts = np.asarray(got["keypoints"])
         confident = want.keypoints[:, 2] > 0.5
         np.testing.assert_allclose(kpts[confident, :2], want.keypoints[confident, :2], atol=1.0)
+
+
+@pytest.mark.parametrize("path", [STREAMER, *VAL_IMAGES], ids=lambda p: p.name)
+def test_predict_and_vtpose_infer_give_the_same_keypoints(
+    client: httpx.Client, bento: dict[str, Any], path: Path
+) -> None:
+    """The same image and weights (the packaged ONNX file): the served JSON and the command's JSON are equal."""
+    onnx = bento["home"] / "models" / Path(bento["model_tag"].replace(":", "/")) / "model.onnx"
+    served = _post_image(client, "/predict", path).json()
+    command = subprocess.run(
+        [str(Path(sys.executable).with_name("vtpose")), "infer", str(path), "--weights", str(onnx), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    inferred = json.loads(command.stdout)
+    assert inferred["image"] == served["image"]
+    assert inferred["persons"] == served["persons"] and served["persons"]
+
+
+def test_model_endpoint_says_what_runs(client: httpx.Client, bento: dict[str, Any]) -> None:
+    info = client.get("/model")
+    assert info.status_code == 200, info.text
+    assert info.json() == {
+        "model_version": "7+onnx", "model_tag": bento["model_tag"], "backend": "onnx", "precision": "fp32",
+        "variant": "onnx", "device": "cpu", "imgsz": 640, "weights": "model.onnx",
+    }  # fmt: skip
+    refused = client.post("/model")
+    assert refused.status_code == 405 and refused.json()["status"] == 405
+
+
+def test_a_forced_variant_is_what_runs(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """VTPOSE_BACKEND=openvino-int8: /model and every answer say so, and the answers are the INT8 IR's own."""
+    model_dir = bento["home"] / "models" / Path(bento["model_tag"].replace(":", "/"))
+    int8 = PosePredictor(model_dir / "openvino-int8" / "model.xml", imgsz=bento["imgsz"])
+    with (
+        _serve(bento, tmp_path_factory.mktemp("serve-int8"), VTPOSE_BACKEND="openvino-int8") as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        info = http.get("/model").json()
+        assert (info["backend"], info["precision"], info["variant"]) == ("openvino", "int8", "openvino-int8")
+        assert info["model_version"] == "7+openvino-int8"
+        body = _post_image(http, "/predict", STREAMER).json()
+        batch = http.post(
+            "/predict_batch", files=[("images", (p.name, p.read_bytes(), "image/jpeg")) for p in VAL_IMAGES]
+        ).json()
+    assert body["model_version"] == batch["model_version"] == "7+openvino-int8"
+    assert body["persons"] == [p.to_json() for p in int8.predict_one(load_image(STREAMER))]
+    for result, path in zip(batch["results"], VAL_IMAGES, strict=True):
+        assert result["persons"] == [p.to_json() for p in int8.predict_one(load_image(path))]
 
 
 def test_predict_batch(client: httpx.Client, direct: PosePredictor) -> None:

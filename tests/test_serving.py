@@ -1,32 +1,26 @@
-"""vtpose.serving and vtpose.packaging without a server: decoding limits, the sha256 check, ONNX vs PyTorch."""
+"""vtpose.serving and vtpose.packaging without a server: decoding limits, batching, version tags. (The model
+backends, the packaged-file checks and the letterbox are in test_backends.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vtpose.errors import VtposeError
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.packaging import export_onnx, sanitize_version
-from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PersonPose, PosePredictor, load_image
+from vtpose.packaging import sanitize_version
+from vtpose.paths import MEDIA_DIR
+from vtpose.predict import PersonPose, load_image
 from vtpose.serving import (
     ImageRejected,
-    OnnxPoseModel,
     PoseBatcher,
     ServingLimits,
     check_batch_size,
     decode_image_bytes,
-    letterbox,
-    load_packaged_predictor,
-    nms,
 )
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
@@ -99,140 +93,6 @@ def test_sanitize_version() -> None:
     assert sanitize_version("2024-11-24T05:53") == "2024-11-24t05-53"
     with pytest.raises(ValueError):
         sanitize_version("--")
-
-
-@pytest.fixture(scope="module")
-def onnx_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not PRETRAINED_WEIGHTS.is_file():
-        pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `dvc pull`")
-    return export_onnx(PRETRAINED_WEIGHTS, 640, tmp_path_factory.mktemp("onnx"))
-
-
-def test_export_writes_only_to_out_dir(onnx_weights: Path) -> None:
-    assert onnx_weights.suffix == ".onnx" and onnx_weights.stat().st_size > 1_000_000
-    assert not PRETRAINED_WEIGHTS.with_suffix(".onnx").exists()
-
-
-def test_packaged_model_sha256_is_checked(onnx_weights: Path, tmp_path: Path) -> None:
-    shutil.copy2(onnx_weights, tmp_path / "model.onnx")
-    from vtpose.artifacts import sha256_file
-
-    metadata = {"imgsz": 640, "sha256": {"model.onnx": sha256_file(onnx_weights)}}
-    assert load_packaged_predictor(tmp_path, metadata, "onnx").backend == "onnx"
-    with (tmp_path / "model.onnx").open("ab") as f:
-        f.write(b"tampered")
-    with pytest.raises(VtposeError, match="does not match the packaged"):
-        load_packaged_predictor(tmp_path, metadata, "onnx")
-    with pytest.raises(VtposeError, match="no sha256"):
-        load_packaged_predictor(tmp_path, {"sha256": {}}, "pytorch")
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
-@pytest.mark.parametrize("runner", ["ultralytics", "onnxruntime"])
-def test_onnx_and_pytorch_keypoints_agree(onnx_weights: Path, runner: str) -> None:
-    """Same persons, confident keypoints within 1 pixel, on the streamer and the first COCO val images.
-
-    "ultralytics" runs the .onnx through `PosePredictor`; "onnxruntime" through the service's `OnnxPoseModel`
-    (our own letterbox, NMS and keypoint decoding).
-    """
-    images = [STREAMER, *sorted((COCO_MINI_DIR / "images" / "val2017").glob("*.jpg"))[:8]]
-    torch_model = PosePredictor(PRETRAINED_WEIGHTS, device="cpu")
-    onnx_model = PosePredictor(onnx_weights, device="cpu") if runner == "ultralytics" else OnnxPoseModel(onnx_weights)
-    compared = 0
-    for path in images:
-        image = load_image(path)
-        pt_persons = [p for p in torch_model.predict_one(image) if p.score >= 0.5]
-        onnx_persons = onnx_model.predict_one(image)
-        for person in pt_persons:
-            match = max(onnx_persons, key=lambda o, p=person: _iou(o.bbox, p.bbox))
-            assert _iou(match.bbox, person.bbox) > 0.9, path.name
-            confident = (person.keypoints[:, 2] > 0.5) & (match.keypoints[:, 2] > 0.5)
-            error = np.abs(match.keypoints[confident, :2] - person.keypoints[confident, :2]).max(initial=0.0)
-            assert error <= 1.0, f"{path.name}: keypoints differ by {error:.2f} px"
-            compared += int(confident.sum())
-    assert compared > 30
-
-
-def test_onnxruntime_model_matches_ultralytics_on_the_same_file(onnx_weights: Path) -> None:
-    """Our decoding of the raw output is Ultralytics' own: same persons, boxes and keypoints to float rounding."""
-    ours, theirs = OnnxPoseModel(onnx_weights), PosePredictor(onnx_weights, device="cpu")
-    paths = [STREAMER, *sorted((COCO_MINI_DIR / "images" / "val2017").glob("*.jpg"))[:4]]
-    images = [load_image(p) for p in paths]
-    batched = ours.predict(images)  # mixed shapes: each image on its own rectangle, as alone
-    for path, image, in_batch in zip(paths, images, batched, strict=True):
-        want = theirs.predict_one(image)
-        got = ours.predict_one(image)
-        assert len(got) == len(want) == len(in_batch), path.name
-        for a, b, c in zip(got, want, in_batch, strict=True):
-            np.testing.assert_allclose(a.bbox, b.bbox, atol=0.05)
-            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.05)
-            np.testing.assert_allclose(c.keypoints, a.keypoints, atol=0.05)
-            assert a.score == pytest.approx(b.score, abs=1e-4)
-
-
-def test_lone_calls_use_the_wide_session_and_concurrent_ones_the_narrow(onnx_weights: Path) -> None:
-    """Both sessions give the same answer; which one runs depends only on whether another call is in flight."""
-    import threading
-
-    model = OnnxPoseModel(onnx_weights, threads=1, wide_threads=2)
-    assert model._wide_session is not None
-    used: list[object] = []
-    for session in (model.session, model._wide_session):
-        original = session.run
-
-        def spy(*args: object, _session: object = session, _run=original, **kwargs: object):  # type: ignore[no-untyped-def]
-            used.append(_session)
-            return _run(*args, **kwargs)
-
-        session.run = spy  # the real ONNX Runtime call, recorded
-    image = load_image(STREAMER)
-    alone = model.predict_one(image)
-    assert used == [model._wide_session]
-
-    used.clear()
-    release = threading.Event()
-    blocker = model._wide_session.run
-
-    def slow_wide(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        release.wait(30)  # keeps the first call in flight while the second one starts
-        return blocker(*args, **kwargs)
-
-    model._wide_session.run = slow_wide
-    first = threading.Thread(target=model.predict_one, args=(image,))
-    first.start()
-    while model._active == 0:
-        pass
-    concurrent = model.predict_one(image)
-    release.set()
-    first.join()
-    assert used[0] is model.session  # the second call ran narrow while the first was in flight
-    for a, b in zip(alone, concurrent, strict=True):
-        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
-    assert model._active == 0
-
-
-def test_letterbox_geometry() -> None:
-    """1280x720 -> 640x360 scaled, padded to 640x384 (12 px top and bottom); 500x375 -> 640x480, no padding."""
-    box = letterbox(np.zeros((720, 1280, 3), dtype=np.uint8), 640)
-    assert box.tensor.shape == (3, 384, 640) and box.tensor.dtype == np.float32
-    assert box.gain == (0.5, 0.5) and box.pad == (0, 12)
-    assert box.tensor[:, 0].max() == pytest.approx(114 / 255) and box.tensor[:, 12:372].max() == 0
-    small = letterbox(np.zeros((375, 500, 3), dtype=np.uint8), 640)
-    assert small.tensor.shape == (3, 480, 640) and small.pad == (0, 0)
-
-
-def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 10, 9]], dtype=np.float32)
-    scores = np.array([0.5, 0.9, 0.8, 0.1], dtype=np.float32)
-    assert nms(boxes, scores, 0.7).tolist() == [1, 2]
-    assert nms(boxes, scores, 0.95).tolist() == [1, 2, 0, 3]
 
 
 def _person(value: float) -> PersonPose:

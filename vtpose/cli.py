@@ -5,30 +5,13 @@ Every command turns a `VtposeError` into one line on stderr and exit status 2, n
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from vtpose.errors import VtposeError
-
-
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a `VtposeError` (or a bad value) as one clear line and exit 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (VtposeError, ValueError) as error:
-            click.echo(f"vtpose: error: {error}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from vtpose.cli_options import backend_option, friendly_errors, imgsz_option, resolve_weights, weights_option
+from vtpose.studio_cli import register_studio_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,54 +20,30 @@ def main() -> None:
     """Human pose estimation: train, evaluate, serve, and pose avatars."""
 
 
-def weights_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`--weights`: a .pt or .onnx file; default the production model version, else the pretrained checkpoint."""
-    return click.option(
-        "--weights",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Weights (.pt or .onnx). Default: the production model version, else data/pretrained/yolo11n-pose.pt.",
-    )(func)
-
-
-def imgsz_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`--imgsz`: the inference image size, shared by every command that runs the model."""
-    from vtpose.predict import DEFAULT_IMGSZ
-
-    return click.option(
-        "--imgsz",
-        type=int,
-        default=DEFAULT_IMGSZ,
-        show_default=True,
-        help="Inference image size in pixels (multiple of 32); smaller is faster.",
-    )(func)
-
-
-def resolve_weights(weights: Path | None) -> Path:
-    """The weights to use: the given file, else the registry's default."""
-    if weights is not None:
-        return weights
-    from vtpose.registry import default_weights
-
-    chosen = default_weights()
-    click.echo(f"vtpose: using weights {chosen}", err=True)
-    return chosen
-
-
 @main.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @weights_option
 @imgsz_option
+@backend_option
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum person confidence.")
 @click.option("--json", "as_json", is_flag=True, help="Print DESIGN.md's inference JSON.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the skeleton overlay.")
 @friendly_errors
-def infer(image: Path, weights: Path | None, imgsz: int, conf: float, as_json: bool, output: Path | None) -> None:
+def infer(
+    image: Path,
+    weights: Path | None,
+    imgsz: int,
+    backend: str | None,
+    conf: float,
+    as_json: bool,
+    output: Path | None,
+) -> None:
     """Find the poses in one IMAGE."""
+    from vtpose.cli_options import runtime_weights
     from vtpose.predict import PosePredictor, load_image
 
     bgr = load_image(image)
-    predictor = PosePredictor(resolve_weights(weights), imgsz=imgsz, conf=conf)
+    predictor = PosePredictor(runtime_weights(resolve_weights(weights), backend, imgsz), imgsz=imgsz, conf=conf)
     persons = predictor.predict_one(bgr)
     height, width = bgr.shape[:2]
     if output is not None:
@@ -104,8 +63,6 @@ def infer(image: Path, weights: Path | None, imgsz: int, conf: float, as_json: b
 
 
 # The vtuber studio's commands (avatar, avatars, animate, match) live in vtpose/studio_cli.py.
-from vtpose.studio_cli import register_studio_commands  # noqa: E402
-
 register_studio_commands(main)
 
 

@@ -1,4 +1,5 @@
-"""What the pose service needs besides BentoML: input limits, image decoding, response schemas, model loading.
+"""What the pose service needs besides BentoML: input limits, image decoding, response schemas, batching, ASGI
+middlewares and /render. The model itself lives in `vtpose.backends`.
 
 The BentoML service in `service/service.py` only adapts HTTP to these functions, so everything that can go wrong
 with a request (an empty body, a text file, a truncated JPEG, a decompression bomb) is decided here, in plain
@@ -19,29 +20,25 @@ import warnings
 from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vtpose.artifacts import sha256_file
+from vtpose.backends.base import PersonPose
 from vtpose.errors import VtposeError
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.predict import DEFAULT_CONF, DEFAULT_IMGSZ, MAX_DETECTIONS, PersonPose, PosePredictor
 from vtpose.render import draw_skeletons, encode_png
 
 # Formats Pillow is allowed to try: the ones cameras, browsers and screen grabbers produce. Naming them keeps
 # Pillow from probing exotic decoders (EPS through Ghostscript, for one) on untrusted bytes.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-BACKENDS = ("onnx", "pytorch")
 EXIF_ORIENTATION = 0x0112
 
 ENV_MAX_IMAGE_BYTES = "VTPOSE_MAX_IMAGE_BYTES"
 ENV_MAX_IMAGE_PIXELS = "VTPOSE_MAX_IMAGE_PIXELS"
 ENV_MAX_BATCH_IMAGES = "VTPOSE_MAX_BATCH_IMAGES"
-ENV_BACKEND = "VTPOSE_BACKEND"
 
 
 class ImageRejected(VtposeError):
@@ -291,311 +288,6 @@ def pose_result(image: np.ndarray, persons: Sequence[PersonPose], model_version:
     )
 
 
-# --- Direct ONNX Runtime model ----------------------------------------------------------------------------------
-
-# Ultralytics' defaults for pose prediction, so the served answers match `YOLO(...).predict`.
-LETTERBOX_FILL = 114
-NMS_IOU = 0.7
-MAX_NMS_CANDIDATES = 30_000
-
-
-@dataclass(frozen=True)
-class Letterboxed:
-    """One image letterboxed for the model.
-
-    Attributes:
-        tensor: (3, h, w) float32 RGB in [0, 1], h and w multiples of the stride.
-        orig_shape: (height, width) of the original image, pixels.
-        gain: (x, y) scale from original to resized pixels (new_w / w, new_h / h).
-        pad: (left, top) padding in model pixels.
-    """
-
-    tensor: np.ndarray
-    orig_shape: tuple[int, int]
-    gain: tuple[float, float]
-    pad: tuple[int, int]
-
-
-def letterbox(image: np.ndarray, imgsz: int, stride: int = 32) -> Letterboxed:
-    """Ultralytics' rectangular letterbox (`LetterBox(auto=True)`, as used for one image or same-shaped images).
-
-    The longer side is scaled to `imgsz`, the shorter side padded with gray (114) to the next multiple of `stride`,
-    half on each side; the same rounding as Ultralytics, so the model sees the same pixels.
-
-    Args:
-        image: (H, W, 3) uint8 BGR.
-        imgsz: the model's input side, pixels.
-        stride: the model's largest stride, pixels.
-    """
-    height, width = image.shape[:2]
-    ratio = min(imgsz / height, imgsz / width)
-    new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
-    dw, dh = ((imgsz - new_w) % stride) / 2, ((imgsz - new_h) % stride) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
-    resized = image if (new_w, new_h) == (width, height) else cv2.resize(image, (new_w, new_h), cv2.INTER_LINEAR)
-    if top or bottom or left or right:
-        fill = (LETTERBOX_FILL,) * 3
-        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
-    tensor = np.divide(resized[:, :, ::-1].transpose(2, 0, 1), 255.0, dtype=np.float32)
-    return Letterboxed(tensor, (height, width), (new_w / width, new_h / height), (left, top))
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression, as `torchvision.ops.nms`.
-
-    Args:
-        boxes: (N, 4) float xyxy.
-        scores: (N,) float.
-        iou_threshold: boxes overlapping a kept one by more than this are dropped.
-
-    Returns:
-        Indices of the kept boxes, by descending score.
-    """
-    order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    keep: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
-        inter = w * h
-        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def decode_pose_output(
-    output: np.ndarray,
-    image: Letterboxed,
-    conf: float,
-    iou: float = NMS_IOU,
-    max_det: int = MAX_DETECTIONS,
-) -> list[PersonPose]:
-    """Persons from one image's raw YOLO-pose output, in original image pixels.
-
-    Args:
-        output: (56, A) float32 for A anchors: box centre x, y, width, height (model pixels), person confidence,
-            then 17 x (x, y, confidence) keypoints (model pixels, confidence already through the sigmoid).
-        image: the letterbox the output was computed on.
-        conf: minimum person confidence kept.
-        iou: NMS IoU threshold.
-        max_det: most persons returned.
-
-    Returns:
-        Persons by descending score, boxes and keypoints clipped to the image as Ultralytics clips them.
-    """
-    if output.shape[0] != 5 + 3 * NUM_KEYPOINTS:
-        raise VtposeError(
-            f"ONNX output has {output.shape[0]} rows, expected {5 + 3 * NUM_KEYPOINTS} (box, person score, "
-            f"{NUM_KEYPOINTS} keypoints); export a single-class COCO-17 pose model."
-        )
-    candidates = output[:, output[4] > conf].T  # (n, 56)
-    if not len(candidates):
-        return []
-    if len(candidates) > MAX_NMS_CANDIDATES:
-        candidates = candidates[np.argsort(-candidates[:, 4], kind="stable")[:MAX_NMS_CANDIDATES]]
-    cx, cy, w, h = candidates[:, :4].T
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    kept = nms(boxes, candidates[:, 4], iou)[:max_det]
-    boxes, scores = boxes[kept].astype(np.float64), candidates[kept, 4].astype(np.float64)
-    keypoints = candidates[kept, 5:].reshape(-1, NUM_KEYPOINTS, 3).copy()
-    (gain_x, gain_y), (pad_x, pad_y) = image.gain, image.pad
-    height, width = image.orig_shape
-    boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - pad_x) / gain_x, 0, width)
-    boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - pad_y) / gain_y, 0, height)
-    keypoints[..., 0] = np.clip((keypoints[..., 0] - pad_x) / gain_x, 0, width)
-    keypoints[..., 1] = np.clip((keypoints[..., 1] - pad_y) / gain_y, 0, height)
-    return [
-        PersonPose(bbox=(x1, y1, x2 - x1, y2 - y1), score=float(s), keypoints=k)
-        for (x1, y1, x2, y2), s, k in zip(boxes, scores, keypoints, strict=True)
-    ]
-
-
-class OnnxPoseModel:
-    """A YOLO-pose ONNX graph (Ultralytics export) run directly with ONNX Runtime; letterbox, NMS and keypoint
-    decoding in numpy. Same answers as `PosePredictor` on the `.onnx` file (within float rounding), without
-    Ultralytics' per-call overhead and without importing PyTorch.
-
-    Args:
-        path: the `.onnx` file (dynamic batch and spatial axes, as `vtpose.packaging.export_onnx` writes it).
-        imgsz: inference size (longer side), pixels; a multiple of the stride.
-        conf: minimum person confidence kept.
-        threads: ONNX Runtime intra-op threads; None for the CPU cores this process may use.
-        wide_threads: if more than `threads`, a second session with this many threads serves calls made while
-            no other call is running: a lone request gets every core (latency), concurrent ones a share each
-            (throughput, no oversubscription).
-        providers: ONNX Runtime execution providers; None for CUDA when available, else CPU.
-
-    Raises:
-        VtposeError: the file is missing or its output is not a COCO-17 pose head.
-        ValueError: imgsz is not a positive multiple of the stride, or threads < 1.
-    """
-
-    backend = "onnx"
-
-    def __init__(
-        self,
-        path: str | Path,
-        imgsz: int = DEFAULT_IMGSZ,
-        conf: float = DEFAULT_CONF,
-        threads: int | None = None,
-        wide_threads: int | None = None,
-        providers: Sequence[str] | None = None,
-    ) -> None:
-        self.weights = Path(path)
-        if not self.weights.is_file():
-            raise VtposeError(f"{self.weights}: ONNX file not found; package the model with vtpose.packaging.")
-        threads = threads or len(os.sched_getaffinity(0))
-        if threads < 1:
-            raise ValueError(f"threads={threads} must be at least 1")
-        self.session = self._session(threads, providers)
-        # Only on CPU: a GPU session's speed does not depend on the host threads.
-        self._wide_session = (
-            self._session(wide_threads, providers)
-            if wide_threads and wide_threads > threads and self.session.get_providers()[0] == "CPUExecutionProvider"
-            else None
-        )
-        self._active = 0
-        self._active_lock = threading.Lock()
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.stride = int(meta.get("stride", 32))
-        if imgsz <= 0 or imgsz % self.stride:
-            raise ValueError(f"imgsz={imgsz} must be a positive multiple of {self.stride} (the model's stride)")
-        rows = self.session.get_outputs()[0].shape[1]
-        if isinstance(rows, int) and rows != 5 + 3 * NUM_KEYPOINTS:
-            raise VtposeError(
-                f"{self.weights}: output has {rows} rows, expected {5 + 3 * NUM_KEYPOINTS}; "
-                "use a single-class COCO-17 pose model (kpt_shape [17, 3])."
-            )
-        self.input_name = self.session.get_inputs()[0].name
-        self.imgsz = imgsz
-        self.conf = conf
-        self.threads = threads
-        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-
-    def _session(self, threads: int, providers: Sequence[str] | None) -> Any:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle intra-op threads sleep instead of spinning: decoding and HTTP share these cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        return ort.InferenceSession(str(self.weights), sess_options=options, providers=list(providers))
-
-    def predict(self, images: Sequence[np.ndarray]) -> list[list[PersonPose]]:
-        """Poses for each BGR image (H, W, 3) uint8, persons sorted by descending score.
-
-        Each image is letterboxed to its own minimum rectangle; images whose letterboxes share a shape run as one
-        batch, so an image's answer does not depend on what it was batched with.
-        """
-        return self.run([letterbox(image, self.imgsz, self.stride) for image in images])
-
-    def predict_one(self, image: np.ndarray) -> list[PersonPose]:
-        """Poses in one BGR image."""
-        return self.predict([image])[0]
-
-    def run(self, prepared: Sequence[Letterboxed]) -> list[list[PersonPose]]:
-        """Poses for already letterboxed images (see `letterbox`), grouped into one session call per shape."""
-        out: list[list[PersonPose]] = [[] for _ in prepared]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, item in enumerate(prepared):
-            groups.setdefault(item.tensor.shape, []).append(index)
-        with self._active_lock:
-            self._active += 1
-            alone = self._active == 1
-        try:
-            session = self._wide_session if alone and self._wide_session is not None else self.session
-            for indices in groups.values():
-                batch = np.stack([prepared[i].tensor for i in indices])
-                (outputs,) = session.run(None, {self.input_name: batch})
-                for i, output in zip(indices, outputs, strict=True):
-                    out[i] = decode_pose_output(output, prepared[i], self.conf)
-        finally:
-            with self._active_lock:
-                self._active -= 1
-        return out
-
-
-# --- Model loading ----------------------------------------------------------------------------------------------
-
-
-def resolve_backend(requested: str | None) -> str:
-    """The backend to serve with: `requested` (e.g. from VTPOSE_BACKEND) if set, else "onnx".
-
-    Raises:
-        ValueError: an unknown backend name.
-    """
-    backend = (requested or "onnx").strip().lower()
-    if backend not in BACKENDS:
-        raise ValueError(f"{ENV_BACKEND}={requested!r} is not a backend; use one of {BACKENDS}.")
-    return backend
-
-
-def verify_model_file(path: Path, expected_sha256: str) -> None:
-    """Refuse a model file whose bytes are not the packaged ones.
-
-    Raises:
-        VtposeError: the file is missing or its sha256 differs from the packaging metadata.
-    """
-    if not path.is_file():
-        raise VtposeError(f"{path}: packaged model file missing; rebuild the Bento with vtpose.packaging.build_bento.")
-    actual = sha256_file(path)
-    if actual != expected_sha256:
-        raise VtposeError(
-            f"{path}: sha256 {actual} does not match the packaged {expected_sha256}; the model store was modified "
-            "after packaging. Refusing to serve it: rebuild the Bento (vtpose.packaging.build_bento)."
-        )
-
-
-def load_packaged_predictor(
-    model_dir: Path,
-    metadata: dict[str, Any],
-    backend: str,
-    device: str | None = None,
-    threads: int | None = None,
-    wide_threads: int | None = None,
-) -> OnnxPoseModel | PosePredictor:
-    """Open the packaged model file for `backend` after checking it is the one packaged.
-
-    ONNX runs directly on ONNX Runtime (`OnnxPoseModel`); PyTorch through Ultralytics (`PosePredictor`).
-
-    Args:
-        model_dir: the BentoML model's folder (holding model.pt and model.onnx).
-        metadata: the BentoML model's metadata, as written by `vtpose.packaging.build_bento`.
-        backend: "onnx" or "pytorch".
-        device: passed to `PosePredictor` (PyTorch only); None for CUDA when present, else CPU. ONNX uses the
-            CUDA execution provider when ONNX Runtime has it, else the CPU.
-        threads: ONNX Runtime intra-op threads per call (ONNX only); None for every core this process may use.
-
-    Raises:
-        VtposeError: metadata incomplete, file missing or sha256 mismatch.
-    """
-    from vtpose.packaging import MODEL_FILES
-
-    filename = MODEL_FILES[backend]
-    checksums = metadata.get("sha256") or {}
-    if filename not in checksums:
-        raise VtposeError(
-            f"{model_dir}: the model's metadata has no sha256 for {filename}; it was not packaged by "
-            "vtpose.packaging.build_bento. Rebuild the Bento."
-        )
-    path = model_dir / filename
-    verify_model_file(path, checksums[filename])
-    imgsz = int(metadata.get("imgsz", DEFAULT_IMGSZ))
-    if backend == "onnx":
-        return OnnxPoseModel(path, imgsz=imgsz, threads=threads, wide_threads=wide_threads)
-    return PosePredictor(path, imgsz=imgsz, device=device)
-
-
 # --- In-process adaptive batching -------------------------------------------------------------------------------
 
 
@@ -616,13 +308,13 @@ class PoseBatcher:
     Only the `workers` threads call the model, so at most that many calls run at once whatever the load.
 
     Args:
-        run: the model call, items -> persons per item (e.g. `OnnxPoseModel.run`, `PosePredictor.predict`).
+        run: the model call, items -> persons per item (a backend's `run` on letterboxed images).
         key: groups items that may share one call (their input shape).
         max_batch_size: most items per model call.
         max_wait_ms: how long the thread waits for more requests once it has one; 0 takes only those already
             queued, which adds no latency at low load.
-        workers: threads making model calls at once (ONNX Runtime sessions may be run from several threads;
-            Ultralytics' predictor may not, so use 1 for `PosePredictor`).
+        workers: threads making model calls at once (ONNX Runtime sessions and OpenVINO compiled models are run
+            from several threads; PyTorch's own thread pool is process-wide, so use 1 for it).
 
     Raises:
         ValueError: max_batch_size < 1 or max_wait_ms < 0.
@@ -843,6 +535,49 @@ class AdmissionLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+class InfoRoute:
+    """ASGI middleware: `GET path` answers `info()` as JSON; every other request passes on.
+
+    BentoML's endpoints are POST-only; this is the read-only page a client or a load balancer fetches to learn what
+    the server runs (`/model`: backend, precision, model version).
+
+    Args:
+        app: the wrapped ASGI app.
+        path: the route answered.
+        info: called per request; returns a JSON-able dict, or None while the model is not loaded (then 503).
+    """
+
+    def __init__(self, app: ASGIApp, path: str, info: Callable[[], dict[str, Any] | None]) -> None:
+        self.app = app
+        self.path = path
+        self.info = info
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        """Answer GET `path`, pass everything else on."""
+        if scope["type"] != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        from starlette.responses import JSONResponse
+
+        if scope.get("method") not in ("GET", "HEAD"):
+            body = {"error": f"{self.path} answers GET only", "status": 405}
+            await JSONResponse(body, status_code=HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "GET"})(
+                scope, receive, send
+            )
+            return
+        info = self.info()
+        if info is None:
+            body = {"error": "the model is still loading; retry shortly", "status": 503}
+            await JSONResponse(body, status_code=HTTPStatus.SERVICE_UNAVAILABLE)(scope, receive, send)
+            return
+        await JSONResponse(info)(scope, receive, send)
 
 
 def _content_length(scope: MutableMapping[str, Any]) -> int | None:

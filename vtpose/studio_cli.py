@@ -1,7 +1,7 @@
 """The vtuber studio's commands: `vtpose avatar`, `vtpose avatars`, `vtpose animate`, `vtpose match`.
 
-`register_studio_commands(main)` adds them to the `vtpose` group; vtpose/cli.py calls it at its end. The helpers
-from vtpose.cli are imported inside it, so importing this module first (tests do) does not trip the circular import.
+`register_studio_commands(main)` adds them to the `vtpose` group; vtpose/cli.py calls it. The options both modules
+share live in vtpose/cli_options.py, so this module does not import vtpose.cli.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from vtpose.cli_options import backend_option, friendly_errors, imgsz_option, resolve_weights, weights_option
+
 background_option = click.option(
     "--background", default=None, help="Prepared background name or any image file. Default: studio."
 )
@@ -17,7 +19,6 @@ background_option = click.option(
 
 def register_studio_commands(group: click.Group) -> None:
     """Add the studio's commands to a click group (the `vtpose` command)."""
-    from vtpose.cli import friendly_errors, imgsz_option, resolve_weights, weights_option
 
     @group.command()
     @click.argument("image", type=click.Path(path_type=Path))
@@ -104,13 +105,7 @@ def register_studio_commands(group: click.Group) -> None:
     @background_option
     @click.option("--side-by-side", is_flag=True, help="Put the source video beside the avatars.")
     @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
-    @click.option(
-        "--backend",
-        type=click.Choice(["pytorch", "onnx"]),
-        default="pytorch",
-        show_default=True,
-        help="Inference engine; onnx exports .pt weights once to .runtime/onnx.",
-    )
+    @backend_option
     @weights_option
     @imgsz_option
     @friendly_errors
@@ -122,7 +117,7 @@ def register_studio_commands(group: click.Group) -> None:
         background: str | None,
         side_by_side: bool,
         max_frames: int | None,
-        backend: str,
+        backend: str | None,
         weights: Path | None,
         imgsz: int,
     ) -> None:

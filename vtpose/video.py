@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,13 @@ CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 WEBCAM_FPS = 30.0
 # Frames buffered between stages: enough to absorb one slow frame, small enough to keep memory flat at 1080p.
 QUEUE_SIZE = 8
-# PyTorch threads for inference while animating. One: the other core decodes, renders and encodes meanwhile, and
-# two OpenMP threads competing with those stages (or with anything else on a 2-core machine) spin-wait and run
-# many times slower than one.
+# Inference threads while animating (PyTorch's intra-op pool, or ONNX Runtime / OpenVINO threads). One: the other
+# core decodes, renders and encodes meanwhile, and two threads competing with those stages (or with anything else
+# on a 2-core machine) spin-wait and run many times slower than one.
 INFERENCE_THREADS = 1
 _DONE = object()  # end-of-stream marker passed down the queues
-# Exported ONNX models, keyed by the weights' content and the input shape (git-ignored, safe to delete).
-ONNX_CACHE_DIR = PROJECT_ROOT / ".runtime" / "onnx"
-BACKENDS = ("onnx", "pytorch")
-# The model's stride: exported input sides are multiples of it.
-MODEL_STRIDE = 32
+# `.pt` weights exported for the ONNX and OpenVINO backends, keyed by content and imgsz (git-ignored, safe to delete).
+EXPORT_CACHE_DIR = PROJECT_ROOT / ".runtime" / "exports"
 # FFmpeg prints its own complaint about a broken file ("moov atom not found") besides ours; ours names the fix.
 # OpenCV reads this when it opens a capture, so setting it here (before any capture) is enough; quiet = -8.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -320,7 +316,7 @@ def animate_video(
     side_by_side: bool = False,
     max_frames: int | None = None,
     progress: bool = True,
-    backend: str = "pytorch",
+    backend: str | None = None,
 ) -> PipelineStats:
     """Turn a video (or webcam) into an avatar video: detect, track, smooth, draw, encode.
 
@@ -334,9 +330,9 @@ def animate_video(
         side_by_side: the source frame on the left, the avatars on the right.
         max_frames: stop after this many frames (a webcam otherwise runs until Ctrl+C).
         progress: show a progress bar on stderr.
-        backend: "pytorch" (the weights as they are, one PyTorch thread) or "onnx" (`.pt` weights exported once
-            for the video's shape and run by ONNX Runtime through Ultralytics). On 2 cores PyTorch was faster end to
-            end: ONNX Runtime's own thread pool fights the render and encode threads (benchmarks/bench_animate.py).
+        backend: "pytorch", "onnx" or "openvino" (`.pt` weights exported once into EXPORT_CACHE_DIR), or None
+            for the weights' own engine. Every backend runs with INFERENCE_THREADS threads and the same letterbox
+            as `vtpose infer` (benchmarks/bench_animate.py compares them).
 
     Returns:
         The run's frame count, wall time and per-stage busy time.
@@ -347,16 +343,15 @@ def animate_video(
     from tqdm import tqdm
 
     from vtpose.avatar.scene import FrameRenderer
+    from vtpose.backends.export import cached_export
     from vtpose.motion import PoseSmoother, PoseTracker
     from vtpose.predict import PosePredictor
 
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
     capture, info = open_video(source)
     try:
-        if backend == "onnx":
-            weights = onnx_weights(weights, inference_shape(imgsz, (info.width, info.height)))
-        predictor = PosePredictor(weights, imgsz=imgsz)
+        if backend is not None:
+            weights = cached_export(weights, backend, imgsz, EXPORT_CACHE_DIR)
+        predictor = PosePredictor(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
         tracker = PoseTracker()
         smoother = PoseSmoother(info.fps)
         renderer = FrameRenderer((info.width, info.height), avatar, background, side_by_side)
@@ -364,8 +359,8 @@ def animate_video(
         def analyse(frame: np.ndarray) -> list:
             return smoother.update(tracker.update(predictor.predict_one(frame)))
 
-        # Ultralytics builds its predictor on the first call (seconds); do it before the clock starts, so `fps`
-        # is the steady rate a user sees. Model loading and this warm-up are setup, reported apart by benchmarks.
+        # The first call sizes the runtime's buffers (and compiles OpenVINO's graph for the shape); do it before the
+        # clock starts, so `fps` is the steady rate a user sees. Loading and warm-up are setup, reported apart.
         predictor.predict_one(np.zeros((info.height, info.width, 3), np.uint8))
 
         total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
@@ -375,7 +370,7 @@ def animate_video(
             tqdm(total=total, unit="frame", disable=not progress, leave=False) as bar,
         ):
             try:
-                with _torch_threads(INFERENCE_THREADS):
+                with _torch_threads(INFERENCE_THREADS) if predictor.backend == "pytorch" else nullcontext():
                     return run_video_pipeline(capture, analyse, renderer.render, writer.write, bar.update, max_frames)
             except KeyboardInterrupt:
                 if not live:
@@ -397,63 +392,3 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def inference_shape(imgsz: int, frame_size: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) of the model input for frames of `frame_size` (width, height): the long side `imgsz`.
-
-    A 16:9 frame at imgsz 320 runs at 192x320 rather than 320x320, as Ultralytics' own rectangular letterbox does,
-    so the exported model does 40% less work than a square one.
-    """
-    width, height = frame_size
-    scale = imgsz / max(width, height)
-
-    def side(v: int) -> int:
-        return max(MODEL_STRIDE, int(np.ceil(v * scale / MODEL_STRIDE)) * MODEL_STRIDE)
-
-    return (side(height), side(width))
-
-
-def onnx_weights(weights: str | Path, shape: tuple[int, int]) -> Path:
-    """An ONNX export of `.pt` weights for a fixed input shape, cached under ONNX_CACHE_DIR (made once, seconds).
-
-    On an idle core ONNX Runtime runs this model's forward pass two to three times faster than PyTorch; through
-    Ultralytics, beside the other pipeline stages, the gain is gone (see `animate_video`).
-
-    Args:
-        weights: `.pt` weights (an `.onnx` file is returned as it is).
-        shape: (height, width) of the input, pixels, multiples of 32.
-
-    Raises:
-        VtposeError: the export failed (the message says how to go on without it).
-    """
-    import hashlib
-    import shutil
-
-    weights = Path(weights)
-    if weights.suffix == ".onnx":
-        return weights
-    if not weights.is_file():
-        raise VtposeError(f"{weights}: weights file not found; pass --weights PATH to a .pt or .onnx file.")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    target = ONNX_CACHE_DIR / f"{weights.stem}-{digest}-{shape[0]}x{shape[1]}.onnx"
-    if target.is_file():
-        return target
-    from ultralytics import YOLO
-
-    ONNX_CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    # Ultralytics writes the export beside the weights; work on a copy so data/ stays untouched.
-    with tempfile.TemporaryDirectory(dir=ONNX_CACHE_DIR) as tmp:
-        copy = Path(tmp) / weights.name
-        shutil.copyfile(weights, copy)
-        try:
-            exported = YOLO(str(copy), task="pose").export(
-                format="onnx", imgsz=list(shape), simplify=True, verbose=False
-            )
-        except (ImportError, RuntimeError, ValueError) as error:
-            raise VtposeError(
-                f"{weights}: ONNX export failed ({error}); install onnx and onnxslim, or pass --backend pytorch."
-            ) from error
-        with atomic_path(target) as tmp_target:
-            shutil.copyfile(exported, tmp_target)
-    return target

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ def export_onnx(weights: str | Path, imgsz: int, out_dir: str | Path) -> Path:
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         source = Path(tmp) / weights.name
         shutil.copy2(weights, source)
-        with _no_autoinstall():
+        # The exporter prints its progress to stdout; keep stdout for results (`vtpose infer --json`).
+        with _no_autoinstall(), contextlib.redirect_stdout(sys.stderr):
             exported = YOLO(str(source), task="pose").export(
                 format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False
             )
@@ -288,3 +290,55 @@ def _matches(pattern: str, name: str) -> bool:
     import re
 
     return re.fullmatch(pattern, name) is not None
+
+
+def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str | Path) -> Path:
+    """The weights as the file `backend` opens, exported once from a `.pt` and cached by content.
+
+    `.pt` -> `.onnx` (Ultralytics' exporter, seconds) for "onnx", -> FP32 IR (from that ONNX) for "openvino";
+    "pytorch" and weights already in the backend's format are returned as they are. The cache key is the weights'
+    sha256 and `imgsz`, so changed weights are exported again; the cache folder is safe to delete.
+
+    Args:
+        weights: `.pt`, `.onnx` or `.xml` weights.
+        backend: "pytorch", "onnx" or "openvino".
+        imgsz: inference size, pixels.
+        cache_dir: where exports are kept (e.g. `.runtime/` in the project).
+
+    Raises:
+        VtposeError: the weights are missing, or cannot be converted to `backend` (e.g. `.onnx` to PyTorch).
+    """
+    from vtpose.artifacts import sha256_file
+    from vtpose.backends import BACKENDS, backend_for
+
+    weights = Path(weights)
+    if backend not in BACKENDS:
+        raise VtposeError(f"backend {backend!r} is not one of {BACKENDS}.")
+    own = backend_for(weights)
+    if own == backend:
+        return weights
+    if not weights.is_file():
+        raise VtposeError(f"{weights}: weights file not found; pass --weights PATH to a .pt, .onnx or .xml file.")
+    order = {"pytorch": 0, "onnx": 1, "openvino": 2}
+    if order[own] > order[backend]:
+        raise VtposeError(
+            f"{weights}: {own} weights cannot run on {backend}; pass the .pt (exports go .pt -> .onnx -> OpenVINO)."
+        )
+    folder = Path(cache_dir) / f"{weights.stem}-{sha256_file(weights)[:16]}-{imgsz}"
+    onnx_path = weights if own == "onnx" else folder / "model.onnx"
+    if not onnx_path.is_file():
+        with tempfile.TemporaryDirectory(dir=_made(Path(cache_dir)), prefix=".export-") as tmp:
+            exported = export_onnx(weights, imgsz, Path(tmp))
+            _made(folder)
+            exported.replace(onnx_path)
+    if backend == "onnx":
+        return onnx_path
+    xml = folder / "openvino" / "model.xml"
+    if not xml.is_file():
+        export_openvino(onnx_path, xml, imgsz)
+    return xml
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -73,9 +73,13 @@ class TorchPoseModel(PoseBackend):
     def _forward(self, batch: np.ndarray, alone: bool) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            output = self.model(torch.from_numpy(batch).to(self.device))
-        if isinstance(output, list | tuple):
-            output = output[0]
+            inputs = torch.from_numpy(batch).to(self.device)
+            # On a CPU one image at a time: a batch costs as much per image there, and PyTorch's batched kernels
+            # round differently (up to 6e-4 px), which would make an image's answer depend on its batch-mates.
+            chunks = inputs.split(1) if self.device == "cpu" else (inputs,)
+            outputs = [self.model(chunk) for chunk in chunks]
+        outputs = [out[0] if isinstance(out, list | tuple) else out for out in outputs]
+        output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
         if output.ndim != 3 or output.shape[1] != OUTPUT_ROWS:
             raise VtposeError(
                 f"{self.weights}: the network answered shape {tuple(output.shape)}, expected (N, {OUTPUT_ROWS}, A); "
