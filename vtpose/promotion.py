@@ -13,11 +13,13 @@ on other data. How it is compared is the config's `promotion.rule`:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
 from vtpose.errors import VtposeError
-from vtpose.reports import EvaluationReport
+
+if TYPE_CHECKING:
+    from vtpose.reports import EvaluationReport
 
 Reference = Literal["production", "pretrained", "none"]
 PromotionRule = Literal["no_worse", "not_significantly_worse", "significantly_better"]
