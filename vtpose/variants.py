@@ -24,6 +24,7 @@ import numpy as np
 
 from vtpose.artifacts import ExportedModel
 from vtpose.backends import VARIANTS
+from vtpose.backends.packaged import MODEL_FILES
 from vtpose.errors import VtposeError
 
 # The variant every other is compared with: the trained weights themselves.
@@ -400,14 +401,6 @@ class VariantReport:
 
 # --- Exporting, scoring and timing the variants of one trained model ------------------------------------------
 
-# Each variant's file inside an export folder (and inside the BentoML model): OpenVINO IRs as folders of .xml + .bin.
-VARIANT_FILES = {
-    "pytorch": "model.pt",
-    "onnx": "model.onnx",
-    "openvino": "openvino/model.xml",
-    "openvino-int8": "openvino-int8/model.xml",
-}
-
 
 def split_images(annotations: str | Path, images_dir: str | Path, count: int | None = None) -> list[Path]:
     """The images of a COCO split in image-id order (the first `count`; all if None), as paths.
@@ -446,7 +439,7 @@ def export_model_variants(
         weights: the trained `.pt`.
         variants: names from `VARIANTS`; "pytorch" is the weights themselves (returned without copying).
         imgsz: the inference size exported for, pixels.
-        out_dir: where each variant is written, at `out_dir / VARIANT_FILES[name]`.
+        out_dir: where each variant is written, at `out_dir / MODEL_FILES[name]` (the layout of a packaged model).
         calibration_images: the training split's images, for INT8 (the first `calibration_size` are used).
         calibration_size: most calibration images.
         preset: NNCF preset, "mixed" or "performance".
@@ -479,13 +472,13 @@ def export_model_variants(
         out["pytorch"] = ExportedModel(weights, "pytorch", imgsz, source_sha)
     onnx_path = fp32 = None
     if wanted & {"onnx", "openvino", "openvino-int8"}:
-        onnx_dir = out_dir / Path(VARIANT_FILES["onnx"]).parent
+        onnx_dir = out_dir / Path(MODEL_FILES["onnx"]).parent
         exported = export.export_onnx(weights, imgsz, onnx_dir)
-        onnx_path = exported.replace(onnx_dir / Path(VARIANT_FILES["onnx"]).name)
+        onnx_path = exported.replace(onnx_dir / Path(MODEL_FILES["onnx"]).name)
         out["onnx"] = ExportedModel(onnx_path, "onnx", imgsz, source_sha)
     if wanted & {"openvino", "openvino-int8"}:
         assert onnx_path is not None
-        xml = out_dir / VARIANT_FILES["openvino"]
+        xml = out_dir / MODEL_FILES["openvino"]
         fp32 = export.export_openvino(onnx_path, xml, imgsz)
         out["openvino"] = ExportedModel(xml.parent, "openvino", imgsz, source_sha)
     if "openvino-int8" in wanted:
@@ -494,7 +487,7 @@ def export_model_variants(
             raise VtposeError("the openvino-int8 variant needs calibration images (the training split's); none given.")
         patterns = list(export.DEFAULT_INT8_IGNORED_PATTERNS if ignored_patterns is None else ignored_patterns)
         patterns += [re.escape(name) for name in ignored_names]
-        xml = out_dir / VARIANT_FILES["openvino-int8"]
+        xml = out_dir / MODEL_FILES["openvino-int8"]
         int8 = export.quantize_openvino_int8(
             fp32,
             calibration_images,
@@ -513,7 +506,7 @@ def export_model_variants(
 def model_file(model: ExportedModel) -> Path:
     """The file a backend opens for an exported variant (the `.xml` inside an IR folder)."""
     if model.path.is_dir():
-        return model.path / Path(VARIANT_FILES[model.variant]).name
+        return model.path / Path(MODEL_FILES[model.variant]).name
     return model.path
 
 
