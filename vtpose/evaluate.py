@@ -26,6 +26,8 @@ from vtpose.reports import EvaluationReport, prediction_previews
 
 # COCOeval's keypoint stats look at the 20 best detections per image.
 COCO_KEYPOINT_MAX_DETS = 20
+# Images per predictor call: memory only. Each image is letterboxed on its own (vtpose.backends.base.letterbox), so
+# the stats are the same for any batch size (tests/test_backends.py checks 1 against 8).
 PREDICT_BATCH = 8
 
 
@@ -169,7 +171,7 @@ def evaluate_weights(
     """Score a checkpoint on a COCO split with pycocotools OKS.
 
     Args:
-        weights: .pt or .onnx YOLO-pose weights.
+        weights: YOLO-pose weights on any backend: .pt, .onnx or an OpenVINO IR's .xml.
         annotations: the split's person_keypoints JSON.
         images_dir: folder holding the JSON's `file_name`s.
         imgsz: inference size.
