@@ -30,7 +30,7 @@ import numpy as np
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected, WebSocketState
 
 from vtpose.avatar.scene import DEFAULT_BACKGROUND, background_files
 from vtpose.avatar.spec import AVATAR_SUFFIXES, DEFAULT_AVATAR, AvatarSpec, list_avatars, load_avatar_file
@@ -157,11 +157,18 @@ class StudioServer:
             return
         try:
             if role == "capture":
-                await CaptureConnection(self, websocket, code or self.hub.new_code()).run()
+                try:
+                    pose_fn = self.pose_fn()
+                except Exception as error:  # whatever the service raises before its model is loaded
+                    logger.warning("studio: no model call yet (%s)", error)
+                    reason = "the model is not loaded yet; the page retries in a moment"
+                    await websocket.close(code=protocol.CLOSE_TRY_AGAIN, reason=reason)
+                    return
+                await CaptureConnection(self, websocket, code or self.hub.new_code(), pose_fn).run()
             else:
                 await self._output(websocket, code or "")
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            pass  # the page went away; its state is freed by the handlers' finally blocks
 
     async def _output(self, websocket: WebSocket, code: str) -> None:
         outbox = Outbox()
@@ -170,6 +177,7 @@ class StudioServer:
         except ProtocolError as error:
             await websocket.close(code=protocol.CLOSE_TOO_MANY, reason=close_reason(str(error)))
             return
+        reader: asyncio.Task[None] | None = None
         try:
             await websocket.send_text(json.dumps({"type": "welcome", "role": "output", "pair": code}))
             if pair.capture is not None:
@@ -189,9 +197,15 @@ class StudioServer:
                     await websocket.send_bytes(message)
                 else:
                     await websocket.send_text(message)
-            reader.cancel()
         finally:
+            if reader is not None:
+                reader.cancel()
             self.hub.leave(pair, outbox=outbox)
+
+
+def _frame_id(data: bytes) -> int | None:
+    """The frame id in a frame message's header, or None when the message is too short to have one."""
+    return protocol.FRAME_HEADER.unpack_from(data)[1] if len(data) >= protocol.FRAME_HEADER.size else None
 
 
 async def _drain_until_closed(websocket: WebSocket) -> None:
@@ -210,22 +224,23 @@ class CaptureConnection:
     `FLOOD_WINDOW_S` close the connection with CLOSE_POLICY.
     """
 
-    def __init__(self, server: StudioServer, websocket: WebSocket, code: str) -> None:
+    def __init__(self, server: StudioServer, websocket: WebSocket, code: str, pose_fn: PoseFn) -> None:
         self.server, self.websocket, self.code = server, websocket, code
         self.session = server.new_session()
-        self.pose_fn = server.pose_fn()
+        self.pose_fn = pose_fn
         self.in_flight: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._messages: deque[float] = deque()
         self._drops: deque[float] = deque()
         self.pair: Pair | None = None
 
-    async def send(self, message: dict[str, Any]) -> None:
-        """Send one JSON message to the page (sends from the frame task and the reader never interleave)."""
+    async def send(self, message: dict[str, Any] | str) -> None:
+        """Send one JSON message (or its text) to the page; the frame task's and the reader's never interleave."""
         if self.websocket.application_state != WebSocketState.CONNECTED:
             return
+        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
         async with self._send_lock:
-            await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+            await self.websocket.send_text(text)
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a code and a one-line reason (cut to what a close frame carries)."""
@@ -286,11 +301,9 @@ class CaptureConnection:
         kind = data[0] if data else None
         if kind == protocol.FRAME:
             if self.in_flight is not None and not self.in_flight.done():
-                whole = len(data) >= protocol.FRAME_HEADER.size
-                frame_id = protocol.FRAME_HEADER.unpack_from(data)[1] if whole else None
                 raise ProtocolError(
                     "busy", "frame dropped: the previous frame is still being processed; send one frame at a time.",
-                    frame_id,
+                    _frame_id(data),
                 )  # fmt: skip
             self.in_flight = asyncio.create_task(self._frame(data))
         elif kind == protocol.BACKGROUND:
@@ -341,23 +354,28 @@ class CaptureConnection:
             persons = self.session.track(frame, detections)
             t3 = time.perf_counter()
             timing = {"decode": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "track": (t3 - t2) * 1e3}
-            message = protocol.poses_message(frame, persons, timing, self.server.model_version())
-            text = json.dumps(message, separators=(",", ":"))
+            message = json.dumps(
+                protocol.poses_message(frame, persons, timing, self.server.model_version()), separators=(",", ":")
+            )
             assert self.pair is not None
-            self.pair.broadcast(text)
-            if self.websocket.application_state == WebSocketState.CONNECTED:
-                async with self._send_lock:
-                    await self.websocket.send_text(text)
+            self.pair.broadcast(message)
+            await self._answer(message)
         except ProtocolError as error:
-            await self.send(error.to_json())
-        except (WebSocketDisconnect, asyncio.CancelledError):
-            raise
+            await self._answer(error.to_json())
         except VtposeError as error:
             # The model refused the frame (e.g. the service is shutting down): the page is told, and may retry.
-            await self.send({"type": "error", "code": "model", "message": str(error)})
+            await self._answer({"type": "error", "code": "model", "message": str(error), "id": _frame_id(data)})
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            pass  # the page left while its frame was processed; the reader ends the connection
         except Exception as error:
             logger.exception("studio: frame failed")
-            await self.close(protocol.CLOSE_INTERNAL, f"internal error: {type(error).__name__}; see the server log")
+            with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+                await self.close(protocol.CLOSE_INTERNAL, f"internal error: {type(error).__name__}; see the server log")
+
+    async def _answer(self, message: dict[str, Any] | str) -> None:
+        """Send a frame's answer, ignoring a page that has just left."""
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+            await self.send(message)
 
 
 def create_studio_app(

@@ -54,6 +54,7 @@ FLOOD_WINDOW_S = 1.0
 # Close codes: the standard ones where they fit, 4xxx (application range) mirroring HTTP where they do not.
 CLOSE_POLICY = 1008  # cross-origin or non-loopback host, flood
 CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013  # the model is not loaded yet
 CLOSE_BAD_REQUEST = 4400  # bad role or pairing code in the URL
 CLOSE_PAIR_IN_USE = 4409
 CLOSE_TOO_MANY = 4429  # too many pages connected
