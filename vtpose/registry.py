@@ -5,8 +5,11 @@ ZenML is imported inside the functions so the rest of the library stays usable w
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +114,12 @@ def _weights_artifact(version: Any) -> Any:
 
 
 def export_weights(stage_or_version: str, output: Path) -> Path:
-    """Write the weights of a registered model version to `output` (atomically)."""
+    """Write the weights of a registered model version to `output` (atomically); ZenML's log lines go to stderr."""
+    with zenml_logs_on_stderr():
+        return _export_weights(stage_or_version, output)
+
+
+def _export_weights(stage_or_version: str, output: Path) -> Path:
     version = get_model_version(stage_or_version)
     try:
         artifact = version.get_artifact(WEIGHTS_ARTIFACT)
@@ -125,12 +133,36 @@ def export_weights(stage_or_version: str, output: Path) -> Path:
     return output
 
 
+@contextmanager
+def zenml_logs_on_stderr() -> Iterator[None]:
+    """Send ZenML's console log lines to stderr for a while, so a command's stdout carries only its answer.
+
+    A first use of a ZenML config folder logs its set-up ("Initializing the ZenML global configuration...") to
+    stdout, which would break `vtpose infer --json | jq`.
+    """
+    from zenml.logger import ZenMLConsoleHandler
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, ZenMLConsoleHandler)]
+    previous = [(h, h.setStream(sys.stderr)) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, stream in previous:
+            if stream is not None:
+                handler.setStream(stream)
+
+
 def default_weights() -> Path:
     """The production model version's weights (cached locally by version id), else the pretrained checkpoint.
 
     A store that cannot be reached is not an error here: inference still works, and a note says why the
-    pretrained checkpoint was used.
+    pretrained checkpoint was used. ZenML's own log lines go to stderr.
     """
+    with zenml_logs_on_stderr():
+        return _default_weights()
+
+
+def _default_weights() -> Path:
     try:
         import requests
         from zenml.client import Client
