@@ -335,6 +335,10 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     page.goto(f"{server}/studio/")
     page.wait_for_function("window.studio && window.studio.ready", timeout=WAIT_MS)
     assert page.evaluate("window.studio.socket.pair") != capture.evaluate("window.studio.socket.pair")
+    # Its own tracker: its track ids start again at 1, whatever the first page has seen.
+    page.wait_for_function("window.studio.stats.tracks.some(t => t.length)", timeout=WAIT_MS)
+    first = next(t for t in page.evaluate("window.studio.stats.tracks") if t)
+    assert min(track for track, _ in first) == 1
     page.set_input_files("#video-file", str(video))
     page.wait_for_function("document.getElementById('status').textContent === 'playing dance.webm'", timeout=WAIT_MS)
     _frames_after(page, 5)
