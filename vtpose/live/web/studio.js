@@ -118,35 +118,74 @@ async function main() {
     $("latency").textContent = `${stats.percentile("latency", 0.5).toFixed(0)} ms`;
   });
 
-  // The newest camera frame is sent as soon as the previous frame's answer is back (or as soon as it arrives, if
-  // nothing is in flight); frames the camera delivers meanwhile are replaced, never queued.
+  // One frame in flight. The newest camera frame is sent as soon as the previous frame's answer is back; frames
+  // the camera delivers meanwhile are replaced, never queued. When the answer is due before the next camera frame
+  // would arrive, the newest frame is encoded ahead, so sending it does not wait for the encoder.
   let grabbing = false;
   let latestMs = null; // capture time of the newest camera frame
-  let sentMs = null; // capture time of the last frame sent
+  let sentMs = null; // capture time of the last frame sent (or encoded ahead)
+  let ready = null; // a frame encoded ahead, waiting for the answer to the one in flight
+  let sentAt = 0;
+  let frameGapMs = 33; // the camera's frame interval, smoothed
+  let roundTripMs = 0; // send to answer, smoothed
+  let encodeMs = 0; // grab and encode, smoothed
+  const smooth = (old, value) => (old ? 0.8 * old + 0.2 * value : value);
+
+  const encode = async (captureMs) => {
+    const grabAt = performance.now();
+    const grabbed = await grabber.grab();
+    if (grabbed) encodeMs = smooth(encodeMs, grabbed.drawMs + grabbed.encodeMs);
+    return grabbed && { captureMs, grabAt, ...grabbed };
+  };
+  const send = async (frame) => {
+    frameId = (frameId + 1) >>> 0;
+    if (await socket.sendFrame(frameId, frame.captureMs, frame.blob)) {
+      sentAt = performance.now();
+      stats.sent += 1;
+      pending.set(frameId, { grabAt: frame.grabAt, drawMs: frame.drawMs, encodeMs: frame.encodeMs, sentAt });
+      if (pending.size > 8) pending.delete(pending.keys().next().value);
+    }
+  };
   const pump = async () => {
-    if (grabbing || !socket.open || socket.inFlight !== null || latestMs === null || latestMs === sentMs) return;
+    if (grabbing || !socket.open || latestMs === null) return;
     grabbing = true;
-    const captureMs = latestMs;
-    sentMs = latestMs;
     try {
-      const grabAt = performance.now();
-      const grabbed = await grabber.grab();
-      if (!grabbed) return;
-      frameId = (frameId + 1) >>> 0;
-      if (await socket.sendFrame(frameId, captureMs, grabbed.blob)) {
-        stats.sent += 1;
-        pending.set(frameId, { grabAt, drawMs: grabbed.drawMs, encodeMs: grabbed.encodeMs, sentAt: performance.now() });
-        if (pending.size > 8) pending.delete(pending.keys().next().value);
+      if (socket.inFlight === null) {
+        // An answer much later than expected leaves the frame encoded ahead stale: send the newest instead.
+        if (ready && latestMs - ready.captureMs > 1.5 * frameGapMs) {
+          ready = null;
+          sentMs = null;
+        }
+        if (ready) {
+          const frame = ready;
+          ready = null;
+          await send(frame);
+        } else if (latestMs !== sentMs) {
+          sentMs = latestMs;
+          const frame = await encode(latestMs);
+          if (frame) await send(frame);
+        }
+      } else if (latestMs !== sentMs && roundTripMs) {
+        // Encode ahead only when the answer is due within a camera frame (else a later frame will be fresher).
+        const due = sentAt + roundTripMs - encodeMs;
+        if (performance.now() + frameGapMs >= due) {
+          sentMs = latestMs;
+          ready = await encode(latestMs);
+        }
       }
     } finally {
       grabbing = false;
     }
+    if (socket.inFlight === null && ready) pump(); // the answer came while encoding ahead
   };
   everyFrame(video, (captureMs) => {
     if (latestMs !== null && latestMs !== sentMs) stats.dropped += 1; // replaced before it could be sent
+    if (latestMs !== null) frameGapMs = smooth(frameGapMs, Math.min(captureMs - latestMs, 200));
     latestMs = captureMs;
     pump();
   });
+  socket.addEventListener("poses", () => (roundTripMs = smooth(roundTripMs, performance.now() - sentAt)));
+  socket.addEventListener("close", () => (ready = null));
   socket.addEventListener("poses", pump);
   socket.addEventListener("error", pump);
   socket.addEventListener("open", pump);
