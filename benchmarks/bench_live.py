@@ -11,6 +11,7 @@ for every frame drawn during the measured window:
 
 - latency: from the frame's capture time (requestVideoFrameCallback's captureTime) to the end of drawing it;
 - capture: capture time to the page grabbing the frame; encode: downscaling and JPEG encoding in the page;
+  ahead: how long a frame encoded ahead waits for the answer to the frame in flight before it is sent;
 - network: the round trip minus the server's own time (WebSocket both ways, queueing, JSON);
 - decode, model, track: the server's (JPEG decode; letterbox and the model through the service's batcher;
   tracking, One Euro smoothing and the rig); draw: drawing the scene on the canvas.
@@ -47,7 +48,7 @@ CAMERA_SIZE = (1280, 720)
 CAMERA_FPS = 30
 # From frame 20 (the clip's first frames pan the camera), forward then back so the loop has no jump.
 CAMERA_START, CAMERA_FRAMES = 20, 60
-STAGES = ("capture", "encode", "network", "decode", "model", "track", "draw")
+STAGES = ("capture", "encode", "ahead", "network", "decode", "model", "track", "draw")
 # Issue 8's goals on the 2-core machine.
 GOAL_FPS = 20.0
 GOAL_P50_MS = 120.0

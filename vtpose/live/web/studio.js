@@ -103,6 +103,7 @@ async function main() {
           latency: drawnAt - poses.capture_ms,
           capture: sent.grabAt - poses.capture_ms,
           encode: sent.drawMs + sent.encodeMs,
+          ahead: sent.sentAt - sent.grabAt - sent.drawMs - sent.encodeMs, // an encoded-ahead frame's wait to be sent
           network: received - sent.sentAt - server,
           decode: poses.timing_ms.decode,
           model: poses.timing_ms.model,
