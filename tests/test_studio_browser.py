@@ -162,7 +162,7 @@ def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium (Debian's) with the dance clip as its camera."""
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} missing; `make browser` installs Debian's chromium")
@@ -171,12 +171,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     y4m = tmp_path_factory.mktemp("camera") / "dance.y4m"
     write_y4m(y4m, DANCE, CAMERA_SIZE, CAMERA_FRAMES, CAMERA_FPS, CAMERA_START, CAMERA_STEP)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
-        # Playwright's wait_for_function evaluates strings, which the page's own CSP (script-src 'self') forbids.
-        context = chromium.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
-        yield context
-        context.close()
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Any) -> Iterator[Any]:
+    """A browser context for the tests' pages."""
+    # Playwright's wait_for_function evaluates strings, which the page's own CSP (script-src 'self') forbids;
+    # test_the_page_runs_under_its_own_content_security_policy checks the page without this.
+    context = chromium.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    yield context
+    context.close()
 
 
 @pytest.fixture(scope="module")
@@ -372,6 +379,22 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     assert tuple(rgba[5, 5, :3]) == (255, 0, 0)
     output.close()
     page.close()
+
+
+def test_the_page_runs_under_its_own_content_security_policy(chromium: Any, server: str, capture: Any) -> None:
+    context = chromium.new_context()  # the page's CSP enforced, as in a user's browser
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{server}/studio/")
+    for _ in range(150):  # polled from here: Playwright's in-page waiting is itself blocked by the CSP
+        if page.inner_text("#fps") not in ("– fps", "0.0 fps"):
+            break
+        page.wait_for_timeout(200)
+    assert page.inner_text("#fps").endswith(" fps") and float(page.inner_text("#fps").split()[0]) > 0
+    assert not problems, problems
+    context.close()
 
 
 def _ws_url(server: str, query: str = "role=capture") -> str:
