@@ -19,6 +19,7 @@ import yaml
 from zenml.client import Client
 
 import steps
+from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import CONFIGS_DIR, DEFAULT_CONFIG, PROJECT_ROOT
 from vtpose.train import TrainConfig
 
@@ -50,6 +51,7 @@ def test_the_command_resolves_and_compiles_exactly_one_config(
     zenml_stack: str, source: str, config: Path | None, expected: Path
 ) -> None:
     """ZenML's own compile path (`snapshot create` shares `run`'s loading and `with_options`), nothing trained."""
+    parameters = _parameters(expected)  # read first: the file may change while the command runs
     name = f"cmd-{uuid.uuid4().hex[:8]}"
     args = ["pipeline", "snapshot", "create", source, "-n", name]
     if config is not None:
@@ -58,21 +60,61 @@ def test_the_command_resolves_and_compiles_exactly_one_config(
     assert result.returncode == 0, result.stdout + result.stderr
     snapshot = Client().get_snapshot(name)
     # Exactly the chosen file's blocks: none of training.yaml's keys (seed, freeze_batchnorm...) under smoke's.
-    assert snapshot.pipeline_configuration.parameters == _parameters(expected)
+    assert snapshot.pipeline_configuration.parameters == parameters
     train_config = snapshot.step_configurations["train_model"].config.parameters["train_config"]
-    assert TrainConfig.model_validate(train_config) == TrainConfig.model_validate(_parameters(expected)["train"])
+    assert TrainConfig.model_validate(train_config) == TrainConfig.model_validate(parameters["train"])
     assert set(snapshot.step_configurations) == set(steps.__all__)
 
 
-@pytest.mark.timeout(1200)
-def test_the_exact_command_runs_the_pipeline(zenml_stack: str) -> None:
+@pytest.fixture(scope="module")
+def cli_run(zenml_stack: str) -> Any:
     """`zenml pipeline run training_pipeline -c configs/smoke.yaml`, as typed: a whole run (minutes)."""
     before = Client().list_pipeline_runs(size=1).total
+    parameters = _parameters(SMOKE_CONFIG)  # as the command reads it
     result = _zenml("pipeline", "run", "training_pipeline", "-c", "configs/smoke.yaml", timeout=1100)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     latest = Client().list_pipeline_runs(sort_by="desc:created", size=1)
     assert latest.total == before + 1
-    run = Client().get_pipeline_run(latest.items[0].id)
+    return Client().get_pipeline_run(latest.items[0].id), parameters
+
+
+@pytest.mark.timeout(1200)  # the run itself, in the fixture
+def test_the_exact_command_runs_the_pipeline(cli_run: Any) -> None:
+    run, parameters = cli_run
     assert run.status.value == "completed" and run.pipeline.name == "training_pipeline"
     assert set(run.steps) == set(steps.__all__)
-    assert run.config.parameters == _parameters(SMOKE_CONFIG)
+    assert run.config.parameters == parameters
+
+
+@pytest.mark.timeout(1200)
+def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
+    """`python -m vtpose.summary` (what `make run` ends with) against the run's own artifacts."""
+    run = cli_run[0]
+    env = {**os.environ, "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "vtpose.summary"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"run: {run.name} (completed)" in lines
+    report = run.steps["evaluate_model"].outputs["evaluation_report"][0].load()
+    rows: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("  ") and line.split():
+            rows.setdefault(line.split()[0], line)  # the stats table comes before the paired differences
+    for name in COCO_STAT_NAMES:
+        assert f"{report.stats[name]:.4f}" in rows[name], (name, rows.get(name))  # the trained model's value
+    decision = run.steps["promote_model"].outputs["promotion_decision"][0].load()
+    verdict = "PROMOTED to production" if decision["promote"] else "NOT promoted"
+    promotion = [line for line in lines if line.startswith("promotion")]
+    assert len(promotion) == 1 and f"version {decision['model_version']} {verdict}" in promotion[0]
+    uri = subprocess.run(
+        [sys.executable, "-m", "vtpose.summary", "--mlflow-uri"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert uri.stdout.strip().splitlines()[-1] == Client().active_stack.experiment_tracker.get_tracking_uri()
