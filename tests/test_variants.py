@@ -244,3 +244,33 @@ def test_exported_model_artifact_round_trips_and_refuses_changed_files(
     stored.write_bytes(stored.read_bytes()[:-16])
     with pytest.raises(ValueError, match="do not match their recorded sha256"):
         ExportedModelMaterializer(str(tmp_path / "onnx")).load(ExportedModel)
+
+
+def test_mlflow_gets_each_variants_ap_latency_and_the_choice(tmp_path: Path) -> None:
+    import mlflow
+
+    from vtpose.tracking import log_variants
+
+    report = VariantReport(
+        [
+            VariantResult(s.name, {name: s.ap for name in COCO_STAT_NAMES}, Latency(s.latency_ms, s.latency_ms, 5, 1))
+            for s in ISSUE_9
+        ],
+        choose_variant(ISSUE_9),
+        split="val2017",
+        machine={"cpu_cores": 2},
+    )
+    assert log_variants(report) is False  # no active run: nothing logged, on purpose
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            assert log_variants(report) is True
+        logged = mlflow.get_run(run.info.run_id).data
+        artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "packaging")}
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert logged.params["serving_variant"] == "openvino-int8" and logged.params["latency_cpu_cores"] == "2"
+    assert logged.metrics["variant_openvino_int8_AP"] == 0.483
+    assert logged.metrics["variant_pytorch_latency_ms"] == 80.5
+    assert artifacts == {"packaging/variants.md", "packaging/variants.png"}

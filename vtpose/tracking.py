@@ -7,6 +7,7 @@ without a tracker) they do nothing, on purpose.
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ def log_variants(report: VariantReport) -> bool:
     """Log each exported variant's COCO AP and median latency, the serving choice and the variant report.
 
     Metrics `variant_<name>_AP` and `variant_<name>_latency_ms` (name with "-" as "_"); params `serving_variant`,
-    `serving_variant_forced`, `max_ap_drop` and `latency_cpu_cores`; the report as `packaging/variants.md`.
+    `serving_variant_forced`, `max_ap_drop` and `latency_cpu_cores`; the report as `packaging/variants.md` and its
+    AP-against-latency plot as `packaging/variants.png`.
     """
     if not _active():
         return False
@@ -129,4 +131,8 @@ def log_variants(report: VariantReport) -> bool:
         }
     )
     mlflow.log_text(report.markdown(), "packaging/variants.md")
+    with tempfile.TemporaryDirectory(prefix="vtpose-mlflow-") as tmp:
+        plot = Path(tmp) / "variants.png"
+        plot.write_bytes(report.plot())
+        mlflow.log_artifact(str(plot), artifact_path="packaging")
     return True
