@@ -368,6 +368,14 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     rgba, _ = _canvas(page)
     assert tuple(rgba[5, 5, :3]) == (255, 0, 0)
     assert (rgba[..., :3] == (255, 0, 255)).all(axis=2).any(), "the uploaded avatar's magenta chest is not drawn"
+    # After a dropped connection the page comes back under the same pairing code with its uploads and settings.
+    pair = page.evaluate("window.studio.socket.pair")
+    page.evaluate("window.studio.socket.ws.close()")
+    page.wait_for_function("window.studio.closes.length === 1 && window.studio.socket.open", timeout=WAIT_MS)
+    _frames_after(page, 3)
+    assert page.evaluate("window.studio.socket.pair") == pair
+    assert page.evaluate("window.studio.lastPoses.persons.map(p => p.avatar)") == ["my-robot"]
+    assert not [e for e in page.evaluate("window.studio.errors") if e["code"] != "busy"]
     # An output view joining now gets the uploads too, and draws the same scene.
     output = browser.new_page()
     output.goto(f"{server}/studio/output?pair={page.evaluate('window.studio.socket.pair')}")

@@ -82,9 +82,10 @@ export class Controls extends EventTarget {
     if ($("background").selectedIndex < 0 || bg.kind === "image") $("background").value = `prepared:${this.config.default_background}`;
   }
 
-  /** Add an uploaded avatar to the list and choose it. */
-  addAvatar(name) {
+  /** Add an uploaded avatar to the list, and choose it when `choose` (a fresh upload, not a re-sent one). */
+  addAvatar(name, choose) {
     if (![...$("avatar").options].some((o) => o.value === name)) option($("avatar"), name, `${name} (uploaded)`);
+    if (!choose) return;
     $("avatar").value = name;
     this.changed();
   }

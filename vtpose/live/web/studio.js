@@ -46,8 +46,16 @@ async function main() {
   };
 
   controls.addEventListener("settings", sendSettings);
-  controls.addEventListener("avatar-file", (event) => socket.sendJSON({ type: "avatar", ...event.detail }));
+  // Uploads live in the server's memory only while this page is connected: kept here to send again on reconnect.
+  const uploads = { avatars: new Map(), background: null, fresh: new Set() };
+  controls.addEventListener("avatar-file", (event) => {
+    const message = { type: "avatar", ...event.detail };
+    uploads.avatars.set(message.name, message);
+    uploads.fresh.add(message.name); // chosen once the server has accepted it
+    socket.sendJSON(message);
+  });
   controls.addEventListener("background-file", async (event) => {
+    uploads.background = event.detail.blob;
     await look.setUploadedBackground(event.detail.blob);
     socket.sendBackground(event.detail.blob);
     redraw();
@@ -64,14 +72,20 @@ async function main() {
   socket.addEventListener("welcome", (event) => {
     save({ pair: event.detail.pair });
     controls.showOutputUrl(event.detail.pair);
+    for (const message of uploads.avatars.values()) socket.sendJSON(message);
+    if (uploads.background) socket.sendBackground(uploads.background);
     sendSettings();
     studio.ready = true;
   });
   socket.addEventListener("avatar", (event) => {
     look.addAvatar(event.detail.avatar);
-    controls.addAvatar(event.detail.avatar.name);
+    controls.addAvatar(event.detail.avatar.name, uploads.fresh.delete(event.detail.avatar.name));
   });
   socket.addEventListener("error", (event) => {
+    if (event.detail.code === "bad_avatar") {
+      for (const name of uploads.fresh) uploads.avatars.delete(name); // refused: not to be sent again
+      uploads.fresh.clear();
+    }
     studio.errors.push(event.detail);
     showError(`server: ${event.detail.message}`);
   });
