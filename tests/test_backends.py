@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +197,10 @@ def test_lone_calls_use_the_wide_session_and_concurrent_ones_the_narrow(exports:
     model._wide_session.run = slow_wide
     first = threading.Thread(target=model.predict_one, args=(image,))
     first.start()
+    deadline = time.monotonic() + 30  # bounded: a call that never starts fails here instead of hanging
     while model._active == 0:
-        pass
+        assert time.monotonic() < deadline, "the first call never started"
+        time.sleep(0.001)
     concurrent = model.predict_one(image)
     release.set()
     first.join()
