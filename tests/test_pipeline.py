@@ -240,6 +240,15 @@ def test_export_step_scored_every_variant_and_the_bento_serves_its_choice(smoke_
     # The Bento's model holds the chosen variant's files, checked by sha256, and serves it by default.
     record = _output(run, "package_model", "bento").load()
     assert record["backend"] == report.choice.chosen
-    metadata = bentoml.models.get(record["model_tag"]).info.metadata
+    stored = bentoml.models.get(record["model_tag"])
+    metadata = stored.info.metadata
     assert metadata["backend_default"] == report.choice.chosen
     assert set(report.variant(report.choice.chosen).sha256.values()) <= set(metadata["sha256"].values())
+    # What the service loads: the chosen variant from the model folder, checked, answering on a real image.
+    from vtpose.backends.packaged import load_packaged_backend
+    from vtpose.paths import MEDIA_DIR
+    from vtpose.predict import load_image
+
+    served = load_packaged_backend(stored.path, metadata, report.choice.chosen)
+    assert served.variant == report.choice.chosen and served.imgsz == 320
+    assert served.predict_one(load_image(MEDIA_DIR / "game-streamer-tips.jpg"))
