@@ -71,14 +71,14 @@ def cli_run(zenml_stack: str) -> Any:
     """`zenml pipeline run training_pipeline -c configs/smoke.yaml`, as typed: a whole run (minutes)."""
     before = Client().list_pipeline_runs(size=1).total
     parameters = _parameters(SMOKE_CONFIG)  # as the command reads it
-    result = _zenml("pipeline", "run", "training_pipeline", "-c", "configs/smoke.yaml", timeout=1100)
+    result = _zenml("pipeline", "run", "training_pipeline", "-c", "configs/smoke.yaml", timeout=1700)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     latest = Client().list_pipeline_runs(sort_by="desc:created", size=1)
     assert latest.total == before + 1
     return Client().get_pipeline_run(latest.items[0].id), parameters
 
 
-@pytest.mark.timeout(1200)  # the run itself, in the fixture
+@pytest.mark.timeout(1800)  # the run itself, in the fixture
 def test_the_exact_command_runs_the_pipeline(cli_run: Any) -> None:
     run, parameters = cli_run
     assert run.status.value == "completed" and run.pipeline.name == "training_pipeline"
@@ -86,7 +86,7 @@ def test_the_exact_command_runs_the_pipeline(cli_run: Any) -> None:
     assert run.config.parameters == parameters
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)  # the run, when this test runs alone
 def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
     """`python -m vtpose.summary` (what `make run` ends with) against the run's own artifacts."""
     run = cli_run[0]
