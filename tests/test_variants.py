@@ -20,6 +20,7 @@ from vtpose.variants import (
     VariantScore,
     choose_variant,
     export_model_variants,
+    measure_latencies,
     measure_latency,
     score_model_variants,
     split_images,
@@ -122,6 +123,14 @@ def test_measure_latency_calls_warmup_plus_runs_times() -> None:
     assert 0 <= latency.median_ms <= latency.p90_ms
     with pytest.raises(ValueError, match="runs=0"):
         measure_latency(lambda: None, runs=0)
+
+
+def test_variants_are_timed_in_interleaved_rounds_after_warming_each() -> None:
+    order: list[int] = []
+    latencies = measure_latencies([lambda i=i: order.append(i) for i in range(3)], runs=2, warmup=1)
+    # Warm-up once each, then round 0 from the first model, round 1 from the second.
+    assert order == [0, 1, 2, 0, 1, 2, 1, 2, 0]
+    assert [(lat.runs, lat.warmup) for lat in latencies] == [(2, 1)] * 3
 
 
 def test_report_round_trips_and_shows_the_decision() -> None:

@@ -210,21 +210,43 @@ def measure_latency(call: Callable[[], Any], runs: int = 15, warmup: int = 3) ->
     Raises:
         ValueError: runs < 1 or warmup < 0.
     """
+    return measure_latencies([call], runs=runs, warmup=warmup)[0]
+
+
+def measure_latencies(calls: Sequence[Callable[[], Any]], runs: int = 15, warmup: int = 3) -> list[Latency]:
+    """Time several models against each other: `warmup` untimed calls each, then `runs` rounds of one timed call
+    each, the order rotated every round.
+
+    Interleaving spreads whatever else the machine is doing over every model alike, so a busy moment does not
+    land on one of them; the medians are then comparable even on shared cores.
+
+    Args:
+        calls: one single-image prediction per model.
+        runs: timed rounds (>= 1).
+        warmup: untimed calls per model first (>= 0).
+
+    Returns:
+        One `Latency` per call, in order.
+
+    Raises:
+        ValueError: runs < 1 or warmup < 0.
+    """
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs={runs} must be >= 1 and warmup={warmup} >= 0")
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return Latency(
-        median_ms=float(statistics.median(times)),
-        p90_ms=float(np.percentile(times, 90)),
-        runs=runs,
-        warmup=warmup,
-    )
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for round_ in range(runs):
+        for offset in range(len(calls)):
+            index = (round_ + offset) % len(calls)
+            start = time.perf_counter()
+            calls[index]()
+            times[index].append((time.perf_counter() - start) * 1000.0)
+    return [
+        Latency(median_ms=float(statistics.median(t)), p90_ms=float(np.percentile(t, 90)), runs=runs, warmup=warmup)
+        for t in times
+    ]
 
 
 def machine_info() -> dict[str, Any]:
@@ -525,14 +547,15 @@ def score_model_variants(
 
     Each variant is opened on its backend (`vtpose.backends.open_backend`) at `imgsz`; its AP comes from COCO
     results on the whole split at the evaluation threshold (`vtpose.evaluate`), its latency from single-image
-    calls on the split's first image at the service's threshold, every core of this machine available.
+    calls on the split's first image at the service's threshold, every core of this machine available, the
+    variants timed in interleaved rounds (`measure_latencies`).
 
     Args:
         models: the variants (`export_model_variants`), one of them "pytorch" (the reference).
         annotations: the val split's person_keypoints JSON; images_dir: its images; split: its name.
         imgsz: the packaged inference size, pixels.
         max_ap_drop, forced: see `choose_variant`.
-        latency_runs, latency_warmup: see `measure_latency`.
+        latency_runs, latency_warmup: see `measure_latencies`.
 
     Returns:
         The report: each variant's stats, latency, size and sha256, and the choice.
@@ -550,17 +573,20 @@ def score_model_variants(
     latency_image = load_image(latency_path)
     results = []
     num_images = 0
+    backends, scores = [], []
     for model in models:
         backend = open_backend(model_file(model), imgsz=imgsz, conf=EVAL_CONF)
         detections, num_images = predict_coco_results(backend, coco_gt, images_dir)
-        stats, _ = score_keypoints(coco_gt, detections)
+        scores.append(score_keypoints(coco_gt, detections)[0])
         # Timed as the service runs a lone request: its confidence threshold (fewer candidates through NMS).
         backend.conf = DEFAULT_CONF
-        latency = measure_latency(
-            lambda b=backend: b.predict([latency_image]), runs=latency_runs, warmup=latency_warmup
-        )
+        backends.append(backend)
+    latencies = measure_latencies(
+        [lambda b=b: b.predict([latency_image]) for b in backends], runs=latency_runs, warmup=latency_warmup
+    )
+    for model, stats, latency in zip(models, scores, latencies, strict=True):
         results.append(VariantResult(model.variant, stats, latency, model.size_bytes, model.sha256()))
-        del backend
+    del backends
     choice = choose_variant([r.score() for r in results], max_ap_drop=max_ap_drop, forced=forced)
     height, width = latency_image.shape[:2]
     return VariantReport(
