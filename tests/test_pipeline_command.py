@@ -118,3 +118,16 @@ def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
         check=True,
     )
     assert uri.stdout.strip().splitlines()[-1] == Client().active_stack.experiment_tracker.get_tracking_uri()
+
+
+def test_summary_without_a_run_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".zen").mkdir(parents=True)
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "config"), "ZENML_REPOSITORY_PATH": str(tmp_path / "repo")}
+    result = subprocess.run(
+        [sys.executable, "-m", "vtpose.summary"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "vtpose: error: no run of training_pipeline in this ZenML store yet; run `make run` "
+        "(or `zenml pipeline run training_pipeline`) first."
+    )

@@ -41,7 +41,7 @@ def get_model_version(stage_or_version: str = PRODUCTION_STAGE) -> Any:
     except KeyError as error:
         raise VtposeError(
             f"model {MODEL_NAME!r} has no version {stage_or_version!r} in the ZenML store; "
-            "run `make run` (or `zenml pipeline run pipelines.training_pipeline -c configs/training.yaml`) first."
+            "run `make run` (or `zenml pipeline run training_pipeline`) first."
         ) from error
 
 

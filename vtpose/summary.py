@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from vtpose.bootstrap import CANDIDATE
+from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.reports import EvaluationReport
 
@@ -68,7 +69,13 @@ def summary_lines() -> list[str]:
     from zenml.client import Client
     from zenml.utils.dashboard_utils import get_run_url
 
-    run = Client().get_pipeline(PIPELINE_NAME).last_run
+    try:
+        run = Client().get_pipeline(PIPELINE_NAME).last_run
+    except (KeyError, RuntimeError) as error:  # no such pipeline / a pipeline without runs
+        raise VtposeError(
+            f"no run of {PIPELINE_NAME} in this ZenML store yet; run `make run` "
+            "(or `zenml pipeline run training_pipeline`) first."
+        ) from error
     lines = [f"run: {run.name} ({run.status.value})"]
     url = get_run_url(run)
     if url:
@@ -102,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.mlflow_uri:
         print(mlflow_uri())
         return 0
-    print("\n".join(summary_lines()))
+    try:
+        lines = summary_lines()
+    except VtposeError as error:
+        print(f"vtpose: error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
     return 0
 
 

@@ -177,11 +177,14 @@ def checkpoint_key(config: TrainConfig, inputs: Mapping[str, str]) -> str:
         inputs: a content hash per input, by name (the dataset, the pretrained checkpoint).
 
     Returns:
-        Hex sha256 over both.
+        Hex sha256 over both and the Ultralytics version (whose trainer writes and resumes the checkpoints).
     """
+    from ultralytics import __version__ as ultralytics_version
+
     content = {
         "config": config.model_dump(mode="json", exclude=set(CHECKPOINT_KEY_EXCLUDES)),
         "inputs": dict(sorted(inputs.items())),
+        "ultralytics": ultralytics_version,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
