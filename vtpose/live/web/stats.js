@@ -1,6 +1,6 @@
 // Live measurements: frames drawn per second, capture-to-screen latency and where the time goes.
 
-const KEEP = 300; // frames of history kept
+const KEEP = 1200; // frames of history kept (a minute at 20 fps)
 
 export class Stats {
   constructor() {
@@ -9,9 +9,11 @@ export class Stats {
     this.tracks = []; // per frame: [track id, box area] of each person drawn
     this.dropped = 0; // camera frames replaced by a newer one before they could be sent (one in flight)
     this.sent = 0;
+    this.drawn = 0; // frames drawn since the page opened
   }
 
   add(record, trackIds) {
+    this.drawn += 1;
     this.drawTimes.push(record.drawnAt);
     this.frames.push(record);
     this.tracks.push(trackIds);
@@ -33,6 +35,6 @@ export class Stats {
 
   /** For tests and benchmarks: everything measured so far, as plain data. */
   snapshot() {
-    return { fps: this.fps(), frames: this.frames.slice(), tracks: this.tracks.slice(), dropped: this.dropped, sent: this.sent };
+    return { fps: this.fps(), frames: this.frames.slice(), tracks: this.tracks.slice(), dropped: this.dropped, sent: this.sent, drawn: this.drawn };
   }
 }
