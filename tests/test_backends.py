@@ -315,3 +315,28 @@ def test_person_records_keep_their_public_home() -> None:
     from vtpose.backends.base import PersonPose as Moved
 
     assert PersonPose is Moved
+
+
+def test_vtpose_infer_backend_option_exports_once_and_runs_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vtpose infer --backend onnx` on .pt weights: exported into the cache, same JSON as the exported file."""
+    import json
+
+    from click.testing import CliRunner
+
+    import vtpose.video
+    from vtpose.cli import main
+
+    if not PRETRAINED_WEIGHTS.is_file():
+        pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `make data`")
+    monkeypatch.setattr(vtpose.video, "EXPORT_CACHE_DIR", tmp_path)
+    args = ["infer", str(STREAMER), "--json"]
+    forced = CliRunner().invoke(main, [*args, "--weights", str(PRETRAINED_WEIGHTS), "--backend", "onnx"])
+    assert forced.exit_code == 0, forced.output
+    (exported,) = tmp_path.glob("*/model.onnx")
+    direct = CliRunner().invoke(main, [*args, "--weights", str(exported)])
+    persons = json.loads(forced.stdout.strip().splitlines()[-1])["persons"]
+    assert persons == json.loads(direct.stdout.strip().splitlines()[-1])["persons"] and persons
+    refused = CliRunner().invoke(main, [*args, "--weights", str(exported), "--backend", "pytorch"])
+    assert refused.exit_code == 2 and "cannot run on pytorch" in refused.output
