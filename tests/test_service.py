@@ -430,3 +430,39 @@ def test_project_root_is_not_the_server_cwd(bento: dict[str, Any]) -> None:
     assert (src / "service" / "service.py").is_file() and (src / "vtpose" / "serving.py").is_file()
     assert not (src / "data").exists()
     assert PROJECT_ROOT.joinpath("service", "service.py").read_bytes() == (src / "service" / "service.py").read_bytes()
+
+
+def test_a_tampered_ir_is_refused_at_start_up(bento: dict[str, Any], tmp_path: Path) -> None:
+    """The IR's .bin changed in (a copy of) the model store: the worker refuses to load it, naming the file, and
+    the server never reports ready."""
+    import shutil
+
+    home = tmp_path / "bentoml"
+    shutil.copytree(bento["home"], home, symlinks=True)
+    weights = home / "models" / Path(bento["model_tag"].replace(":", "/")) / "openvino" / "model.bin"
+    with weights.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00" * 16)
+    log_path = tmp_path / "server.log"
+    port = _free_port()
+    env = {**bento["env"], "BENTOML_HOME": str(home), "VTPOSE_BACKEND": "openvino"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("bentoml")), "serve", bento["tag"], "--port", str(port)],
+            env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while "Refusing to serve it" not in log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log_path.read_text()[-4000:]
+            with pytest.raises(httpx.HTTPError):  # never ready: no connection, or a non-200 answer
+                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).raise_for_status()
+            time.sleep(1)
+        assert "openvino/model.bin: sha256" in log_path.read_text(errors="replace")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
