@@ -93,9 +93,9 @@ def test_report_scores_production_beside_the_candidate_with_paired_intervals() -
     from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
     from vtpose.errors import VtposeError
     from vtpose.evaluate import evaluation_report
+    from vtpose.mlflow_logging import evaluation_metrics
     from vtpose.reports import plot_intervals
     from vtpose.summary import report_lines
-    from vtpose.tracking import evaluation_metrics
 
     # The pretrained checkpoint plays all three parts: the same weights on the same split must agree exactly.
     production = evaluation_report(PRETRAINED_WEIGHTS, VAL_JSON, VAL_IMAGES, split="val2017", imgsz=320, previews=0)

@@ -258,7 +258,7 @@ def test_exported_model_artifact_round_trips_and_refuses_changed_files(
 def test_mlflow_gets_each_variants_ap_latency_and_the_choice(tmp_path: Path) -> None:
     import mlflow
 
-    from vtpose.tracking import log_variants
+    from vtpose.mlflow_logging import log_variants
 
     report = VariantReport(
         [
@@ -273,7 +273,8 @@ def test_mlflow_gets_each_variants_ap_latency_and_the_choice(tmp_path: Path) -> 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        with mlflow.start_run() as run:
+        # An explicit experiment of this store: earlier tests in the session leave another store's experiment active.
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("variants-test")) as run:
             assert log_variants(report) is True
         logged = mlflow.get_run(run.info.run_id).data
         artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "packaging")}

@@ -12,9 +12,9 @@ from vtpose.artifacts import PoseDataset, PoseWeights
 from vtpose.bootstrap import PRETRAINED, PRODUCTION
 from vtpose.config import EvaluationConfig
 from vtpose.evaluate import evaluation_report
+from vtpose.mlflow_logging import log_evaluation
 from vtpose.registry import BOOTSTRAP_METADATA_KEY, STATS_METADATA_KEY
 from vtpose.reports import EvaluationReport
-from vtpose.tracking import log_evaluation
 
 
 @step(output_materializers=EvaluationReportMaterializer)

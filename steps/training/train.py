@@ -12,8 +12,8 @@ from zenml.client import Client
 from materializers import PoseWeightsMaterializer, TrainingCurvesMaterializer
 from vtpose.artifacts import PoseWeights, YoloPoseDataset
 from vtpose.datasets import write_data_yaml
+from vtpose.mlflow_logging import log_training
 from vtpose.reports import TrainingCurves
-from vtpose.tracking import log_training
 from vtpose.train import TrainConfig, TrainingCheckpoints, checkpoint_key, train
 
 # Under the artifact store: `<root>/<checkpoint key>/` holds the resumable checkpoints of one training.
