@@ -131,6 +131,7 @@ browser:  ## Install Debian's chromium (apt-get) for the studio's browser tests;
 
 studio: data  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
 	@$(BIN)/bentoml get pose-service:latest >/dev/null 2>&1 || \
-	  $(BIN)/python -m vtpose.packaging $(PRETRAINED) --model-version pretrained
+	  $(BIN)/python -m vtpose.packaging $(PRETRAINED) --model-version pretrained --openvino \
+	    --int8-images data/coco-person-mini/images/train2017 --backend openvino-int8
 	@echo "studio: open http://127.0.0.1:$(STUDIO_PORT)/studio (frames stay on this machine)"
 	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port $(STUDIO_PORT)

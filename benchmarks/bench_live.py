@@ -1,13 +1,16 @@
 """The live studio end to end: fps displayed and capture-to-screen latency, and where the time goes.
 
-    .venv/bin/python benchmarks/bench_live.py [--seconds 30] [--warmup 8] [--out benchmarks/LIVE_RESULTS.md]
+    .venv/bin/python benchmarks/bench_live.py [--backend onnx openvino-int8] [--seconds 30] [--warmup 8]
+        [--out benchmarks/LIVE_RESULTS.md]
 
-Packages data/pretrained/yolo11n-pose.pt with `vtpose.packaging` in .runtime/bentoml (BENTOML_HOME), starts
-`bentoml serve` on 127.0.0.1 (the service's defaults: 1 worker, ONNX), and opens /studio in Debian's headless
-Chromium (driven by Playwright) with data/media/dance.avi as the fake camera at 1280x720, at the page's default
-settings (frames downscaled to a 640-pixel long side, JPEG quality 0.7, everyone in view, mirror on). After a
-warm-up it reads the page's own measurements (vtpose/live/web/stats.js, `performance.now()` on the page's clock)
-for every frame drawn during the measured window:
+Packages data/pretrained/yolo11n-pose.pt with `vtpose.packaging` in .runtime/bentoml (BENTOML_HOME) with its ONNX
+file and OpenVINO FP32 and INT8 IRs (INT8 calibrated on INT8_CALIBRATION train2017 images), then for each --backend
+in turn starts `bentoml serve` on 127.0.0.1 (the service's defaults: 1 worker; VTPOSE_BACKEND=<variant>:
+openvino-int8 is what the pipeline chooses for this checkpoint, onnx what the service ran before) and opens /studio
+in Debian's headless Chromium (driven by Playwright) with data/media/dance.avi as the fake camera at 1280x720, at
+the page's default settings (frames downscaled to a 640-pixel long side, JPEG quality 0.7, everyone in view, mirror
+on). After a warm-up it reads the page's own measurements (vtpose/live/web/stats.js, `performance.now()` on the
+page's clock) for every frame drawn during the measured window:
 
 - latency: from the frame's capture time (requestVideoFrameCallback's captureTime) to the end of drawing it;
 - capture: capture time to the page grabbing the frame; encode: downscaling and JPEG encoding in the page;
@@ -39,7 +42,8 @@ import cv2
 import httpx
 import numpy as np
 
-from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
+from vtpose.backends import VARIANTS
+from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 
 BENTOML_HOME = PROJECT_ROOT / ".runtime" / "bentoml"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -52,6 +56,7 @@ STAGES = ("capture", "encode", "ahead", "network", "decode", "model", "track", "
 # Issue 8's goals on the 2-core machine.
 GOAL_FPS = 20.0
 GOAL_P50_MS = 120.0
+INT8_CALIBRATION = 100
 
 
 def load_average() -> str:
@@ -82,9 +87,12 @@ def write_y4m(path: Path) -> int:
 
 
 def build_bento(env: dict[str, str]) -> str:
-    """Package the pretrained checkpoint (reusing the stored model if it is there); the Bento tag."""
+    """Package the pretrained checkpoint with every variant (reusing the stored model if it is there); the tag."""
+    command = [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "bench-live"]
+    command += ["--openvino", "--int8-images", str(COCO_MINI_DIR / "images" / "train2017")]
+    command += ["--int8-size", str(INT8_CALIBRATION), "--json"]
     out = subprocess.run(
-        [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "bench", "--json"],
+        command,
         env=env,
         capture_output=True,
         text=True,
@@ -187,13 +195,13 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def report(summary: dict[str, Any], before: str, after: str) -> str:
+def report(summary: dict[str, Any], before: str, after: str, variant: str) -> str:
     """The result as Markdown."""
     stages = summary["stages_mean_ms"]
     fps_ok = "met" if summary["fps_displayed"] >= GOAL_FPS else "NOT met"
     p50_ok = "met" if summary["latency_p50_ms"] < GOAL_P50_MS else "NOT met"
     lines = [
-        "## Live studio: `.venv/bin/python benchmarks/bench_live.py`",
+        f"## Live studio, served by `{variant}`: `.venv/bin/python benchmarks/bench_live.py`",
         "",
         f"{platform.machine()}, {os.cpu_count()} cores; browser (headless Chromium) and server on the same machine; "
         f"camera {summary['camera'][0]}x{summary['camera'][1]} at {CAMERA_FPS} fps (dance.avi), default settings.",
@@ -219,27 +227,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of frames before measuring")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown report here")
+    parser.add_argument("--backend", nargs="+", default=["onnx", "openvino-int8"], choices=VARIANTS)
     args = parser.parse_args()
     if not CHROMIUM.is_file():
         raise SystemExit(f"{CHROMIUM} missing: run `make browser`")
     BENTOML_HOME.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BENTOML_HOME": str(BENTOML_HOME), "BENTOML_DO_NOT_TRACK": "true", "YOLO_OFFLINE": "1"}
     tag = build_bento(env)
+    texts = []
     with tempfile.TemporaryDirectory(prefix="vtpose-bench-live-") as tmp:
         y4m = Path(tmp) / "dance.y4m"
         write_y4m(y4m)
-        proc, url = start_server(tag, env, Path(tmp) / "server.log")
-        try:
-            before = load_average()
-            result = measure(url, y4m, args.warmup, args.seconds)
-            after = load_average()
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-    text = report(summarise(result), before, after)
-    print(text)
+        for variant in args.backend:
+            proc, url = start_server(tag, {**env, "VTPOSE_BACKEND": variant}, Path(tmp) / f"server-{variant}.log")
+            try:
+                before = load_average()
+                result = measure(url, y4m, args.warmup, args.seconds)
+                after = load_average()
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+            texts.append(report(summarise(result), before, after, variant))
+            print(texts[-1], flush=True)
     if args.out is not None:
-        args.out.write_text(text)
+        args.out.write_text("\n".join(texts))
 
 
 if __name__ == "__main__":
