@@ -29,8 +29,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 
 from vtpose.backends import VARIANTS
+from vtpose.local_server import serve_bento
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 
 BENTOML_HOME = PROJECT_ROOT / ".runtime" / "bentoml"
@@ -100,39 +98,6 @@ def build_bento(env: dict[str, str]) -> str:
         timeout=600,
     )
     return json.loads(out.stdout)["tag"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(tag: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`bentoml serve TAG` on a free loopback port, once /readyz answers."""
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("bentoml")), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=BENTOML_HOME,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise SystemExit(f"server not ready in 180 s:\n{log.read_text()[-3000:]}")
 
 
 def measure(url: str, y4m: Path, warmup_s: float, seconds: float) -> dict[str, Any]:
@@ -239,14 +204,11 @@ def main() -> None:
         y4m = Path(tmp) / "dance.y4m"
         write_y4m(y4m)
         for variant in args.backend:
-            proc, url = start_server(tag, {**env, "VTPOSE_BACKEND": variant}, Path(tmp) / f"server-{variant}.log")
-            try:
+            server_env = {**env, "VTPOSE_BACKEND": variant}
+            with serve_bento(tag, server_env, BENTOML_HOME, Path(tmp) / f"server-{variant}.log") as url:
                 before = load_average()
                 result = measure(url, y4m, args.warmup, args.seconds)
                 after = load_average()
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
             texts.append(report(summarise(result), before, after, variant))
             print(texts[-1], flush=True)
     if args.out is not None:

@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +33,8 @@ import httpx
 import numpy as np
 
 from vtpose.backends import ENV_BACKEND, VARIANTS
+from vtpose.errors import VtposeError
+from vtpose.local_server import start_bento, stop, wait_ready
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.predict import load_image
 
@@ -90,12 +90,6 @@ def build(env: dict[str, str], variants: list[str]) -> str:
         check=True,
     )
     return json.loads(out.stdout)["tag"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tree_rss_mb(root_pid: int) -> float:
@@ -164,27 +158,16 @@ def load(url: str, concurrency: int, requests: int | None, deadline_s: float | N
 
 
 def serve(tag: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bentoml")), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """`bentoml serve` on a free loopback port, once ready; its log is .runtime/bentoml/bench-serve.log."""
+    log_path = BENTOML_HOME / "bench-serve.log"
+    proc, port = start_bento(tag, env, BENTOML_HOME, log_path)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise SystemExit("server not ready in 180 s")
+    try:
+        wait_ready(proc, url, log_path)
+    except VtposeError as error:
+        stop(proc)
+        raise SystemExit(str(error)) from error
+    return proc, url
 
 
 def fmt(row: dict[str, object]) -> str:
@@ -220,8 +203,7 @@ def main() -> None:
             if args.soak > 0 and variant == args.backend[0]:
                 soak = run_soak(proc.pid, url, args.soak)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            stop(proc)
     # Raw predict runs with no server up, so both get the same (shared) cores.
     raw = raw_predict(args.raw_runs)
     print(f"raw: {raw}", file=sys.stderr)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ import pytest
 from PIL import Image
 
 from vtpose.keypoints import NUM_KEYPOINTS
+from vtpose.local_server import serve_bento, start_bento, stop
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.predict import PosePredictor, load_image
 
@@ -41,12 +40,6 @@ MAX_IMAGE_BYTES = 1_000_000  # small, so the over-limit test needs only a 1 MB u
 MAX_BATCH = 4
 READY_TIMEOUT_S = 120
 INT8_CALIBRATION_IMAGES = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -78,42 +71,8 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @contextmanager
 def _serve(bento: dict[str, Any], log_dir: Path, **env_extra: str) -> Iterator[str]:
     """`bentoml serve <tag>` on a free loopback port; the base URL once /readyz answers 200."""
-    port = _free_port()
-    log_path = log_dir / "server.log"
-    env = {**bento["env"], **env_extra}
-    bentoml_cli = Path(sys.executable).with_name("bentoml")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(bentoml_cli), "serve", bento["tag"], "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            # Not the project folder: the server must run from the Bento, not from the source tree.
-            cwd=bento["home"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in {READY_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
+    with serve_bento(bento["tag"], {**bento["env"], **env_extra}, bento["home"], log_dir / "server.log") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -444,13 +403,8 @@ def test_a_tampered_ir_is_refused_at_start_up(bento: dict[str, Any], tmp_path: P
         f.seek(1000)
         f.write(b"\x00" * 16)
     log_path = tmp_path / "server.log"
-    port = _free_port()
     env = {**bento["env"], "BENTOML_HOME": str(home), "VTPOSE_BACKEND": "openvino"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("bentoml")), "serve", bento["tag"], "--port", str(port)],
-            env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc, port = start_bento(bento["tag"], env, home, log_path, host=None)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while "Refusing to serve it" not in log_path.read_text(errors="replace"):
@@ -460,9 +414,4 @@ def test_a_tampered_ir_is_refused_at_start_up(bento: dict[str, Any], tmp_path: P
             time.sleep(1)
         assert "openvino/model.bin: sha256" in log_path.read_text(errors="replace")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop(proc)

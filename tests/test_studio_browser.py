@@ -13,8 +13,6 @@ import base64
 import itertools
 import json
 import os
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -30,6 +28,7 @@ import pytest
 
 from vtpose.avatar.scene import render_scene
 from vtpose.avatar.spec import avatar_files
+from vtpose.local_server import serve_bento
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PersonPose
 
@@ -55,12 +54,6 @@ WAIT_MS = 60_000
 MIN_MASK_IOU = 0.94
 EDGE_DIFF = 48
 MAX_MISMATCH = 0.04
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_y4m(
@@ -126,39 +119,10 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bentoml serve <tag>` with no --host (the service's default bind) on a free port; the base URL when ready."""
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("bentoml")), "serve", bento["tag"], "--port", str(port)],
-            env=bento["env"],
-            cwd=bento["home"],  # the page's files must come from the Bento, not the source tree
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in {READY_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    # Run from the Bento's home: the page's files must come from the Bento, not the source tree.
+    with serve_bento(bento["tag"], bento["env"], bento["home"], log_path, host=None, timeout_s=READY_TIMEOUT_S) as u:
+        yield u
 
 
 @pytest.fixture(scope="module")
