@@ -31,6 +31,7 @@ from vtpose.backends import ENV_BACKEND, resolve_variant
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
 from vtpose.live import create_studio_app
+from vtpose.live.protocol import live_imgsz
 from vtpose.predict import PersonPose
 from vtpose.serving import (
     AdmissionLimit,
@@ -179,6 +180,8 @@ class PoseService:
         # Letterboxing runs in the request's decode thread (the same rule for every backend); the batcher's workers
         # only run the model, one call per input shape.
         self._prepare: Callable[[np.ndarray], Any] = self.predictor.prepare
+        # The studio's frames run smaller (vtpose.live.protocol.live_imgsz: fps is one over the round trip).
+        self._prepare_live = functools.partial(self.predictor.prepare, imgsz=live_imgsz())
         self.batcher = PoseBatcher(
             self.predictor.run, key=lambda item: item.tensor.shape, max_batch_size=max_batch, workers=workers
         )
@@ -188,8 +191,10 @@ class PoseService:
         )  # fmt: skip
 
     def model_info(self) -> dict[str, Any]:
-        """What `GET /model` answers: model version and tag, backend, precision, variant, device, imgsz."""
-        return {"model_version": self.model_version, "model_tag": self.model_tag, **self.predictor.describe()}
+        """What `GET /model` answers: model version and tag, backend, precision, variant, device, imgsz, and the
+        studio's live_imgsz."""
+        info = {"model_version": self.model_version, "model_tag": self.model_tag, **self.predictor.describe()}
+        return {**info, "live_imgsz": self._prepare_live.keywords["imgsz"]}
 
     @bentoml.on_shutdown
     def _stop_batcher(self) -> None:
@@ -207,7 +212,7 @@ class PoseService:
 
     async def live_poses(self, bgr: np.ndarray) -> list[PersonPose]:
         """The studio's model call for one decoded frame: the same preparation and batcher as /predict."""
-        item = await anyio.to_thread.run_sync(self._prepare, bgr, limiter=self._decode_limiter)
+        item = await anyio.to_thread.run_sync(self._prepare_live, bgr, limiter=self._decode_limiter)
         (persons,) = await self.batcher.infer([item])
         return persons
 

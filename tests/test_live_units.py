@@ -32,7 +32,7 @@ from vtpose.live.protocol import (
 )
 from vtpose.live.session import LiveSession, Outbox, PairingHub
 from vtpose.motion import PoseSmoother, PoseTracker
-from vtpose.paths import MEDIA_DIR
+from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PersonPose
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
@@ -267,3 +267,25 @@ def test_user_avatar_folder_is_offered_and_checked(tmp_path: Path) -> None:
         user_avatars(tmp_path)
     with pytest.raises(VtposeError, match="not a folder"):
         user_avatars(tmp_path / "missing")
+
+
+def test_live_frames_run_at_the_live_imgsz(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The studio's model input long side: 480 unless VTPOSE_LIVE_IMGSZ says otherwise; a bad value is refused."""
+    from vtpose.backends import open_backend
+    from vtpose.live.protocol import DEFAULT_LIVE_IMGSZ, ENV_LIVE_IMGSZ, live_imgsz
+
+    monkeypatch.delenv(ENV_LIVE_IMGSZ, raising=False)
+    assert live_imgsz() == DEFAULT_LIVE_IMGSZ == 480
+    monkeypatch.setenv(ENV_LIVE_IMGSZ, "640")
+    assert live_imgsz() == 640
+    for bad in ("500", "abc", "96", "2048"):
+        monkeypatch.setenv(ENV_LIVE_IMGSZ, bad)
+        with pytest.raises(VtposeError, match=ENV_LIVE_IMGSZ):
+            live_imgsz()
+    # The same letterbox rule at the smaller size: a 1280x720 frame becomes 480x288 (640x384 at the model's size).
+    model = open_backend(PRETRAINED_WEIGHTS, imgsz=640)
+    frame = np.zeros((720, 1280, 3), dtype=np.uint8)
+    assert model.prepare(frame).tensor.shape == (3, 384, 640)
+    assert model.prepare(frame, imgsz=480).tensor.shape == (3, 288, 480)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        model.prepare(frame, imgsz=500)

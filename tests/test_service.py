@@ -173,7 +173,7 @@ def test_model_endpoint_says_what_runs(client: httpx.Client, bento: dict[str, An
     assert info.status_code == 200, info.text
     assert info.json() == {
         "model_version": "7+onnx", "model_tag": bento["model_tag"], "backend": "onnx", "precision": "fp32",
-        "variant": "onnx", "device": "cpu", "imgsz": 640, "weights": "model.onnx",
+        "variant": "onnx", "device": "cpu", "imgsz": 640, "weights": "model.onnx", "live_imgsz": 480,
     }  # fmt: skip
     refused = client.post("/model")
     assert refused.status_code == 405 and refused.json()["status"] == 405

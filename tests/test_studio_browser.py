@@ -28,6 +28,7 @@ import pytest
 
 from vtpose.avatar.scene import render_scene
 from vtpose.avatar.spec import avatar_files
+from vtpose.live.protocol import live_imgsz
 from vtpose.local_server import serve_bento
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PersonPose
@@ -196,7 +197,9 @@ def _set_color(page: Any, color: str) -> None:
 
 def test_the_page_receives_poses_with_17_keypoints(capture: Any) -> None:
     poses = capture.evaluate("window.studio.lastPoses")
-    assert poses["size"] == list(CAMERA_SIZE)
+    # The page sends frames downscaled to the live model size's long side (vtpose.live.protocol.live_imgsz).
+    scale = min(1.0, live_imgsz() / max(CAMERA_SIZE))
+    assert poses["size"] == [round(side * scale) for side in CAMERA_SIZE]
     assert poses["persons"], "nobody found in the dance clip"
     for person in poses["persons"]:
         assert len(person["keypoints"]) == 17

@@ -253,10 +253,11 @@ class PoseBackend(ABC):
         """The engine and precision as one name: "pytorch", "onnx", "openvino" or "openvino-int8"."""
         return self.name if self.precision == "fp32" else f"{self.name}-{self.precision}"
 
-    def prepare(self, image: np.ndarray) -> Letterboxed:
+    def prepare(self, image: np.ndarray, imgsz: int | None = None) -> Letterboxed:
         """The model's input for one BGR image (the project's one letterbox rule); thread-safe, cheap to call
-        from request threads."""
-        return letterbox(image, self.imgsz, self.stride)
+        from request threads. `imgsz` overrides the backend's input long side for this image (the live studio's
+        smaller frames); the graphs take any stride-multiple shape."""
+        return letterbox(image, check_imgsz(imgsz, self.stride) if imgsz else self.imgsz, self.stride)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[list[PersonPose]]:
         """Poses for each BGR image (H, W, 3) uint8, persons sorted by descending score.

@@ -126,7 +126,7 @@ class StudioServer:
             "default_background": DEFAULT_BACKGROUND,
             "keypoints": list(KEYPOINT_NAMES),
             "skeleton": [list(edge) for edge in SKELETON],
-            "send_side": protocol.DEFAULT_SEND_SIDE,
+            "send_side": protocol.live_imgsz(),
             "jpeg_quality": protocol.JPEG_QUALITY,
             "limits": {
                 "max_frame_bytes": protocol.MAX_FRAME_BYTES,
