@@ -31,7 +31,9 @@ from vtpose.video import EXPORT_CACHE_DIR, INFERENCE_THREADS, _torch_threads, an
 
 VIDEO = MEDIA_DIR / "dance.avi"
 ISOLATED_FRAMES = 60
-GOAL_FPS = 25.0
+# Issue 9's goals for the chosen backend: at least 50 fps at imgsz 320 and 25 fps at 640 (25 elsewhere).
+GOAL_FPS = {320: 50.0, 640: 25.0}
+DEFAULT_GOAL_FPS = 25.0
 
 
 def isolated(weights: Path, imgsz: int) -> dict[str, float]:
@@ -88,9 +90,10 @@ def main() -> None:
             total = time.perf_counter() - t0
         setup = total - stats.wall_s
         busy = ", ".join(f"{k} {1000 * v / stats.frames:.1f}" for k, v in stats.busy_s.items())
-        verdict = "meets" if stats.fps >= GOAL_FPS else "below"
+        goal = GOAL_FPS.get(imgsz, DEFAULT_GOAL_FPS)
+        verdict = "meets" if stats.fps >= goal else "below"
         print(
-            f"imgsz {imgsz}, {backend}: fps: {stats.fps:.1f} ({verdict} the {GOAL_FPS:.0f} fps goal) over "
+            f"imgsz {imgsz}, {backend}: fps: {stats.fps:.1f} ({verdict} the {goal:.0f} fps goal) over "
             f"{stats.frames} frames, {stats.wall_s:.2f} s; setup (model load + warm-up) {setup:.2f} s; "
             f"with setup {stats.frames / total:.1f} fps"
         )
