@@ -120,14 +120,7 @@ def export_weights(stage_or_version: str, output: Path) -> Path:
 
 
 def _export_weights(stage_or_version: str, output: Path) -> Path:
-    version = get_model_version(stage_or_version)
-    try:
-        artifact = version.get_artifact(WEIGHTS_ARTIFACT)
-    except (KeyError, RuntimeError) as error:
-        raise VtposeError(f"model version {version.name} has no {WEIGHTS_ARTIFACT!r} artifact.") from error
-    if artifact is None:
-        raise VtposeError(f"model version {version.name} has no {WEIGHTS_ARTIFACT!r} artifact.")
-    weights = artifact.load()
+    weights = _weights_artifact(get_model_version(stage_or_version)).load()
     with atomic_path(output) as tmp:
         shutil.copyfile(weights.path, tmp)
     return output
