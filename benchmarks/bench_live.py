@@ -26,25 +26,22 @@ streamer's laptop. The 1-minute load average is printed before and after: the ma
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from vtpose.backends import VARIANTS
-from vtpose.local_server import serve_bento
+from vtpose.live.fake_camera import CHROMIUM, chromium_args, write_y4m
+from vtpose.local_server import package_bento, serve_bento
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 
 BENTOML_HOME = PROJECT_ROOT / ".runtime" / "bentoml"
-CHROMIUM = Path("/usr/bin/chromium")
 DANCE = MEDIA_DIR / "dance.avi"
 CAMERA_SIZE = (1280, 720)
 CAMERA_FPS = 30
@@ -62,53 +59,19 @@ def load_average() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def write_y4m(path: Path) -> int:
-    """dance.avi at CAMERA_SIZE as a YUV4MPEG2 file for Chromium's fake camera; returns its frame count."""
-    capture = cv2.VideoCapture(str(DANCE))
-    frames = []
-    index = 0
-    while len(frames) < CAMERA_FRAMES:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if index >= CAMERA_START:
-            frames.append(cv2.resize(frame, CAMERA_SIZE, interpolation=cv2.INTER_AREA))
-        index += 1
-    capture.release()
-    sequence = frames + frames[-2:0:-1]
-    with open(path, "wb") as out:
-        out.write(f"YUV4MPEG2 W{CAMERA_SIZE[0]} H{CAMERA_SIZE[1]} F{CAMERA_FPS}:1 Ip A1:1 C420jpeg\n".encode())
-        for frame in sequence:
-            out.write(b"FRAME\n")
-            out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return len(sequence)
-
-
 def build_bento(env: dict[str, str]) -> str:
     """Package the pretrained checkpoint with every variant (reusing the stored model if it is there); the tag."""
-    command = [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "bench-live"]
-    command += ["--openvino", "--int8-images", str(COCO_MINI_DIR / "images" / "train2017")]
-    command += ["--int8-size", str(INT8_CALIBRATION), "--json"]
-    out = subprocess.run(
-        command,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    return json.loads(out.stdout)["tag"]
+    options = ("--openvino", "--int8-images", str(COCO_MINI_DIR / "images" / "train2017"))
+    return package_bento(
+        PRETRAINED_WEIGHTS, "bench-live", BENTOML_HOME, *options, "--int8-size", str(INT8_CALIBRATION), env=env
+    )["tag"]
 
 
 def measure(url: str, y4m: Path, warmup_s: float, seconds: float) -> dict[str, Any]:
     """Open the studio with the fake camera; the page's per-frame records over the measured window."""
     from playwright.sync_api import sync_playwright
 
-    args = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
-    ]  # fmt: skip
+    args = chromium_args(y4m)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         # bypass_csp: Playwright's wait_for_function evaluates strings, which the page's CSP forbids.
@@ -202,7 +165,7 @@ def main() -> None:
     texts = []
     with tempfile.TemporaryDirectory(prefix="vtpose-bench-live-") as tmp:
         y4m = Path(tmp) / "dance.y4m"
-        write_y4m(y4m)
+        write_y4m(y4m, DANCE, CAMERA_SIZE, CAMERA_FRAMES, CAMERA_FPS, CAMERA_START)
         for variant in args.backend:
             server_env = {**env, "VTPOSE_BACKEND": variant}
             with serve_bento(tag, server_env, BENTOML_HOME, Path(tmp) / f"server-{variant}.log") as url:

@@ -18,7 +18,6 @@ Every loop is bounded by a request count or a deadline; nothing leaves 127.0.0.1
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -34,7 +33,7 @@ import numpy as np
 
 from vtpose.backends import ENV_BACKEND, VARIANTS
 from vtpose.errors import VtposeError
-from vtpose.local_server import start_bento, stop, wait_ready
+from vtpose.local_server import package_bento, start_bento, stop, wait_ready
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.predict import load_image
 
@@ -73,23 +72,17 @@ def raw_predict(runs: int) -> dict[str, float]:
 
 def build(env: dict[str, str], variants: list[str]) -> str:
     """The Bento's tag; it packages the OpenVINO IRs when a variant needs them (version "bench-ov" then)."""
-    command = [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--json"]
     if "openvino-int8" in variants:
         train = PROJECT_ROOT / "data" / "coco-person-mini" / "images" / "train2017"
-        command += ["--model-version", "bench-ov8", "--openvino", "--int8-images", str(train)]
-        command += ["--int8-size", str(INT8_CALIBRATION)]
+        version, options = (
+            "bench-ov8",
+            ["--openvino", "--int8-images", str(train), "--int8-size", str(INT8_CALIBRATION)],
+        )
     elif "openvino" in variants:
-        command += ["--model-version", "bench-ov", "--openvino"]
+        version, options = "bench-ov", ["--openvino"]
     else:
-        command += ["--model-version", "bench"]
-    out = subprocess.run(
-        command,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)["tag"]
+        version, options = "bench", []
+    return package_bento(PRETRAINED_WEIGHTS, version, BENTOML_HOME, *options, env=env)["tag"]
 
 
 def tree_rss_mb(root_pid: int) -> float:

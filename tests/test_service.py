@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import pytest
 from PIL import Image
 
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.local_server import serve_bento, start_bento, stop
+from vtpose.local_server import package_bento, serve_bento, start_bento, stop
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.predict import PosePredictor, load_image
 
@@ -47,25 +46,11 @@ def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """`build_bento` on the pretrained checkpoint, in a fresh BENTOML_HOME (a subprocess: BentoML reads it once)."""
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `dvc pull`")
-    home = tmp_path_factory.mktemp("bentoml")
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    out = subprocess.run(
-        [
-            *(sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "7", "--json"),
-            *("--openvino", "--int8-images", str(COCO_MINI_DIR / "images" / "train2017")),
-            *("--int8-size", str(INT8_CALIBRATION_IMAGES)),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    info = json.loads(out.stdout)
-    info["home"] = home
-    info["env"] = env
-    return info
+    return package_bento(
+        PRETRAINED_WEIGHTS, "7", tmp_path_factory.mktemp("bentoml"),
+        *("--openvino", "--int8-images", str(COCO_MINI_DIR / "images" / "train2017")),
+        *("--int8-size", str(INT8_CALIBRATION_IMAGES)),
+    )  # fmt: skip
 
 
 @contextmanager

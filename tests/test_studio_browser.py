@@ -12,10 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +25,14 @@ import pytest
 
 from vtpose.avatar.scene import render_scene
 from vtpose.avatar.spec import avatar_files
+from vtpose.live.fake_camera import CHROMIUM, chromium_args, write_y4m
 from vtpose.live.protocol import live_imgsz
-from vtpose.local_server import serve_bento
+from vtpose.local_server import package_bento, serve_bento
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.predict import PersonPose
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 DANCE = MEDIA_DIR / "dance.avi"
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 # The fake camera: 640x360 at 25 fps, 30 frames of the 50 fps clip from frame 20 (its first frames pan the
@@ -57,64 +54,12 @@ EDGE_DIFF = 48
 MAX_MISMATCH = 0.04
 
 
-def write_y4m(
-    path: Path, video: Path, size: tuple[int, int], frames: int, fps: int, start: int = 0, step: int = 1
-) -> int:
-    """A YUV4MPEG2 clip for Chromium's fake camera: `frames` frames of `video` (from `start`, every `step`-th)
-    forward, then back; returns its frame count."""
-    capture = cv2.VideoCapture(str(video))
-    images = []
-    index = 0
-    while len(images) < frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if index >= start and (index - start) % step == 0:
-            images.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
-        index += 1
-    capture.release()
-    sequence = images + images[-2:0:-1]
-    with open(path, "wb") as out:
-        out.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for image in sequence:
-            out.write(b"FRAME\n")
-            out.write(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return len(sequence)
-
-
-def chromium_args(y4m: Path) -> list[str]:
-    """Headless Chromium with a fake camera playing `y4m`, nothing fetched from the network."""
-    return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}",
-    ]
-
-
 @pytest.fixture(scope="module")
 def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """`build_bento` on the pretrained checkpoint in a fresh BENTOML_HOME (a subprocess: BentoML reads it once)."""
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `dvc pull`")
-    home = tmp_path_factory.mktemp("bentoml")
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    out = subprocess.run(
-        [sys.executable, "-m", "vtpose.packaging", str(PRETRAINED_WEIGHTS), "--model-version", "3", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return {**json.loads(out.stdout), "home": home, "env": env}
+    return package_bento(PRETRAINED_WEIGHTS, "3", tmp_path_factory.mktemp("bentoml"))
 
 
 @pytest.fixture(scope="module")

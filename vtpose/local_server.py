@@ -1,12 +1,14 @@
-"""`bentoml serve TAG` on a free loopback port as a child process, ready when /readyz answers 200.
+"""Real Bentos for the tests and benchmarks: packaged in a subprocess, then `bentoml serve TAG` on a free loopback
+port as a child process, ready when /readyz answers 200.
 
-The tests and the benchmarks start real Bento servers the same way: one home for picking the port, waiting for
-readiness (bounded), naming the log on failure and stopping the whole process group.
+One home for packaging into a given BENTOML_HOME, picking the port, waiting for readiness (bounded), naming the
+log on failure and stopping the whole process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from vtpose.errors import VtposeError
 
@@ -22,6 +25,29 @@ LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 _LOG_TAIL_CHARS = 4000
+
+
+PACKAGE_TIMEOUT_S = 600.0
+
+
+def package_bento(weights: Path, model_version: str, home: Path, *options: str,
+                  env: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """`python -m vtpose.packaging WEIGHTS --model-version V --json OPTIONS` with BENTOML_HOME=`home`.
+
+    A subprocess, because BentoML reads its home once, at import. Returns the BentoInfo JSON plus "home" and "env"
+    (the environment to serve it with).
+
+    Raises:
+        VtposeError: packaging failed; the message ends with its stderr's tail.
+    """
+    env = {**(env if env is not None else os.environ), "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    command = [sys.executable, "-m", "vtpose.packaging", str(weights), "--model-version", model_version, "--json"]
+    out = subprocess.run(
+        [*command, *options], env=env, capture_output=True, text=True, check=False, timeout=PACKAGE_TIMEOUT_S
+    )
+    if out.returncode != 0:
+        raise VtposeError(f"packaging {weights} failed ({out.returncode}):\n{out.stderr[-_LOG_TAIL_CHARS:]}")
+    return {**json.loads(out.stdout), "home": home, "env": env}
 
 
 def free_port(host: str = LOOPBACK) -> int:
