@@ -154,14 +154,7 @@ def render_scene(
     """
     chosen = load_avatar(avatar) if avatar is not None else None
     prepared = list_avatars() if chosen is None else []
-    avatars = [avatar_for(i, chosen, prepared) for i in range(len(persons))]
-    rigs, kept = [], []
-    for person, spec in zip(persons, avatars, strict=True):
-        rig = complete_pose(person.keypoints, track_id=person.track_id)
-        if rig is not None:
-            settle_head(rig, head_radius(spec))
-            rigs.append(rig)
-            kept.append(spec)
+    rigs, kept = _settled_rigs(persons, [avatar_for(i, chosen, prepared) for i in range(len(persons))])
     if not rigs:
         raise VtposeError(
             f"{source_name}: no person with visible shoulders found; use a photo showing a person's upper body."
@@ -221,8 +214,12 @@ def posed_rigs(persons: Sequence[PersonPose], avatars: TrackAvatars) -> tuple[li
 
     Persons too hidden to place (no shoulder) are left out of both lists.
     """
+    return _settled_rigs(persons, avatars.frame(persons))
+
+
+def _settled_rigs(persons: Sequence[PersonPose], avatars: Sequence[AvatarSpec]) -> tuple[list[Rig], list[AvatarSpec]]:
     rigs, specs = [], []
-    for person, spec in zip(persons, avatars.frame(persons), strict=True):
+    for person, spec in zip(persons, avatars, strict=True):
         rig = complete_pose(person.keypoints, track_id=person.track_id)
         if rig is None:
             continue

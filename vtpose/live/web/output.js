@@ -2,7 +2,7 @@
 // settings. URL: output?pair=CODE[&width=1280] (the capture page shows it).
 
 import { Look, loadConfig } from "./look.js";
-import { drawScene } from "./renderer.js";
+import { drawScene, fitScene } from "./renderer.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
 
@@ -15,10 +15,9 @@ async function main() {
   const scene = document.getElementById("scene");
   const ctx = scene.getContext("2d");
   const socket = new StudioSocket("output", params.get("pair"));
-  let lastPoses = null;
   const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [] };
   window.studio = studio;
-  const redraw = () => drawScene(ctx, lastPoses, look);
+  const redraw = () => drawScene(ctx, studio.lastPoses, look);
 
   socket.addEventListener("settings", (event) => {
     studio.settings = event.detail;
@@ -32,12 +31,7 @@ async function main() {
   socket.addEventListener("close", (event) => studio.closes.push(event.detail));
   socket.addEventListener("poses", (event) => {
     const poses = event.detail;
-    const height = Math.round((width * poses.size[1]) / poses.size[0]);
-    if (scene.width !== width || scene.height !== height) {
-      scene.width = width;
-      scene.height = height;
-    }
-    lastPoses = poses;
+    fitScene(scene, width, poses.size);
     studio.lastPoses = poses;
     redraw();
     stats.add({ id: poses.id, drawnAt: performance.now(), persons: poses.persons.length }, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));

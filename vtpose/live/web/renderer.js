@@ -327,3 +327,19 @@ export function drawScene(ctx, poses, look) {
   if (settings.skeleton) for (const p of poses.persons) drawSkeleton(ctx, p.keypoints, look.skeleton, scale);
   ctx.setTransform(1, 0, 0, 1, 0, 0);
 }
+
+/**
+ * Size the scene canvas to `width` pixels wide at the sent frame's aspect ratio (only when that changes, since
+ * resizing clears it).
+ *
+ * @param {HTMLCanvasElement} canvas the scene canvas
+ * @param {number} width the wanted width in pixels
+ * @param {number[]} size the sent frame's [w, h]
+ */
+export function fitScene(canvas, width, size) {
+  const height = Math.round((width * size[1]) / size[0]);
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+}

@@ -4,7 +4,7 @@
 import { everyFrame, FrameGrabber, openCamera, openFile } from "./camera.js";
 import { Controls, save, saved } from "./controls.js";
 import { Look, loadConfig } from "./look.js";
-import { drawScene } from "./renderer.js";
+import { drawScene, fitScene } from "./renderer.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
 
@@ -31,12 +31,11 @@ async function main() {
   const grabber = new FrameGrabber(video, config.send_side, config.jpeg_quality);
   let fps = 30;
   let frameId = 0;
-  let lastPoses = null;
   const pending = new Map(); // frame id -> what the page measured before sending
   const studio = { stats, config, look, socket, lastPoses: null, errors: [], closes: [], ready: false };
   window.studio = studio;
 
-  const redraw = () => drawScene(ctx, lastPoses, look);
+  const redraw = () => drawScene(ctx, studio.lastPoses, look);
   const sendSettings = () => {
     const settings = controls.settings(fps);
     video.classList.toggle("mirrored", settings.mirror);
@@ -97,12 +96,7 @@ async function main() {
   socket.addEventListener("poses", (event) => {
     const poses = event.detail;
     const received = performance.now();
-    const height = Math.round((SCENE_WIDTH * poses.size[1]) / poses.size[0]);
-    if (scene.width !== SCENE_WIDTH || scene.height !== height) {
-      scene.width = SCENE_WIDTH;
-      scene.height = height;
-    }
-    lastPoses = poses;
+    fitScene(scene, SCENE_WIDTH, poses.size);
     studio.lastPoses = poses;
     const t0 = performance.now();
     redraw();
