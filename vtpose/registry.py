@@ -70,12 +70,8 @@ def production_weights_sha256(model_name: str = MODEL_NAME) -> tuple[str, str] |
     Raises:
         VtposeError: the production version has no weights artifact.
     """
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    try:
-        version = Client().get_model_version(model_name, ModelStages.PRODUCTION)
-    except KeyError:
+    version = _production_version(model_name)
+    if version is None:
         return None
     artifact = _weights_artifact(version)
     sha256 = artifact.run_metadata.get("sha256") or sha256_file(artifact.load().path)
@@ -88,19 +84,30 @@ def load_production_weights(sha256: str, model_name: str = MODEL_NAME) -> tuple[
     Raises:
         VtposeError: production now holds other weights (or none): the caller looked it up before a change.
     """
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    current = production_weights_sha256(model_name)
-    if current is None or current[1] != sha256:
-        now = "nothing" if current is None else f"version {current[0]} (weights {current[1][:8]})"
+    version = _production_version(model_name)
+    # One lookup and one load: the recorded sha256 says whether production changed, the file's own checks the copy.
+    artifact = _weights_artifact(version) if version is not None else None
+    weights = artifact.load() if artifact is not None else None
+    recorded = (artifact.run_metadata.get("sha256") or sha256_file(weights.path)) if artifact is not None else None
+    if version is None or recorded != sha256:
+        now = "nothing" if version is None else f"version {version.name} (weights {str(recorded)[:8]})"
         raise VtposeError(
             f"model {model_name!r}: production is now {now}, not weights {sha256[:8]}; run the pipeline again."
         )
-    weights = _weights_artifact(Client().get_model_version(model_name, ModelStages.PRODUCTION)).load()
     if sha256_file(weights.path) != sha256:
-        raise VtposeError(f"model {model_name!r} version {current[0]}: its weights file does not match its sha256.")
-    return current[0], weights
+        raise VtposeError(f"model {model_name!r} version {version.name}: its weights file does not match its sha256.")
+    return str(version.name), weights
+
+
+def _production_version(model_name: str) -> Any:
+    """The model version in the production stage, or None."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
 
 
 def _weights_artifact(version: Any) -> Any:
