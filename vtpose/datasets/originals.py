@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from vtpose.artifacts import sha256_file
 from vtpose.datasets._fs import safe_relative_name
 from vtpose.datasets.fetch import download
 from vtpose.errors import VtposeError
@@ -62,7 +62,6 @@ PINS_FILE = "data.sha256"
 TEXT_DIR = "text"
 MIRROR_ENV = "VTPOSE_ORIGINALS_MIRROR"
 _COLUMNS = ("name", "url", "sha256", "bytes", "dest", "confirmed")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -113,14 +112,6 @@ class RebuildReport:
             f"rebuilt {self.data_dir} from its public originals (datasources/{ORIGINALS_CSV}): {len(self.written)} "
             f"of {self.files} files written, each matching datasources/{PINS_FILE} ({fetched})"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_originals(sources_dir: Path = SOURCES_DIR) -> list[Original]:
@@ -215,7 +206,7 @@ def check_data(data_dir: Path, pins: dict[str, str]) -> tuple[list[str], list[st
         path = Path(data_dir) / rel
         if not path.is_file():
             missing.append(rel)
-        elif _sha256(path) != sha:
+        elif sha256_file(path) != sha:
             differing.append(rel)
     return missing, differing
 
@@ -352,7 +343,7 @@ def rebuild_data(
                 out.write_bytes(_build_coco_json(archive, spec["member"], spec["image_ids"], spec["annotation_ids"]))
             else:
                 shutil.copyfile(text_root / rel, out)
-            got = _sha256(out)
+            got = sha256_file(out)
             if got != pins[rel]:
                 raise VtposeError(
                     f"{rel}: rebuilt with sha256 {got}, pinned {pins[rel]} in {sources_dir / PINS_FILE}; the "
