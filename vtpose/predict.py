@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vtpose.backends import WEIGHT_SUFFIXES, open_backend
+from vtpose.backends import open_backend
 from vtpose.backends.base import (  # noqa: F401  (re-exported: the names others import from here)
     DEFAULT_CONF,
     DEFAULT_IMGSZ,
@@ -26,8 +26,6 @@ from vtpose.backends.base import (  # noqa: F401  (re-exported: the names others
     PoseBackend,
 )
 from vtpose.errors import VtposeError
-
-SUPPORTED_WEIGHT_SUFFIXES = tuple(WEIGHT_SUFFIXES)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -70,13 +68,7 @@ class PosePredictor:
             raise VtposeError(
                 f"{self.weights}: weights file not found; pass --weights PATH to a .pt, .onnx or .xml file."
             )
-        if self.weights.suffix not in SUPPORTED_WEIGHT_SUFFIXES:
-            raise VtposeError(
-                f"{self.weights}: unsupported weights type {self.weights.suffix!r}; "
-                f"use one of {SUPPORTED_WEIGHT_SUFFIXES}."
-            )
-        if imgsz <= 0 or imgsz % 32:
-            raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
+        # open_backend rejects an unsupported suffix, and the backend a bad imgsz, before any model is loaded.
         self.model: PoseBackend = open_backend(self.weights, imgsz=imgsz, conf=conf, device=device, threads=threads)
         self.imgsz = imgsz
         self.conf = conf
