@@ -108,6 +108,12 @@ def capture(browser: Any, server: str) -> Any:
     return page
 
 
+def _wait(page: Any, expression: str, timeout_ms: float = WAIT_MS) -> None:
+    """Wait until `expression` is true on `page`; `window.studio` exists only once the page has loaded its
+    config, and a predicate that throws before then would fail the wait instead of polling on."""
+    page.wait_for_function(f"window.studio && ({expression})", timeout=timeout_ms)
+
+
 def _frames_after(page: Any, count: int) -> None:
     """Wait until `count` more frames have been drawn."""
     start = page.evaluate("window.studio.stats.frames.length ? window.studio.stats.frames.at(-1).id : 0")
@@ -213,8 +219,8 @@ def test_the_output_view_follows_its_capture_page(capture: Any, browser: Any, se
     # A change on the capture page reaches the view: transparent background, skeleton on.
     _choose(capture, "#background", "transparent")
     capture.check("#skeleton")
-    output.wait_for_function("window.studio.settings && window.studio.settings.skeleton === true", timeout=WAIT_MS)
-    output.wait_for_function("window.studio.settings.background.kind === 'transparent'", timeout=WAIT_MS)
+    _wait(output, "window.studio.settings && window.studio.settings.skeleton === true")
+    _wait(output, "window.studio.settings.background.kind === 'transparent'")
     _frames_after(output, 2)
     rgba, _ = _canvas(output)
     assert rgba.shape[1] == 1280
@@ -255,7 +261,7 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     page.wait_for_function("window.studio && window.studio.ready", timeout=WAIT_MS)
     assert page.evaluate("window.studio.socket.pair") != capture.evaluate("window.studio.socket.pair")
     # Its own tracker: its track ids start again at 1, whatever the first page has seen.
-    page.wait_for_function("window.studio.stats.tracks.some(t => t.length)", timeout=WAIT_MS)
+    _wait(page, "window.studio.stats.tracks.some(t => t.length)")
     first = next(t for t in page.evaluate("window.studio.stats.tracks") if t)
     assert min(track for track, _ in first) == 1
     page.set_input_files("#video-file", str(video))
@@ -266,16 +272,16 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     mine = tmp_path / "my-robot.yaml"
     mine.write_text(avatar_files()["robot"].read_text().replace("#3f88c5", "#ff00ff"))
     page.set_input_files("#avatar-file", str(mine))
-    page.wait_for_function("window.studio.lastPoses.persons.some(p => p.avatar === 'my-robot')", timeout=WAIT_MS)
+    _wait(page, "window.studio.lastPoses.persons.some(p => p.avatar === 'my-robot')")
     assert page.input_value("#avatar") == "my-robot"
     # Single person: only the largest is posed.
     _choose(page, "#person", "largest")
-    page.wait_for_function("window.studio.lastPoses.persons.length === 1", timeout=WAIT_MS)
+    _wait(page, "window.studio.lastPoses.persons.length === 1")
     # An uploaded background image fills the scene behind the avatar.
     red = tmp_path / "red.png"
     cv2.imwrite(str(red), np.full((90, 160, 3), (0, 0, 255), np.uint8))
     page.set_input_files("#background-file", str(red))
-    page.wait_for_function("window.studio.look.background && window.studio.look.settings.background.kind === 'image'")
+    _wait(page, "window.studio.look.background && window.studio.look.settings.background.kind === 'image'")
     _frames_after(page, 2)
     rgba, _ = _canvas(page)
     assert tuple(rgba[5, 5, :3]) == (255, 0, 0)
@@ -283,7 +289,7 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     # After a dropped connection the page comes back under the same pairing code with its uploads and settings.
     pair = page.evaluate("window.studio.socket.pair")
     page.evaluate("window.studio.socket.ws.close()")
-    page.wait_for_function("window.studio.closes.length === 1 && window.studio.socket.open", timeout=WAIT_MS)
+    _wait(page, "window.studio.closes.length === 1 && window.studio.socket.open")
     _frames_after(page, 3)
     assert page.evaluate("window.studio.socket.pair") == pair
     assert page.evaluate("window.studio.lastPoses.persons.map(p => p.avatar)") == ["my-robot"]
@@ -291,9 +297,9 @@ def test_a_video_file_an_uploaded_avatar_and_background_and_single_person(
     # An output view joining now gets the uploads too, and draws the same scene.
     output = browser.new_page()
     output.goto(f"{server}/studio/output?pair={page.evaluate('window.studio.socket.pair')}")
-    output.wait_for_function(
+    _wait(
+        output,
         "window.studio.look.avatars['my-robot'] && window.studio.look.uploadedBackground && window.studio.lastPoses",
-        timeout=WAIT_MS,
     )
     rgba, _ = _canvas(output)
     assert tuple(rgba[5, 5, :3]) == (255, 0, 0)
