@@ -21,13 +21,12 @@ from pathlib import Path
 
 import cv2
 
-from vtpose.avatar import FrameRenderer
-from vtpose.backends import BACKENDS
+from vtpose.backends import BACKENDS, open_backend
 from vtpose.backends.export import cached_export
-from vtpose.motion import PoseSmoother, PoseTracker
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PosePredictor
-from vtpose.video import EXPORT_CACHE_DIR, INFERENCE_THREADS, _torch_threads, animate_video, read_frames
+from vtpose.studio.avatar import FrameRenderer
+from vtpose.studio.motion import PoseSmoother, PoseTracker
+from vtpose.studio.video import EXPORT_CACHE_DIR, INFERENCE_THREADS, _torch_threads, animate_video, read_frames
 
 VIDEO = MEDIA_DIR / "dance.avi"
 ISOLATED_FRAMES = 60
@@ -41,8 +40,8 @@ def isolated(weights: Path, imgsz: int) -> dict[str, float]:
     t0 = time.perf_counter()
     frames = list(read_frames(VIDEO, ISOLATED_FRAMES))
     decode = (time.perf_counter() - t0) / len(frames)
-    predictor = PosePredictor(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
-    with _torch_threads(INFERENCE_THREADS) if predictor.backend == "pytorch" else nullcontext():
+    predictor = open_backend(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
+    with _torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
         predictor.predict_one(frames[0])
         t0 = time.perf_counter()
         detections = [predictor.predict_one(f) for f in frames]

@@ -77,7 +77,7 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 CHILD_VTPOSE = """
 import sys, time, resource
 from pathlib import Path
-from vtpose.datasets import load_coco_json, write_yolo_labels
+from vtpose.data import load_coco_json, write_yolo_labels
 t = time.perf_counter()
 coco = load_coco_json(sys.argv[1] + "/person_keypoints_train2017.json")
 t_load = time.perf_counter() - t

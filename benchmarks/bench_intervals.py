@@ -16,10 +16,10 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from vtpose.bootstrap import CANDIDATE, DEFAULT_RESAMPLES, PRETRAINED
-from vtpose.evaluate import bootstrap_detections, evaluate_weights, load_ground_truth
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
+from vtpose.training.bootstrap import CANDIDATE, DEFAULT_RESAMPLES, PRETRAINED
+from vtpose.training.evaluate import bootstrap_detections, evaluate_weights, load_ground_truth
 
 VAL_JSON = COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json"
 VAL_IMAGES = COCO_MINI_DIR / "images" / "val2017"

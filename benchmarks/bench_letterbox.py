@@ -26,10 +26,10 @@ import numpy as np
 
 from vtpose.backends.base import EVAL_CONF, LETTERBOX_FILL, Letterboxed, decode_pose_output, letterbox
 from vtpose.backends.pytorch import TorchPoseModel
-from vtpose.evaluate import COCO_KEYPOINT_MAX_DETS, load_ground_truth, poses_to_coco_results
 from vtpose.keypoints import PERSON_CATEGORY_ID
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import load_image
+from vtpose.pose import load_image
+from vtpose.training.evaluate import COCO_KEYPOINT_MAX_DETS, load_ground_truth, poses_to_coco_results
 
 IMGSZ = 640
 ANNOTATIONS = COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json"

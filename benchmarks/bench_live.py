@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/bench_live.py [--backend onnx openvino-int8] [--seconds 30] [--warmup 8]
         [--out benchmarks/LIVE_RESULTS.md]
 
-Packages data/pretrained/yolo11n-pose.pt with `vtpose.packaging` in .runtime/bentoml (BENTOML_HOME) with its ONNX
-file and OpenVINO FP32 and INT8 IRs (INT8 calibrated on INT8_CALIBRATION train2017 images), then for each --backend
-in turn starts `bentoml serve` on 127.0.0.1 (the service's defaults: 1 worker; VTPOSE_BACKEND=<variant>:
+Packages data/pretrained/yolo11n-pose.pt with `vtpose.serving.packaging` in .runtime/bentoml (BENTOML_HOME) with
+its ONNX file and OpenVINO FP32 and INT8 IRs (INT8 calibrated on INT8_CALIBRATION train2017 images), then for
+each --backend in turn starts `bentoml serve` on 127.0.0.1 (the service's defaults: 1 worker; VTPOSE_BACKEND=<variant>:
 openvino-int8 is what the pipeline chooses for this checkpoint, onnx what the service ran before) and opens /studio
 in Debian's headless Chromium (driven by Playwright) with data/media/dance.avi as the fake camera at 1280x720, at
 the page's default settings (frames downscaled to a 640-pixel long side, JPEG quality 0.7, everyone in view, mirror
-on). After a warm-up it reads the page's own measurements (vtpose/live/web/stats.js, `performance.now()` on the
+on). After a warm-up it reads the page's own measurements (vtpose/studio/live/web/stats.js, `performance.now()` on the
 page's clock) for every frame drawn during the measured window:
 
 - latency: from the frame's capture time (requestVideoFrameCallback's captureTime) to the end of drawing it;
@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from vtpose.backends import VARIANTS
-from vtpose.live.fake_camera import CHROMIUM, chromium_args, write_y4m
-from vtpose.local_server import package_bento, serve_bento
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
+from vtpose.testing.fake_camera import CHROMIUM, chromium_args, write_y4m
+from vtpose.testing.local_server import package_bento, serve_bento
 
 BENTOML_HOME = PROJECT_ROOT / ".runtime" / "bentoml"
 DANCE = MEDIA_DIR / "dance.avi"

@@ -25,7 +25,7 @@ SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 
 def plain_yolo_train(data_yaml: Path, out: Path) -> float:
     """Seconds for `yolo pose train` with the smoke config's arguments."""
-    from vtpose.train import TrainConfig
+    from vtpose.training.train import TrainConfig
 
     train = yaml.safe_load(SMOKE.read_text())["parameters"]["train"]
     config = TrainConfig(**train)
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     from vtpose.artifacts import PoseDataset  # noqa: F401  (imports vtpose, setting YOLO_OFFLINE)
-    from vtpose.datasets import convert_to_yolo, ingest_coco_folder, write_data_yaml
+    from vtpose.data import convert_to_yolo, ingest_coco_folder, write_data_yaml
     from vtpose.paths import COCO_MINI_DIR
 
     with tempfile.TemporaryDirectory() as tmp:

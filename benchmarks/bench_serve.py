@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_serve.py [--backend onnx openvino openvino-int8] [--requests 48] [--soak 60]
         [--out benchmarks/SERVE_RESULTS.md]
 
-Builds the Bento with `vtpose.packaging.build_bento` on data/pretrained/yolo11n-pose.pt in .runtime/bentoml
+Builds the Bento with `vtpose.serving.packaging.build_bento` on data/pretrained/yolo11n-pose.pt in .runtime/bentoml
 (BENTOML_HOME; with the OpenVINO FP32 IR, and the INT8 IR calibrated on INT8_CALIBRATION train2017 images when
 openvino-int8 is asked for), then for each --backend starts `bentoml serve` on 127.0.0.1 (1 worker,
 VTPOSE_BACKEND=<variant>) and compares on the same image and image size:
@@ -33,9 +33,9 @@ import numpy as np
 
 from vtpose.backends import ENV_BACKEND, VARIANTS
 from vtpose.errors import VtposeError
-from vtpose.local_server import package_bento, start_bento, stop, wait_ready
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
-from vtpose.predict import load_image
+from vtpose.pose import load_image
+from vtpose.testing.local_server import package_bento, start_bento, stop, wait_ready
 
 IMAGE = MEDIA_DIR / "game-streamer-tips.jpg"
 IMGSZ = 640

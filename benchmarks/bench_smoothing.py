@@ -18,7 +18,10 @@ import time
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from vtpose.motion import (
+from vtpose.backends import open_backend
+from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
+from vtpose.pose import PersonPose
+from vtpose.studio.motion import (
     ONE_EURO_BETA,
     ONE_EURO_D_CUTOFF_HZ,
     ONE_EURO_MIN_CUTOFF_HZ,
@@ -27,9 +30,7 @@ from vtpose.motion import (
     jitter,
     lag_frames,
 )
-from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PersonPose, PosePredictor
-from vtpose.video import open_video, read_frames
+from vtpose.studio.video import open_video, read_frames
 
 VIDEO = MEDIA_DIR / "dance.avi"
 MIN_TRACK_FRAMES = 50
@@ -41,7 +42,7 @@ def detect(imgsz: int) -> tuple[list[list[PersonPose]], float]:
     """Tracked raw poses of every frame, and the video's fps."""
     capture, info = open_video(VIDEO)
     capture.release()
-    predictor = PosePredictor(PRETRAINED_WEIGHTS, imgsz=imgsz)
+    predictor = open_backend(PRETRAINED_WEIGHTS, imgsz=imgsz)
     tracker = PoseTracker()
     return [tracker.update(predictor.predict_one(f)) for f in read_frames(VIDEO)], info.fps
 

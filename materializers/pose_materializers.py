@@ -16,8 +16,8 @@ from zenml.metadata.metadata_types import MetadataType, StorageSize
 
 from materializers.storage import download_file, download_folder, hash_folder, upload_file, upload_folder
 from vtpose.artifacts import ExportedModel, PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
-from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION
-from vtpose.reports import (
+from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION
+from vtpose.training.reports import (
     EvaluationReport,
     TrainingCurves,
     contact_sheet,
@@ -27,7 +27,7 @@ from vtpose.reports import (
     plot_intervals,
     plot_training_curves,
 )
-from vtpose.variants import VariantReport
+from vtpose.training.variants import VariantReport
 
 META_FILE = "meta.json"
 

@@ -21,7 +21,7 @@ from steps import (
     train_model,
     validate_dataset,
 )
-from vtpose.config import (
+from vtpose.training.config import (
     DataConfig,
     EvaluationConfig,
     PackageConfig,
@@ -30,7 +30,7 @@ from vtpose.config import (
     ValidationConfig,
     check_gate,
 )
-from vtpose.registry import MODEL_NAME
+from vtpose.training.registry import MODEL_NAME
 
 
 @pipeline(
@@ -51,7 +51,7 @@ def training_pipeline(
 ) -> None:
     """Train a pose model on the configured data and decide whether it goes to production.
 
-    A block left out of the config takes its defaults (see vtpose/config.py).
+    A block left out of the config takes its defaults (see vtpose/training/config.py).
     """
     data = data or DataConfig()
     validation = validation or ValidationConfig()

@@ -1,11 +1,11 @@
 """The BentoML pose service: `bentoml serve pose-service:latest`, or `bentoml serve` in this folder's parent.
 
-A thin adapter: decoding, limits, schemas, model loading and batching live in `vtpose.serving`; this module only
+A thin adapter: decoding, limits, schemas, model loading and batching live in `vtpose.serving.http`; this module only
 maps HTTP onto them. Every endpoint calls the model in-process through one `PoseBatcher`: its worker threads take
 whatever requests are queued (single images and batches alike) and run them together, one model call per input
 shape, so concurrent /predict requests share forward passes without an HTTP hop between endpoints.
 
-Which model: the Bento argument `model_tag` (set by `vtpose.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
+Which model: the Bento argument `model_tag` (set by `vtpose.serving.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
 else the latest `pose-estimator` in the local model store. Variant: $VTPOSE_BACKEND ("pytorch", "onnx", "openvino"
 or "openvino-int8"), else the Bento argument `backend` (the variant packaging chose), else ONNX. `GET /model` says
 which backend and precision run, and every answer's `model_version` ends in `+<variant>`.
@@ -30,10 +30,8 @@ from starlette.responses import JSONResponse, Response
 from vtpose.backends import ENV_BACKEND, resolve_variant
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
-from vtpose.live import create_studio_app
-from vtpose.live.protocol import live_imgsz
-from vtpose.predict import PersonPose
-from vtpose.serving import (
+from vtpose.pose import PersonPose
+from vtpose.serving.http import (
     AdmissionLimit,
     BatchResult,
     ImageRejected,
@@ -49,6 +47,8 @@ from vtpose.serving import (
     pose_result,
     render_png,
 )
+from vtpose.studio.live import create_studio_app
+from vtpose.studio.live.protocol import live_imgsz
 
 logger = logging.getLogger("bentoml.service.pose")
 
@@ -157,7 +157,7 @@ class PoseService:
             # Without this check BentoModel would try to pull the model from BentoCloud.
             raise VtposeError(
                 f"BentoML model {MODEL_TAG} is not in the local model store ({bentoml.models.list.__module__}); "
-                "package one with vtpose.packaging.build_bento, or set VTPOSE_MODEL_TAG to one listed by "
+                "package one with vtpose.serving.packaging.build_bento, or set VTPOSE_MODEL_TAG to one listed by "
                 "`bentoml models list`."
             )
         metadata: dict[str, Any] = dict(stored.info.metadata)
@@ -180,7 +180,7 @@ class PoseService:
         # Letterboxing runs in the request's decode thread (the same rule for every backend); the batcher's workers
         # only run the model, one call per input shape.
         self._prepare: Callable[[np.ndarray], Any] = self.predictor.prepare
-        # The studio's frames run smaller (vtpose.live.protocol.live_imgsz: fps is one over the round trip).
+        # The studio's frames run smaller (vtpose.studio.live.protocol.live_imgsz: fps is one over the round trip).
         self._prepare_live = functools.partial(self.predictor.prepare, imgsz=live_imgsz())
         self.batcher = PoseBatcher(
             self.predictor.run, key=lambda item: item.tensor.shape, max_batch_size=max_batch, workers=workers

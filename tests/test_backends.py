@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import vtpose.evaluate
+import vtpose.training.evaluate
 from vtpose.artifacts import sha256_file
 from vtpose.backends import backend_for, input_shape, letterbox, nms, open_backend
 from vtpose.backends.export import (
@@ -35,9 +35,9 @@ from vtpose.backends.export import (
 from vtpose.backends.onnx import OnnxPoseModel
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
-from vtpose.evaluate import evaluate_weights
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PersonPose, PosePredictor, load_image
+from vtpose.pose import load_image
+from vtpose.training.evaluate import evaluate_weights
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 VAL_DIR = COCO_MINI_DIR / "images" / "val2017"
@@ -105,7 +105,7 @@ def test_decoding_matches_ultralytics_predict(exports: dict[str, Path], variant:
     """Our letterbox + decoding give `YOLO(...).predict`'s answers for a single image (its minimal rectangle)."""
     from ultralytics import YOLO
 
-    ours, theirs = PosePredictor(exports[variant], device="cpu"), YOLO(str(exports[variant]), task="pose")
+    ours, theirs = open_backend(exports[variant], device="cpu"), YOLO(str(exports[variant]), task="pose")
     for path in IMAGES[:5]:
         image = load_image(path)
         (result,) = theirs.predict([image], imgsz=640, conf=0.25, device="cpu", verbose=False)
@@ -134,7 +134,7 @@ def test_backend_keypoints_agree_with_pytorch(exports: dict[str, Path], variant:
     """Same persons and keypoints as the .pt on real images, within the module docstring's tolerances."""
     from vtpose.backends.openvino import OpenVinoPoseModel
 
-    reference = PosePredictor(PRETRAINED_WEIGHTS, device="cpu")
+    reference = open_backend(PRETRAINED_WEIGHTS, device="cpu")
     model = (
         OpenVinoPoseModel(exports[variant], inference_precision=arithmetic)
         if variant.startswith("openvino")
@@ -186,7 +186,7 @@ def test_evaluation_ap_is_the_same_for_batch_sizes_1_and_8(monkeypatch: pytest.M
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `make data`")
     stats = {}
     for batch in (1, 8):
-        monkeypatch.setattr(vtpose.evaluate, "PREDICT_BATCH", batch)
+        monkeypatch.setattr(vtpose.training.evaluate, "PREDICT_BATCH", batch)
         stats[batch] = evaluate_weights(PRETRAINED_WEIGHTS, VAL_JSON, VAL_DIR, device="cpu").stats
     assert stats[1] == stats[8]
     assert stats[1]["AP"] == pytest.approx(0.4920, abs=5e-4)  # README "How images reach the model"
@@ -247,7 +247,7 @@ def test_openvino_compiles_a_wide_and_a_narrow_model(exports: dict[str, Path]) -
 
 
 def _package(exports: dict[str, Path], variant: str, folder: Path) -> dict[str, object]:
-    """A model folder laid out as vtpose.packaging writes it, with the metadata's checksums."""
+    """A model folder laid out as vtpose.serving.packaging writes it, with the metadata's checksums."""
     from vtpose.backends.packaged import MODEL_FILES, variant_files
 
     checksums = {}
@@ -310,13 +310,6 @@ def test_cached_export_converts_once(exports: dict[str, Path], tmp_path: Path) -
         cached_export(exports["onnx"], "pytorch", 640, tmp_path)
 
 
-def test_person_records_keep_their_public_home() -> None:
-    """`PersonPose` is still importable from vtpose.predict, where the studio and the renderers take it."""
-    from vtpose.backends.base import PersonPose as Moved
-
-    assert PersonPose is Moved
-
-
 def test_vtpose_infer_backend_option_exports_once_and_runs_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -325,12 +318,12 @@ def test_vtpose_infer_backend_option_exports_once_and_runs_there(
 
     from click.testing import CliRunner
 
-    import vtpose.video
-    from vtpose.cli import main
+    import vtpose.studio.video
+    from vtpose.cli.main import main
 
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `make data`")
-    monkeypatch.setattr(vtpose.video, "EXPORT_CACHE_DIR", tmp_path)
+    monkeypatch.setattr(vtpose.studio.video, "EXPORT_CACHE_DIR", tmp_path)
     args = ["infer", str(STREAMER), "--json"]
     forced = CliRunner().invoke(main, [*args, "--weights", str(PRETRAINED_WEIGHTS), "--backend", "onnx"])
     assert forced.exit_code == 0, forced.output

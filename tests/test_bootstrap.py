@@ -13,7 +13,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from vtpose.bootstrap import (
+from vtpose.errors import VtposeError
+from vtpose.keypoints import COCO_STAT_NAMES
+from vtpose.paths import COCO_MINI_DIR
+from vtpose.training.bootstrap import (
     CANDIDATE,
     PRETRAINED,
     BootstrapResult,
@@ -22,10 +25,7 @@ from vtpose.bootstrap import (
     paired_bootstrap,
     resampled_stats,
 )
-from vtpose.errors import VtposeError
-from vtpose.evaluate import bootstrap_detections, load_ground_truth, score_keypoints
-from vtpose.keypoints import COCO_STAT_NAMES
-from vtpose.paths import COCO_MINI_DIR
+from vtpose.training.evaluate import bootstrap_detections, load_ground_truth, score_keypoints
 
 VAL_JSON = COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json"
 

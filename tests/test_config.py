@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vtpose.config import PIPELINE_PARAMETERS, check_run_config
 from vtpose.errors import VtposeError
 from vtpose.paths import CONFIGS_DIR
+from vtpose.training.config import PIPELINE_PARAMETERS, check_run_config
 
 
 @pytest.mark.parametrize("name", ["training.yaml", "smoke.yaml", "mpii.yaml", "containers.yaml", "training_k8s.yaml"])
@@ -41,6 +41,8 @@ def test_bad_configs_name_file_key_and_fix(tmp_path: Path, yaml_text: str, expec
 def test_preflight_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("parameters:\n  train:\n    epoch: 3\n")
-    result = subprocess.run([sys.executable, "-m", "vtpose.config", str(config)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "vtpose.training.config", str(config)], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

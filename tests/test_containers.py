@@ -19,7 +19,7 @@ from zenml.client import Client
 import steps
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import CONFIGS_DIR
-from vtpose.registry import MODEL_NAME, STATS_METADATA_KEY
+from vtpose.training.registry import MODEL_NAME, STATS_METADATA_KEY
 
 pytestmark = [
     pytest.mark.slow,

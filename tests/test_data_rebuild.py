@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from vtpose.datasets.originals import (
+from vtpose.data.originals import (
     SOURCES_DIR,
     check_data,
     load_originals,

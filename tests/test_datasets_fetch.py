@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vtpose.datasets import download, fetch_coco2017, safe_extract, validate_dataset
+from vtpose.data import download, fetch_coco2017, safe_extract, validate_dataset
 from vtpose.errors import VtposeError
 from vtpose.paths import COCO_MINI_DIR
 

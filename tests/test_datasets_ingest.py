@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vtpose.artifacts import PoseDataset
-from vtpose.datasets import ingest_coco_folder, ingest_mpii, validate_dataset
+from vtpose.data import ingest_coco_folder, ingest_mpii, validate_dataset
 from vtpose.errors import VtposeError
 from vtpose.keypoints import KEYPOINT_INDEX
 from vtpose.paths import COCO_MINI_DIR, MPII_SAMPLE_DIR

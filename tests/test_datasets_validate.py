@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vtpose.artifacts import PoseDataset
-from vtpose.datasets import ingest_coco_folder, load_coco_json, validate_dataset
+from vtpose.data import ingest_coco_folder, load_coco_json, validate_dataset
 from vtpose.errors import VtposeError
 from vtpose.paths import COCO_MINI_DIR
 

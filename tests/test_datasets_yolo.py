@@ -14,7 +14,7 @@ from ultralytics.data.converter import convert_coco
 from ultralytics.data.utils import verify_image_label
 
 from vtpose.artifacts import PoseDataset
-from vtpose.datasets import convert_to_yolo, ingest_coco_folder, ingest_mpii, write_data_yaml, write_yolo_labels
+from vtpose.data import convert_to_yolo, ingest_coco_folder, ingest_mpii, write_data_yaml, write_yolo_labels
 from vtpose.errors import VtposeError
 from vtpose.keypoints import FLIP_IDX
 from vtpose.paths import COCO_MINI_DIR, MPII_SAMPLE_DIR

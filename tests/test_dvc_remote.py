@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vtpose.artifacts import sha256_file
-from vtpose.datasets.dvc_remote import fetch_tracked
+from vtpose.data.dvc_remote import fetch_tracked
 from vtpose.errors import VtposeError
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 

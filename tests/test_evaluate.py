@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from pycocotools.cocoeval import COCOeval
 
-from vtpose.cli import main
-from vtpose.evaluate import load_ground_truth, score_keypoints
+from vtpose.cli.main import main
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
+from vtpose.training.evaluate import load_ground_truth, score_keypoints
 
 VAL_JSON = COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json"
 VAL_IMAGES = COCO_MINI_DIR / "images" / "val2017"
@@ -90,12 +90,12 @@ def test_cli_evaluate_json_scores_the_pretrained_checkpoint() -> None:
 
 
 def test_report_scores_production_beside_the_candidate_with_paired_intervals() -> None:
-    from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
     from vtpose.errors import VtposeError
-    from vtpose.evaluate import evaluation_report
-    from vtpose.mlflow_logging import evaluation_metrics
-    from vtpose.reports import plot_intervals
-    from vtpose.summary import report_lines
+    from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
+    from vtpose.training.evaluate import evaluation_report
+    from vtpose.training.mlflow_logging import evaluation_metrics
+    from vtpose.training.reports import plot_intervals
+    from vtpose.training.summary import report_lines
 
     # The pretrained checkpoint plays all three parts: the same weights on the same split must agree exactly.
     production = evaluation_report(PRETRAINED_WEIGHTS, VAL_JSON, VAL_IMAGES, split="val2017", imgsz=320, previews=0)

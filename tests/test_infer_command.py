@@ -26,7 +26,7 @@ import pytest
 
 from vtpose.keypoints import NUM_KEYPOINTS
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
-from vtpose.registry import EXPORT_CACHE, MODEL_NAME, WEIGHTS_ARTIFACT
+from vtpose.training.registry import EXPORT_CACHE, MODEL_NAME, WEIGHTS_ARTIFACT
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 DANCE = MEDIA_DIR / "dance.avi"
@@ -144,9 +144,9 @@ def test_infer_prints_the_design_json_and_writes_the_overlay(tmp_path: Path) -> 
         assert (keypoints[:, 0] >= 0).all() and (keypoints[:, 0] <= width).all()
         assert (keypoints[:, 1] >= 0).all() and (keypoints[:, 1] <= height).all()
     # The same numbers as the library's predictor on the same image and weights (pixels, COCO order).
-    from vtpose.predict import PosePredictor
+    from vtpose.backends import open_backend
 
-    persons = PosePredictor(PRETRAINED_WEIGHTS).predict_one(photo)
+    persons = open_backend(PRETRAINED_WEIGHTS).predict_one(photo)
     assert len(persons) == len(record["persons"])
     np.testing.assert_allclose(_keypoints(record), np.array([p.keypoints for p in persons]), atol=0.05)
     # The overlay: the photo with skeletons drawn on it, at the photo's size.

@@ -18,7 +18,7 @@ from kubernetes.utils import parse_quantity
 
 from vtpose.errors import VtposeError
 from vtpose.paths import CONFIGS_DIR, PROJECT_ROOT
-from vtpose.stack_config import placeholders, render_stack
+from vtpose.stacks import placeholders, render_stack
 
 STACK_YAML = CONFIGS_DIR / "stacks" / "kubernetes.yaml"
 RUN_YAML = CONFIGS_DIR / "training_k8s.yaml"

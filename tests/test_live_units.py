@@ -12,11 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from vtpose.avatar.scene import TrackAvatars
-from vtpose.avatar.spec import avatar_files, list_avatars, load_avatar
 from vtpose.errors import VtposeError
-from vtpose.live.app import LOOPBACK_HOSTS, StudioServer, host_refusal, user_avatars
-from vtpose.live.protocol import (
+from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
+from vtpose.pose import PersonPose
+from vtpose.studio.avatar.scene import TrackAvatars
+from vtpose.studio.avatar.spec import avatar_files, list_avatars, load_avatar
+from vtpose.studio.live.app import LOOPBACK_HOSTS, StudioServer, host_refusal, user_avatars
+from vtpose.studio.live.protocol import (
     FRAME_HEADER,
     MAX_FRAME_SIDE,
     Frame,
@@ -30,10 +32,8 @@ from vtpose.live.protocol import (
     parse_text,
     parse_user_avatar,
 )
-from vtpose.live.session import LiveSession, Outbox, PairingHub
-from vtpose.motion import PoseSmoother, PoseTracker
-from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PersonPose
+from vtpose.studio.live.session import LiveSession, Outbox, PairingHub
+from vtpose.studio.motion import PoseSmoother, PoseTracker
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 # A person standing, facing the camera: COCO-17 keypoints, pixels (x, y), all confident.
@@ -272,7 +272,7 @@ def test_user_avatar_folder_is_offered_and_checked(tmp_path: Path) -> None:
 def test_live_frames_run_at_the_live_imgsz(monkeypatch: pytest.MonkeyPatch) -> None:
     """The studio's model input long side: 480 unless VTPOSE_LIVE_IMGSZ says otherwise; a bad value is refused."""
     from vtpose.backends import open_backend
-    from vtpose.live.protocol import DEFAULT_LIVE_IMGSZ, ENV_LIVE_IMGSZ, live_imgsz
+    from vtpose.studio.live.protocol import DEFAULT_LIVE_IMGSZ, ENV_LIVE_IMGSZ, live_imgsz
 
     monkeypatch.delenv(ENV_LIVE_IMGSZ, raising=False)
     assert live_imgsz() == DEFAULT_LIVE_IMGSZ == 480

@@ -11,11 +11,11 @@ from zenml.client import Client
 
 import steps
 from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset
-from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import CONFIGS_DIR
-from vtpose.registry import BOOTSTRAP_METADATA_KEY, MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
-from vtpose.reports import EvaluationReport, TrainingCurves
+from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
+from vtpose.training.registry import BOOTSTRAP_METADATA_KEY, MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
+from vtpose.training.reports import EvaluationReport, TrainingCurves
 
 EXPECTED_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
 PACKAGES_AROUND_RUN: dict[str, set[str]] = {}  # "before"/"after" the smoke run: the environment's name==version
@@ -171,7 +171,7 @@ def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None
     from click.testing import CliRunner
 
     from vtpose.artifacts import sha256_file
-    from vtpose.cli import main
+    from vtpose.cli.main import main
 
     run = Client().get_pipeline_run(smoke_run.id)
     output = tmp_path / "exported.pt"
@@ -199,7 +199,7 @@ def test_package_step_built_the_bento(smoke_run) -> None:  # type: ignore[no-unt
 def test_export_step_scored_every_variant_and_the_bento_serves_its_choice(smoke_run) -> None:  # type: ignore[no-untyped-def]
     import bentoml
 
-    from vtpose.variants import VARIANTS, VariantReport, choose_variant
+    from vtpose.training.variants import VARIANTS, VariantReport, choose_variant
 
     run = Client().get_pipeline_run(smoke_run.id)
     report_artifact = _output(run, "export_variants", "variant_report")
@@ -247,7 +247,7 @@ def test_export_step_scored_every_variant_and_the_bento_serves_its_choice(smoke_
     # What the service loads: the chosen variant from the model folder, checked, answering on a real image.
     from vtpose.backends.packaged import load_packaged_backend
     from vtpose.paths import MEDIA_DIR
-    from vtpose.predict import load_image
+    from vtpose.pose import load_image
 
     served = load_packaged_backend(stored.path, metadata, report.choice.chosen)
     assert served.variant == report.choice.chosen and served.imgsz == 320

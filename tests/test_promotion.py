@@ -16,13 +16,13 @@ from materializers import PoseWeightsMaterializer
 from steps.evaluation.production import production_reference
 from steps.evaluation.promote import promote_model
 from vtpose.artifacts import PoseWeights
-from vtpose.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult, Interval, difference_name
-from vtpose.config import PromotionConfig
 from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
-from vtpose.promotion import Baseline, check_rule, decide_from_report, decide_promotion
-from vtpose.registry import STATS_METADATA_KEY, WEIGHTS_ARTIFACT
-from vtpose.reports import EvaluationReport
+from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult, Interval, difference_name
+from vtpose.training.config import PromotionConfig
+from vtpose.training.promotion import Baseline, check_rule, decide_from_report, decide_promotion
+from vtpose.training.registry import STATS_METADATA_KEY, WEIGHTS_ARTIFACT
+from vtpose.training.reports import EvaluationReport
 
 # Its own model, so this test's versions never mix with the pipeline test's `pose-estimator`.
 GATE_MODEL = "pose-estimator-gate-test"
@@ -211,8 +211,8 @@ def test_gate_promotes_then_rejects_then_fails_the_run(zenml_stack: str) -> None
 def test_preflight_check_refuses_a_rule_without_its_intervals_and_a_stray_margin(tmp_path: Path) -> None:
     import yaml
 
-    from vtpose.config import check_run_config
     from vtpose.paths import CONFIGS_DIR
+    from vtpose.training.config import check_run_config
 
     def config(evaluation: dict, promotion: dict) -> Path:
         raw = yaml.safe_load((CONFIGS_DIR / "smoke.yaml").read_text())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vtpose.datasets.fetch import safe_extract
+from vtpose.data.fetch import safe_extract
 from vtpose.errors import VtposeError
 
 

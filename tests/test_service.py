@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vtpose.backends import PoseBackend, open_backend
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.local_server import package_bento, serve_bento, start_bento, stop
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
-from vtpose.predict import PosePredictor, load_image
+from vtpose.pose import load_image
+from vtpose.testing.local_server import package_bento, serve_bento, start_bento, stop
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +76,10 @@ def client(server: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def direct(bento: dict[str, Any]) -> PosePredictor:
+def direct(bento: dict[str, Any]) -> PoseBackend:
     """The packaged ONNX file, run in-process without the server."""
     onnx = bento["home"] / "models" / Path(bento["model_tag"].replace(":", "/")) / "model.onnx"
-    return PosePredictor(onnx, imgsz=bento["imgsz"])
+    return open_backend(onnx, imgsz=bento["imgsz"])
 
 
 def _post_image(client: httpx.Client, route: str, path: Path, content_type: str = "image/jpeg") -> httpx.Response:
@@ -116,7 +117,7 @@ def test_build_bento_info(bento: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("path", [STREAMER, *VAL_IMAGES], ids=lambda p: p.name)
-def test_predict_matches_direct_prediction(client: httpx.Client, direct: PosePredictor, path: Path) -> None:
+def test_predict_matches_direct_prediction(client: httpx.Client, direct: PoseBackend, path: Path) -> None:
     response = _post_image(client, "/predict", path)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -167,7 +168,7 @@ def test_model_endpoint_says_what_runs(client: httpx.Client, bento: dict[str, An
 def test_a_forced_variant_is_what_runs(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
     """VTPOSE_BACKEND=openvino-int8: /model and every answer say so, and the answers are the INT8 IR's own."""
     model_dir = bento["home"] / "models" / Path(bento["model_tag"].replace(":", "/"))
-    int8 = PosePredictor(model_dir / "openvino-int8" / "model.xml", imgsz=bento["imgsz"])
+    int8 = open_backend(model_dir / "openvino-int8" / "model.xml", imgsz=bento["imgsz"])
     with (
         _serve(bento, tmp_path_factory.mktemp("serve-int8"), VTPOSE_BACKEND="openvino-int8") as url,
         httpx.Client(base_url=url, timeout=60) as http,
@@ -185,7 +186,7 @@ def test_a_forced_variant_is_what_runs(bento: dict[str, Any], tmp_path_factory: 
         assert result["persons"] == [p.to_json() for p in int8.predict_one(load_image(path))]
 
 
-def test_predict_batch(client: httpx.Client, direct: PosePredictor) -> None:
+def test_predict_batch(client: httpx.Client, direct: PoseBackend) -> None:
     paths = [STREAMER, *VAL_IMAGES]
     files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
     response = client.post("/predict_batch", files=files)
@@ -249,7 +250,7 @@ def test_render_png_has_image_size(client: httpx.Client) -> None:
 def test_render_avatar_uses_the_studio_renderer(
     client: httpx.Client, fields: dict[str, str], expected_size: str
 ) -> None:
-    from vtpose.avatar import background_files
+    from vtpose.studio.avatar import background_files
 
     with STREAMER.open("rb") as f:
         response = client.post("/render", files={"image": (STREAMER.name, f, "image/jpeg")}, data=fields)

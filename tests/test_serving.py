@@ -1,5 +1,5 @@
-"""vtpose.serving and vtpose.packaging without a server: decoding limits, batching, version tags. (The model
-backends, the packaged-file checks and the letterbox are in test_backends.py.)"""
+"""vtpose.serving.http and vtpose.serving.packaging without a server: decoding limits, batching, version tags.
+(The model backends, the packaged-file checks and the letterbox are in test_backends.py.)"""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import pytest
 from PIL import Image
 
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.packaging import sanitize_version
 from vtpose.paths import MEDIA_DIR
-from vtpose.predict import PersonPose, load_image
-from vtpose.serving import (
+from vtpose.pose import PersonPose, load_image
+from vtpose.serving.http import (
     ImageRejected,
     PoseBatcher,
     ServingLimits,
     check_batch_size,
     decode_image_bytes,
 )
+from vtpose.serving.packaging import sanitize_version
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 LIMITS = ServingLimits(max_image_bytes=2_000_000, max_image_pixels=10_000_000, max_batch_images=4)

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vtpose.avatar import complete_pose, load_background, render_scene
-from vtpose.cli import main
+from vtpose.backends import open_backend
+from vtpose.cli.main import main
 from vtpose.keypoints import KEYPOINT_INDEX
-from vtpose.motion import PoseSmoother, PoseTracker, jitter
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PersonPose, PosePredictor, load_image
-from vtpose.video import open_video, read_frames
+from vtpose.pose import PersonPose, load_image
+from vtpose.studio.avatar import complete_pose, load_background, render_scene
+from vtpose.studio.motion import PoseSmoother, PoseTracker, jitter
+from vtpose.studio.video import open_video, read_frames
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 DANCE = MEDIA_DIR / "dance.avi"
@@ -49,13 +50,13 @@ def assert_one_clear_error(code: int, stdout: str, stderr: str, mentions: str) -
 
 @pytest.fixture(scope="module")
 def streamer_persons() -> list[PersonPose]:
-    return PosePredictor(PRETRAINED_WEIGHTS).predict_one(load_image(STREAMER))
+    return open_backend(PRETRAINED_WEIGHTS).predict_one(load_image(STREAMER))
 
 
 @pytest.fixture(scope="module")
 def dance_tracks() -> tuple[list[list[PersonPose]], list[list[PersonPose]]]:
     """Every dance frame's tracked persons, raw and smoothed, at the fast inference size."""
-    predictor = PosePredictor(PRETRAINED_WEIGHTS, imgsz=int(FAST_IMGSZ))
+    predictor = open_backend(PRETRAINED_WEIGHTS, imgsz=int(FAST_IMGSZ))
     tracker, smoother = PoseTracker(), PoseSmoother(fps=50.0)
     raw, smooth = [], []
     for frame in read_frames(DANCE):
@@ -254,6 +255,10 @@ def test_errors_are_one_line_from_the_real_command(tmp_path: Path, empty_photo: 
         ["avatar", str(empty_photo), "-o", str(tmp_path / "o.png")],
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "vtpose.cli", *args, *W], capture_output=True, text=True, timeout=120, check=False
+            [sys.executable, "-m", "vtpose.cli.main", *args, *W],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert_one_clear_error(proc.returncode, proc.stdout, proc.stderr, args[1])

@@ -23,13 +23,13 @@ import httpx
 import numpy as np
 import pytest
 
-from vtpose.avatar.scene import render_scene
-from vtpose.avatar.spec import avatar_files
-from vtpose.live.fake_camera import CHROMIUM, chromium_args, write_y4m
-from vtpose.live.protocol import live_imgsz
-from vtpose.local_server import package_bento, serve_bento
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
-from vtpose.predict import PersonPose
+from vtpose.pose import PersonPose
+from vtpose.studio.avatar.scene import render_scene
+from vtpose.studio.avatar.spec import avatar_files
+from vtpose.studio.live.protocol import live_imgsz
+from vtpose.testing.fake_camera import CHROMIUM, chromium_args, write_y4m
+from vtpose.testing.local_server import package_bento, serve_bento
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +148,7 @@ def _set_color(page: Any, color: str) -> None:
 
 def test_the_page_receives_poses_with_17_keypoints(capture: Any) -> None:
     poses = capture.evaluate("window.studio.lastPoses")
-    # The page sends frames downscaled to the live model size's long side (vtpose.live.protocol.live_imgsz).
+    # The page sends frames downscaled to the live model size's long side (vtpose.studio.live.protocol.live_imgsz).
     scale = min(1.0, live_imgsz() / max(CAMERA_SIZE))
     assert poses["size"] == [round(side * scale) for side in CAMERA_SIZE]
     assert poses["persons"], "nobody found in the dance clip"
@@ -441,9 +441,9 @@ def _predicted_person(server: str) -> tuple[np.ndarray, PersonPose]:
 
 @pytest.mark.parametrize("avatar", ["kitty", "idol", "robot", "sketch"])
 def test_the_page_draws_the_avatar_as_vtpose_avatar_does(browser: Any, server: str, avatar: str) -> None:
-    from vtpose.avatar.scene import TrackAvatars, posed_rigs
-    from vtpose.avatar.spec import load_avatar
-    from vtpose.live.protocol import person_json
+    from vtpose.studio.avatar.scene import TrackAvatars, posed_rigs
+    from vtpose.studio.avatar.spec import load_avatar
+    from vtpose.studio.live.protocol import person_json
 
     photo, person = _predicted_person(server)
     height, width = photo.shape[:2]

@@ -8,7 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vtpose.avatar import (
+from vtpose.errors import VtposeError
+from vtpose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
+from vtpose.pose import PersonPose
+from vtpose.studio.avatar import (
     complete_pose,
     draw_avatar,
     fit_to_scene,
@@ -17,14 +20,11 @@ from vtpose.avatar import (
     render_scene,
     select_persons,
 )
-from vtpose.avatar.scene import BACKGROUNDS_DIR, FLOOR_FRACTION, background_files
-from vtpose.avatar.spec import AVATARS_DIR, avatar_files
-from vtpose.errors import VtposeError
-from vtpose.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS
-from vtpose.match import mirror_pose, pose_similarity
-from vtpose.motion import OneEuroFilter, PoseSmoother, PoseTracker, box_iou, jitter, lag_frames
-from vtpose.predict import PersonPose
-from vtpose.video import open_video, run_video_pipeline, video_writer
+from vtpose.studio.avatar.scene import BACKGROUNDS_DIR, FLOOR_FRACTION, background_files
+from vtpose.studio.avatar.spec import AVATARS_DIR, avatar_files
+from vtpose.studio.match import mirror_pose, pose_similarity
+from vtpose.studio.motion import OneEuroFilter, PoseSmoother, PoseTracker, box_iou, jitter, lag_frames
+from vtpose.studio.video import open_video, run_video_pipeline, video_writer
 
 # A person standing with arms out, 1280x720 photo coordinates (x, y), COCO order.
 STANDING = np.array(

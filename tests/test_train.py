@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vtpose.datasets import convert_to_yolo, ingest_coco_folder, write_data_yaml
+from vtpose.data import convert_to_yolo, ingest_coco_folder, write_data_yaml
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
-from vtpose.train import TrainConfig, train
+from vtpose.training.train import TrainConfig, train
 
 TINY = {"epochs": 1, "imgsz": 96, "batch": 8, "args": {"fraction": 0.25, "val": False, "workers": 0}}
 

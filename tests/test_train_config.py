@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from vtpose.errors import VtposeError
-from vtpose.train import TrainConfig, ultralytics_train_args
+from vtpose.training.train import TrainConfig, ultralytics_train_args
 
 
 def test_every_ultralytics_argument_is_accepted() -> None:

@@ -20,9 +20,9 @@ import torch
 import yaml
 from zenml.client import Client
 
-from vtpose.datasets import convert_to_yolo, ingest_coco_folder, write_data_yaml
+from vtpose.data import convert_to_yolo, ingest_coco_folder, write_data_yaml
 from vtpose.paths import COCO_MINI_DIR, CONFIGS_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
-from vtpose.train import CHECKPOINT_MANIFEST, TrainConfig, TrainingCheckpoints, checkpoint_key, train
+from vtpose.training.train import CHECKPOINT_MANIFEST, TrainConfig, TrainingCheckpoints, checkpoint_key, train
 
 EPOCHS = 3
 TINY = {
@@ -125,7 +125,7 @@ def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: 
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from vtpose.train import TrainConfig, TrainingCheckpoints, train
+        from vtpose.training.train import TrainConfig, TrainingCheckpoints, train
         train(TrainConfig(**{TINY!r}), Path({str(data_yaml)!r}), Path({str(tmp_path / "killed")!r}),
               pretrained=Path({str(PRETRAINED_WEIGHTS)!r}), checkpoints=TrainingCheckpoints({str(checkpoints)!r}))
         """
@@ -141,7 +141,7 @@ def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: 
     _kill(process)
     _assert_complete_set(checkpoints)
 
-    with caplog.at_level("INFO", logger="vtpose.train"):
+    with caplog.at_level("INFO", logger="vtpose.training.train"):
         result = train(
             TrainConfig(**TINY),
             data_yaml,

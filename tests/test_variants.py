@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from vtpose.artifacts import ExportedModel, sha256_file
-from vtpose.config import PackageConfig, check_run_config
 from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
-from vtpose.variants import (
+from vtpose.training.config import PackageConfig, check_run_config
+from vtpose.training.variants import (
     VARIANTS,
     Latency,
     VariantReport,
@@ -258,7 +258,7 @@ def test_exported_model_artifact_round_trips_and_refuses_changed_files(
 def test_mlflow_gets_each_variants_ap_latency_and_the_choice(tmp_path: Path) -> None:
     import mlflow
 
-    from vtpose.mlflow_logging import log_variants
+    from vtpose.training.mlflow_logging import log_variants
 
     report = VariantReport(
         [

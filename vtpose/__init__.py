@@ -9,3 +9,8 @@ import os
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 __version__ = "0.1.0"
+
+# Artifacts stored by an older vtpose name their types by the modules' old paths (see legacy_paths).
+from vtpose import legacy_paths
+
+legacy_paths.install()

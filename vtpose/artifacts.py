@@ -128,7 +128,7 @@ class ExportedModel:
 
     Attributes:
         path: the `.onnx` file, or the folder holding the IR (`model.xml`, `model.bin`, metadata).
-        variant: which variant it is ("onnx", "openvino", "openvino-int8"; see `vtpose.variants`).
+        variant: which variant it is ("onnx", "openvino", "openvino-int8"; see `vtpose.training.variants`).
         imgsz: the inference size it was exported for, pixels.
         source_sha256: hex sha256 of the `.pt` it was exported from.
         settings: how it was made (for INT8: calibration images, preset, ignored scope), for the record.

@@ -39,6 +39,6 @@ upsert_secret vtpose_mlflow --username="$MLFLOW_TRACKING_USERNAME" --password="$
 
 rendered=$(mktemp --suffix=.yaml)
 trap 'rm -f "$rendered"' EXIT
-"$PYTHON" -m vtpose.stack_config "$STACK_YAML" >"$rendered"
+"$PYTHON" -m vtpose.stacks "$STACK_YAML" >"$rendered"
 "$ZENML" stack import vtpose-k8s -f "$rendered"
 echo "stack vtpose-k8s registered; run: zenml pipeline run pipelines.training_pipeline -c configs/training_k8s.yaml --stack vtpose-k8s"

@@ -10,7 +10,7 @@ from zenml import step
 
 from materializers import YoloPoseDatasetMaterializer
 from vtpose.artifacts import PoseDataset, YoloPoseDataset
-from vtpose.datasets import convert_to_yolo
+from vtpose.data import convert_to_yolo
 
 
 @step(output_materializers=YoloPoseDatasetMaterializer)

@@ -16,9 +16,9 @@ from zenml import step
 
 from materializers import PoseDatasetMaterializer, PoseWeightsMaterializer
 from vtpose.artifacts import PoseDataset, PoseWeights
-from vtpose.config import DataConfig
-from vtpose.datasets import fetch_coco2017, ingest_coco_folder, ingest_mpii
-from vtpose.datasets.dvc_remote import fetch_tracked
+from vtpose.training.config import DataConfig
+from vtpose.data import fetch_coco2017, ingest_coco_folder, ingest_mpii
+from vtpose.data.dvc_remote import fetch_tracked
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
 

@@ -12,9 +12,9 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from vtpose.artifacts import ExportedModel, PoseWeights
-from vtpose.config import PackageConfig
-from vtpose.packaging import build_bento
-from vtpose.variants import VariantReport, bento_variants
+from vtpose.serving.packaging import build_bento
+from vtpose.training.config import PackageConfig
+from vtpose.training.variants import VariantReport, bento_variants
 
 logger = get_logger(__name__)
 

@@ -9,12 +9,12 @@ from zenml import log_metadata, step
 
 from materializers import EvaluationReportMaterializer
 from vtpose.artifacts import PoseDataset, PoseWeights
-from vtpose.bootstrap import PRETRAINED, PRODUCTION
-from vtpose.config import EvaluationConfig
-from vtpose.evaluate import evaluation_report
-from vtpose.mlflow_logging import log_evaluation
-from vtpose.registry import BOOTSTRAP_METADATA_KEY, STATS_METADATA_KEY
-from vtpose.reports import EvaluationReport
+from vtpose.training.bootstrap import PRETRAINED, PRODUCTION
+from vtpose.training.config import EvaluationConfig
+from vtpose.training.evaluate import evaluation_report
+from vtpose.training.mlflow_logging import log_evaluation
+from vtpose.training.registry import BOOTSTRAP_METADATA_KEY, STATS_METADATA_KEY
+from vtpose.training.reports import EvaluationReport
 
 
 @step(output_materializers=EvaluationReportMaterializer)

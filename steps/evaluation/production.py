@@ -14,9 +14,9 @@ from zenml.logger import get_logger
 
 from materializers import EvaluationReportMaterializer
 from vtpose.artifacts import PoseDataset
-from vtpose.evaluate import evaluation_report
-from vtpose.registry import load_production_weights, production_weights_sha256
-from vtpose.reports import EvaluationReport
+from vtpose.training.evaluate import evaluation_report
+from vtpose.training.registry import load_production_weights, production_weights_sha256
+from vtpose.training.reports import EvaluationReport
 
 logger = get_logger(__name__)
 

@@ -8,11 +8,11 @@ from zenml import get_step_context, log_metadata, step
 from zenml.enums import ModelStages
 from zenml.logger import get_logger
 
-from vtpose.config import PromotionConfig
 from vtpose.errors import VtposeError
-from vtpose.promotion import decide_from_report
-from vtpose.registry import production_weights_sha256
-from vtpose.reports import EvaluationReport
+from vtpose.training.config import PromotionConfig
+from vtpose.training.promotion import decide_from_report
+from vtpose.training.registry import production_weights_sha256
+from vtpose.training.reports import EvaluationReport
 
 logger = get_logger(__name__)
 

@@ -11,10 +11,10 @@ from zenml.client import Client
 
 from materializers import PoseWeightsMaterializer, TrainingCurvesMaterializer
 from vtpose.artifacts import PoseWeights, YoloPoseDataset
-from vtpose.datasets import write_data_yaml
-from vtpose.mlflow_logging import log_training
-from vtpose.reports import TrainingCurves
-from vtpose.train import TrainConfig, TrainingCheckpoints, checkpoint_key, train
+from vtpose.data import write_data_yaml
+from vtpose.training.mlflow_logging import log_training
+from vtpose.training.reports import TrainingCurves
+from vtpose.training.train import TrainConfig, TrainingCheckpoints, checkpoint_key, train
 
 # Under the artifact store: `<root>/<checkpoint key>/` holds the resumable checkpoints of one training.
 CHECKPOINTS_DIR = "checkpoints/train_model"

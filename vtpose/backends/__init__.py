@@ -1,6 +1,6 @@
 """Model backends: one interface (`PoseBackend`), one module per inference engine, shared pre/post-processing.
 
-- `vtpose.backends.base`: `PersonPose`, the one letterbox rule (`letterbox`), `decode_pose_output`, `nms`,
+- `vtpose.backends.base`: the one letterbox rule (`letterbox`), `decode_pose_output`, `nms`,
   `PoseBackend` (`prepare`, `run`, `predict`, `predict_one`, `describe`).
 - `vtpose.backends.pytorch`: `TorchPoseModel` (`.pt`), `vtpose.backends.onnx`: `OnnxPoseModel` (`.onnx`),
   `vtpose.backends.openvino`: `OpenVinoPoseModel` (`.xml` + `.bin`, FP32 or INT8).
@@ -20,7 +20,6 @@ from vtpose.backends.base import (
     MAX_DETECTIONS,
     MODEL_STRIDE,
     Letterboxed,
-    PersonPose,
     PoseBackend,
     decode_pose_output,
     input_shape,
@@ -47,7 +46,6 @@ __all__ = [
     "VARIANTS",
     "WEIGHT_SUFFIXES",
     "Letterboxed",
-    "PersonPose",
     "PoseBackend",
     "backend_for",
     "decode_pose_output",
@@ -110,9 +108,7 @@ def open_backend(
         ValueError: bad imgsz or threads.
     """
     path = Path(path)
-    engine = backend_for(path)
-    if not path.is_file():
-        raise VtposeError(f"{path}: weights file not found; pass --weights PATH to a .pt, .onnx or .xml file.")
+    engine = backend_for(path)  # an unsupported suffix is refused before the file is looked for
     if engine == "pytorch":
         from vtpose.backends.pytorch import TorchPoseModel
 

@@ -1,5 +1,5 @@
-"""What every model backend shares: the person record, the one letterbox rule, output decoding, NMS, and the
-`PoseBackend` interface.
+"""What every model backend shares: the one letterbox rule, output decoding, NMS, and the `PoseBackend` interface
+(which answers with `vtpose.pose.PersonPose` records).
 
 A backend only runs the network: `prepare` letterboxes an image (the same function for every backend), `run` feeds
 letterboxed images to the model and decodes the raw output with `decode_pose_output` (the same numpy code for
@@ -13,7 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from vtpose.errors import VtposeError
 from vtpose.keypoints import NUM_KEYPOINTS
+from vtpose.pose import PersonPose
 
 DEFAULT_IMGSZ = 640
 # Low enough for COCO evaluation to see the whole precision-recall curve; applications filter higher.
@@ -36,39 +37,6 @@ NMS_IOU = 0.7
 MAX_NMS_CANDIDATES = 30_000
 # Rows of a YOLO-pose head's output: box (4), person score (1), 17 keypoints x (x, y, confidence).
 OUTPUT_ROWS = 5 + 3 * NUM_KEYPOINTS
-
-
-@dataclass
-class PersonPose:
-    """One detected person.
-
-    Attributes:
-        bbox: (x, y, w, h) in pixels, top-left corner and size, as COCO writes boxes.
-        score: detection confidence in [0, 1].
-        keypoints: (17, 3) float32: x and y in pixels, then the keypoint's confidence in [0, 1]; COCO order.
-        track_id: identity across video frames, set by `vtpose.motion`; None for single images.
-    """
-
-    bbox: tuple[float, float, float, float]
-    score: float
-    keypoints: np.ndarray
-    track_id: int | None = field(default=None)
-
-    def to_json(self) -> dict[str, Any]:
-        """DESIGN.md's person record: bbox, score and 17 [x, y, confidence] triples (plus track_id if set)."""
-        record: dict[str, Any] = {
-            "bbox": [round(float(v), 2) for v in self.bbox],
-            "score": round(float(self.score), 4),
-            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in self.keypoints],
-        }
-        if self.track_id is not None:
-            record["track_id"] = self.track_id
-        return record
-
-    @property
-    def area(self) -> float:
-        """Box area in square pixels, for picking the largest person."""
-        return float(self.bbox[2] * self.bbox[3])
 
 
 @dataclass(frozen=True)
@@ -241,6 +209,11 @@ class PoseBackend(ABC):
 
     def __init__(self, weights: str | Path, imgsz: int, conf: float) -> None:
         self.weights = Path(weights)
+        # The one "not found" check of every engine, before any runtime is imported or a model loaded.
+        if not self.weights.is_file():
+            raise VtposeError(
+                f"{self.weights}: weights file not found; pass --weights PATH to a .pt, .onnx or .xml file."
+            )
         self.imgsz = check_imgsz(imgsz)
         self.conf = conf
         self.device = "cpu"

@@ -200,7 +200,7 @@ def calibration_tensors(images: Sequence[str | Path | np.ndarray], imgsz: int) -
     Raises:
         VtposeError: no images, or one cannot be read.
     """
-    from vtpose.predict import load_image
+    from vtpose.pose import load_image
 
     if not images:
         raise VtposeError("INT8 calibration needs images; pass some of the training split's images.")

@@ -43,8 +43,6 @@ class OnnxPoseModel(PoseBackend):
         providers: Sequence[str] | None = None,
     ) -> None:
         super().__init__(path, imgsz, conf)
-        if not self.weights.is_file():
-            raise VtposeError(f"{self.weights}: ONNX file not found; export one with vtpose.backends.export_onnx.")
         threads = threads or len(os.sched_getaffinity(0))
         if threads < 1:
             raise ValueError(f"threads={threads} must be at least 1")

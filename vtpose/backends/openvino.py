@@ -72,11 +72,11 @@ class OpenVinoPoseModel(PoseBackend):
         super().__init__(path, imgsz, conf)
         if self.weights.suffix != ".xml":
             raise VtposeError(f"{self.weights}: an OpenVINO IR is opened by its .xml file (with the .bin beside it).")
-        for part in (self.weights, self.weights.with_suffix(".bin")):
-            if not part.is_file():
-                raise VtposeError(
-                    f"{part}: OpenVINO IR file not found; export the IR with vtpose.backends.export_openvino."
-                )
+        if not self.weights.with_suffix(".bin").is_file():
+            raise VtposeError(
+                f"{self.weights.with_suffix('.bin')}: the IR's weights file is missing beside its .xml; "
+                "export the IR again (vtpose.backends.export.export_openvino)."
+            )
         import openvino as ov
 
         cores = len(os.sched_getaffinity(0))

@@ -1,5 +1,5 @@
-"""Open a packaged model (a BentoML model folder written by `vtpose.packaging`) on the backend of one variant, after
-checking every file it needs is the one packaged.
+"""Open a packaged model (a BentoML model folder written by `vtpose.serving.packaging`) on the backend of one
+variant, after checking every file it needs is the one packaged.
 
 The packaging metadata says where each variant's file is (`files`: variant -> path inside the folder, default
 `MODEL_FILES`) and the sha256 of every packaged file (`sha256`: path inside the folder -> hex digest). An OpenVINO
@@ -51,12 +51,14 @@ def verify_model_file(path: Path, expected_sha256: str) -> None:
         VtposeError: the file is missing or its sha256 differs from the packaging metadata.
     """
     if not path.is_file():
-        raise VtposeError(f"{path}: packaged model file missing; rebuild the Bento with vtpose.packaging.build_bento.")
+        raise VtposeError(
+            f"{path}: packaged model file missing; rebuild the Bento with vtpose.serving.packaging.build_bento."
+        )
     actual = sha256_file(path)
     if actual != expected_sha256:
         raise VtposeError(
             f"{path}: sha256 {actual} does not match the packaged {expected_sha256}; the model store was modified "
-            "after packaging. Refusing to serve it: rebuild the Bento (vtpose.packaging.build_bento)."
+            "after packaging. Refusing to serve it: rebuild the Bento (vtpose.serving.packaging.build_bento)."
         )
 
 
@@ -72,7 +74,7 @@ def load_packaged_backend(
 
     Args:
         model_dir: the BentoML model's folder.
-        metadata: the BentoML model's metadata, as written by `vtpose.packaging.build_bento`.
+        metadata: the BentoML model's metadata, as written by `vtpose.serving.packaging.build_bento`.
         variant: "pytorch", "onnx", "openvino" or "openvino-int8".
         device: PyTorch device (None: CUDA when present, else CPU); ONNX Runtime takes CUDA when it has it;
             OpenVINO runs on the CPU.

@@ -27,7 +27,7 @@ class TorchPoseModel(PoseBackend):
     """A YOLO-pose `.pt` checkpoint on PyTorch.
 
     Calls may come from several threads (inference mode, no state kept between calls). PyTorch's own intra-op
-    thread count is process-wide; callers that share the cores set it (`vtpose.video` uses one thread).
+    thread count is process-wide; callers that share the cores set it (`vtpose.studio.video` uses one thread).
 
     Args:
         path: the `.pt` file (an Ultralytics pose checkpoint, COCO-17 keypoints).
@@ -46,8 +46,6 @@ class TorchPoseModel(PoseBackend):
         self, path: str | Path, imgsz: int = DEFAULT_IMGSZ, conf: float = DEFAULT_CONF, device: str | None = None
     ) -> None:
         super().__init__(path, imgsz, conf)
-        if not self.weights.is_file():
-            raise VtposeError(f"{self.weights}: weights file not found; pass --weights PATH to a .pt file.")
         import torch
         from ultralytics.nn.tasks import load_checkpoint
 

@@ -1,0 +1,31 @@
+"""Read, validate and write pose datasets: COCO JSON, MPII, fetching COCO 2017, YOLO-pose labels.
+
+Each function here is a plain library call that a thin ZenML step wraps; all write their output folder
+atomically (temp folder + rename) and raise `VtposeError` with the file, the record and the fix.
+"""
+
+from __future__ import annotations
+
+from vtpose.data.coco import ingest_coco_folder, load_coco_json, split_counts
+from vtpose.data.fetch import COCO2017_BASE_URL, COCO2017_CHECKSUMS, download, fetch_coco2017, safe_extract
+from vtpose.data.mpii import ingest_mpii
+from vtpose.data.validate import ValidationIssue, ValidationReport, validate_dataset
+from vtpose.data.yolo import convert_to_yolo, write_data_yaml, write_yolo_labels
+
+__all__ = [
+    "COCO2017_BASE_URL",
+    "COCO2017_CHECKSUMS",
+    "ValidationIssue",
+    "ValidationReport",
+    "convert_to_yolo",
+    "download",
+    "fetch_coco2017",
+    "ingest_coco_folder",
+    "ingest_mpii",
+    "load_coco_json",
+    "safe_extract",
+    "split_counts",
+    "validate_dataset",
+    "write_data_yaml",
+    "write_yolo_labels",
+]

@@ -1,0 +1,300 @@
+"""Package trained weights for serving: export ONNX, store it with the `.pt` (and any OpenVINO IR variants) as a
+BentoML model, build the Bento.
+
+`build_bento` is what the training pipeline's `package` step calls. BentoML reads BENTOML_HOME when it is first
+imported, so set it (and BENTOML_DO_NOT_TRACK=true) in the environment before calling into this module.
+
+Run as a script to package by hand: `python -m vtpose.serving.packaging WEIGHTS --model-version 3 --json` (add
+`--openvino` for the FP32 IR, `--int8-images DIR` for the INT8 one, `--backend` for the variant served).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtpose.artifacts import sha256_file
+from vtpose.backends import VARIANTS, resolve_variant
+from vtpose.backends.export import export_onnx, export_openvino, quantize_openvino_int8
+from vtpose.backends.packaged import MODEL_FILES
+from vtpose.errors import VtposeError
+from vtpose.paths import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "pose-estimator"
+SERVICE_NAME = "pose-service"
+# Import path of the service class, relative to the build context (the project root).
+SERVICE_IMPORT = "service.service:PoseService"
+# Each variant's place inside the BentoML model folder is vtpose.backends.packaged.MODEL_FILES (the service's loader
+# reads the same table). `export_onnx` is re-exported here for callers of the packaging API.
+__all__ = ["MODEL_FILES", "BentoInfo", "build_bento", "export_onnx", "sanitize_version"]
+# The Bento argument the service reads its model tag from (`bentoml serve --arg model_tag=...` in development).
+MODEL_TAG_ARG = "model_tag"
+# What the Bento carries besides the service: the library code it imports, nothing else (no data, no venv).
+BENTO_INCLUDE = ["service/*.py", "vtpose/**/*.py", "vtpose/studio/avatar/assets/**", "vtpose/studio/live/web/**"]
+_TAG_MAX = 63
+
+
+@dataclass
+class BentoInfo:
+    """A Bento built by `build_bento`, for the pipeline's record and the dashboard.
+
+    Attributes:
+        tag: the Bento tag, "pose-service:<version>".
+        path: the Bento's folder in the local Bento store.
+        size_bytes: the Bento's code plus the model files it references (BentoML 1.4 keeps models in the model
+            store, not inside the Bento folder), bytes.
+        model_version: the model version it serves (the ZenML model version, as given).
+        model_tag: the BentoML model tag inside it, "pose-estimator:<version>".
+        sha256: hex sha256 of each packaged model file, by path inside the model ("model.pt", "model.onnx",
+            "openvino/model.xml", "openvino/model.bin"...).
+        imgsz: the inference size the model was exported for, pixels.
+        backend_default: the variant the service uses unless VTPOSE_BACKEND says otherwise.
+    """
+
+    tag: str
+    path: Path
+    size_bytes: int
+    model_version: str
+    model_tag: str
+    sha256: dict[str, str] = field(default_factory=dict)
+    imgsz: int = 640
+    backend_default: str = "onnx"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (path as a string)."""
+        record = asdict(self)
+        record["path"] = str(self.path)
+        return record
+
+
+def sanitize_version(version: str) -> str:
+    """A string made valid as a BentoML tag version: lowercase, [a-z0-9._-], alphanumeric at both ends.
+
+    "Run 3" -> "run-3"; "2024-11-24T05:53" -> "2024-11-24t05-53".
+
+    Raises:
+        ValueError: nothing usable is left.
+    """
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", str(version).strip().lower()).strip("-._")
+    cleaned = cleaned[:_TAG_MAX].rstrip("-._")
+    if not cleaned:
+        raise ValueError(f"model version {version!r} has no letters or digits to build a tag from")
+    return cleaned
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _variant_parts(source: Path, target: str) -> list[tuple[Path, str]]:
+    """(file, path inside the model) pairs for one variant: an OpenVINO IR (its `.xml`, or the folder holding
+    `model.xml`) brings its `.bin`."""
+    if not target.endswith(".xml"):
+        return [(source, target)]
+    xml = source / Path(target).name if source.is_dir() else source
+    return [(xml, target), (xml.with_suffix(".bin"), str(Path(target).with_suffix(".bin").as_posix()))]
+
+
+def _store_model(
+    weights: Path,
+    model_tag: str,
+    model_version: str,
+    imgsz: int,
+    backend_default: str,
+    variants: Mapping[str, Path] | None = None,
+) -> tuple[Any, dict[str, str]]:
+    """The BentoML model `model_tag` holding model.pt, model.onnx and the given variants: the stored one if present
+    (with the same weights and every variant asked for), else a new one."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from vtpose.backends.packaged import packaged_variants
+
+    pt_sha = sha256_file(weights)
+    try:
+        existing = bentoml.models.get(model_tag)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        stored = existing.info.metadata.get("sha256", {})
+        if stored.get(MODEL_FILES["pytorch"]) != pt_sha:
+            raise VtposeError(
+                f"BentoML model {model_tag} already exists with other weights; delete it "
+                f"(bentoml models delete {model_tag}) or package under a new model version."
+            )
+        missing = sorted(set(variants or {}) - set(packaged_variants(existing.info.metadata)))
+        if missing:
+            raise VtposeError(
+                f"BentoML model {model_tag} already exists without {', '.join(missing)}; delete it "
+                f"(bentoml models delete {model_tag}) or package under a new model version."
+            )
+        logger.info("reusing BentoML model %s (same weights)", model_tag)
+        return existing, dict(stored)
+
+    with tempfile.TemporaryDirectory(prefix="vtpose-export-") as tmp:
+        sources = {"pytorch": weights, **{name: Path(path) for name, path in (variants or {}).items()}}
+        if "onnx" not in sources:
+            sources["onnx"] = export_onnx(weights, imgsz, Path(tmp))
+        if backend_default not in sources:
+            raise VtposeError(
+                f"backend_default {backend_default!r} is not among the packaged variants ({', '.join(sources)}); "
+                "pass its exported file in `variants`."
+            )
+        parts = [part for name, source in sources.items() for part in _variant_parts(source, MODEL_FILES[name])]
+        for source, _ in parts:
+            if not source.is_file():
+                raise VtposeError(f"{source}: exported model file not found; export the variant again.")
+        checksums = {target: sha256_file(source) for source, target in parts}
+        metadata = {
+            "model_version": model_version,
+            "imgsz": imgsz,
+            "sha256": checksums,
+            "backend_default": backend_default,
+            "source_weights": weights.name,
+            "files": {name: MODEL_FILES[name] for name in sources},
+        }
+        labels = {"zenml_model_version": sanitize_version(model_version), "task": "pose"}
+        with bentoml.models.create(model_tag, labels=labels, metadata=metadata) as model:
+            for source, target in parts:
+                destination = Path(model.path_of(target))
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination)
+    return bentoml.models.get(model_tag), checksums
+
+
+def build_bento(
+    weights: Path,
+    model_version: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    imgsz: int = 640,
+    backend_default: str = "onnx",
+    service_name: str = SERVICE_NAME,
+    labels: dict[str, str] | None = None,
+    variants: Mapping[str, str | Path] | None = None,
+) -> BentoInfo:
+    """Store `weights` (and their ONNX export) as a BentoML model and build the `pose-service` Bento around it.
+
+    Tags are `<model_name>:<v>-<sha8>` and `<service_name>:<v>-<sha8>`, where `<v>` is `model_version` sanitized
+    for BentoML and `<sha8>` the first 8 hex digits of the `.pt`'s sha256: traceable to the ZenML model version,
+    and a second store (a fresh ZenML database reusing version numbers) can never overwrite other weights.
+    Packaging the same weights and version again reuses the stored model and rebuilds the Bento in place.
+
+    Args:
+        weights: the trained `.pt` file.
+        model_version: the ZenML model version (name or number) it comes from.
+        model_name: the BentoML model name.
+        imgsz: inference size in pixels, exported into the ONNX graph's metadata and used by the service.
+        backend_default: the variant the service runs unless VTPOSE_BACKEND overrides it: "pytorch", "onnx",
+            "openvino" or "openvino-int8" (the last two need their IR in `variants`).
+        service_name: the Bento name; the service class is named the same.
+        labels: extra Bento labels (e.g. the pipeline run id).
+        variants: exported variants to package besides the `.pt`: name -> file ("onnx": the `.onnx`;
+            "openvino", "openvino-int8": the IR's `.xml`, or the folder holding `model.xml`, with the `.bin`
+            beside it). ONNX is exported here when not given.
+
+    Returns:
+        What was built, with its tag, path, size and checksums.
+
+    Raises:
+        VtposeError: bad weights, export failure, or a stored model of the same tag with other weights.
+        ValueError: bad imgsz, backend or version.
+    """
+    weights = Path(weights)
+    if not weights.is_file() or weights.suffix != ".pt":
+        raise VtposeError(f"{weights}: build_bento needs an existing .pt weights file.")
+    backend_default = resolve_variant(backend_default)
+    for name in variants or {}:
+        resolve_variant(name)
+    if imgsz <= 0 or imgsz % 32:
+        raise ValueError(f"imgsz={imgsz} must be a positive multiple of 32 (the model's stride)")
+
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    version = sanitize_version(f"{sanitize_version(model_version)[: _TAG_MAX - 9]}-{sha256_file(weights)[:8]}")
+    model_tag = f"{model_name}:{version}"
+    model, checksums = _store_model(
+        weights, model_tag, model_version, imgsz, backend_default,
+        {name: Path(path) for name, path in (variants or {}).items()},
+    )  # fmt: skip
+
+    bento_tag = f"{service_name}:{version}"
+    # BentoML imports the service to build it and would reuse a module imported earlier in this process, whose
+    # class-level model reference was resolved from older build arguments.
+    for module in [m for m in sys.modules if m == "service" or m.startswith("service.")]:
+        del sys.modules[module]
+    with contextlib.suppress(NotFound):
+        # Same weights and version: the Bento is derived data, rebuilt with the current service code.
+        bentoml.bentos.delete(bento_tag)
+        logger.info("replaced existing Bento %s", bento_tag)
+    bento = bentoml.bentos.build(
+        SERVICE_IMPORT,
+        name=service_name,
+        version=version,
+        build_ctx=str(PROJECT_ROOT),
+        include=BENTO_INCLUDE,
+        labels={"model_version": sanitize_version(model_version), "model_tag": version, **(labels or {})},
+        description=f"Pose estimation service for {model_name} version {model_version} (BentoML model {model.tag}).",
+        args={MODEL_TAG_ARG: str(model.tag), "backend": backend_default},
+    )
+    bento_path = Path(bento.path)
+    return BentoInfo(
+        tag=str(bento.tag),
+        path=bento_path,
+        # What a `bentoml export` or container carries: the Bento's code and the model it references.
+        size_bytes=_dir_size(bento_path) + _dir_size(Path(model.path)),
+        model_version=model_version,
+        model_tag=str(model.tag),
+        sha256=checksums,
+        imgsz=imgsz,
+        backend_default=backend_default,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m vtpose.serving.packaging WEIGHTS --model-version V [--imgsz N] [--openvino] [--int8-images DIR]`."""
+    parser = argparse.ArgumentParser(prog="python -m vtpose.serving.packaging", description=main.__doc__)
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("--model-version", required=True)
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--backend", default="onnx", choices=VARIANTS, help="the variant served by default")
+    parser.add_argument("--openvino", action="store_true", help="also package the OpenVINO FP32 IR")
+    parser.add_argument("--int8-images", type=Path, help="also package an INT8 IR calibrated on this folder's images")
+    parser.add_argument("--int8-size", type=int, default=100, help="most calibration images (sorted by name)")
+    parser.add_argument("--json", action="store_true", help="print BentoInfo as JSON")
+    args = parser.parse_args(argv)
+    # Ultralytics' exporter prints to stdout; keep stdout for the result so `--json` output parses.
+    with contextlib.redirect_stdout(sys.stderr), tempfile.TemporaryDirectory(prefix="vtpose-variants-") as tmp:
+        variants: dict[str, Path] = {}
+        if args.openvino or args.int8_images:
+            variants["onnx"] = export_onnx(args.weights, args.imgsz, Path(tmp))
+            fp32 = export_openvino(variants["onnx"], Path(tmp) / MODEL_FILES["openvino"], args.imgsz)
+            variants["openvino"] = fp32.xml
+        if args.int8_images:
+            images = sorted(p for p in Path(args.int8_images).glob("*") if p.suffix.lower() in (".jpg", ".png"))
+            int8 = quantize_openvino_int8(
+                fp32, images, Path(tmp) / MODEL_FILES["openvino-int8"], calibration_size=args.int8_size
+            )
+            variants["openvino-int8"] = int8.xml
+        info = build_bento(
+            args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz,
+            backend_default=args.backend, variants=variants,
+        )  # fmt: skip
+    print(json.dumps(info.to_json(), indent=2) if args.json else info.tag)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The training pipeline's parameters: one pydantic model per stage, validated before any step runs.
+
+`configs/*.yaml` fill these under `parameters:`; unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, DEFAULT_INT8_IGNORED_PATTERNS, INT8_PRESETS
+from vtpose.errors import VtposeError
+from vtpose.paths import resolve_project_path
+from vtpose.training.bootstrap import DEFAULT_RESAMPLES, MIN_GATE_RESAMPLES
+from vtpose.training.promotion import INTERVAL_RULES, PromotionRule
+from vtpose.training.train import TrainConfig
+from vtpose.training.variants import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, VARIANTS, BackendChoice, VariantName
+
+DataSource = Literal["coco_folder", "mpii", "coco2017"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the data and the pretrained checkpoint come from.
+
+    Attributes:
+        source: "coco_folder" (images/{split} + annotations/person_keypoints_{split}.json), "mpii" (mmpose
+            JSON, mapped to COCO-17), or "coco2017" (the official archives, downloaded and checked).
+        path: the folder for coco_folder and mpii; the download cache for coco2017. Relative paths are
+            resolved against the project root.
+        train_split / val_split: split names (COCO folder and archives).
+        base_url: where coco2017 archives are fetched from (a mirror, or a server on 127.0.0.1 in tests).
+        checksums: archive file name -> expected md5 or sha256 hex digest (length tells which).
+        pretrained: the COCO-pretrained checkpoint: the evaluation baseline and the fine-tuning start.
+        dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii) and `pretrained` from this DVC
+            remote URL, at the version pinned by data.dvc, instead of the project folder: how a step container
+            or a Kubernetes pod, which sees no host path, gets the data (README: Containers and Kubernetes).
+    """
+
+    source: DataSource = "coco_folder"
+    path: str = "data/coco-person-mini"
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    base_url: str = "http://images.cocodataset.org"
+    checksums: dict[str, str] = Field(default_factory=dict)
+    pretrained: str = "data/pretrained/yolo11n-pose.pt"
+    dvc_remote: str | None = None
+
+
+class ValidationConfig(_Strict):
+    """What to do with records that fail validation: stop the run ("fail") or drop them and say so ("skip")."""
+
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+class EvaluationConfig(_Strict):
+    """How the val split is scored.
+
+    The production version, if there is one, is always scored on the same split beside the trained model.
+
+    Attributes:
+        imgsz: inference size for evaluation.
+        compare_pretrained: also score the pretrained checkpoint on the same split, side by side.
+        previews: how many val images with predicted skeletons go into the report.
+        bootstrap_resamples: rounds of the paired bootstrap over val images that puts a 95% interval on every
+            stat and on every difference between the models (0: no intervals, and only rule no_worse can gate).
+        bootstrap_seed: the bootstrap's seed, so a run's intervals are reproducible.
+    """
+
+    imgsz: int = Field(640, ge=32, multiple_of=32)
+    compare_pretrained: bool = True
+    previews: int = Field(6, ge=0, le=24)
+    bootstrap_resamples: int = Field(DEFAULT_RESAMPLES, ge=0, le=100_000)
+    bootstrap_seed: int = Field(0, ge=0)
+
+
+class PromotionConfig(_Strict):
+    """The quality gate (vtpose/training/promotion.py).
+
+    Attributes:
+        metric: the stat compared (COCO AP by default).
+        rule: no_worse (point estimates, ties promote), not_significantly_worse (the paired 95% interval of
+            candidate - reference reaches -margin or above) or significantly_better (its lower bound is above 0).
+        margin: the loss not_significantly_worse tolerates, in units of the metric (0.01 = one AP point).
+        fail_on_reject: end the run with an error when the gate rejects the model.
+    """
+
+    metric: Literal["AP", "AP50", "AP75", "APm", "APl", "AR"] = "AP"
+    rule: PromotionRule = "significantly_better"
+    margin: float = Field(0.0, ge=0.0, lt=1.0)
+    fail_on_reject: bool = False
+
+    @model_validator(mode="after")
+    def _margin_belongs_to_its_rule(self) -> PromotionConfig:
+        if self.margin and self.rule != "not_significantly_worse":
+            raise ValueError(
+                f"margin {self.margin} is used only by rule not_significantly_worse, not {self.rule}; "
+                "drop it or change the rule"
+            )
+        return self
+
+
+def check_gate(evaluation: EvaluationConfig, promotion: PromotionConfig) -> None:
+    """The gate's rule must have the intervals it reads.
+
+    Raises:
+        VtposeError: an interval rule with too few bootstrap resamples, naming both keys and the fix.
+    """
+    if promotion.rule in INTERVAL_RULES and evaluation.bootstrap_resamples < MIN_GATE_RESAMPLES:
+        raise VtposeError(
+            f"parameters.promotion.rule {promotion.rule} reads the bootstrap interval, but "
+            f"parameters.evaluation.bootstrap_resamples is {evaluation.bootstrap_resamples}; set it to at least "
+            f"{MIN_GATE_RESAMPLES} ({DEFAULT_RESAMPLES} recommended) or use rule no_worse."
+        )
+
+
+Int8Preset = Literal[INT8_PRESETS]  # type: ignore[valid-type]
+
+
+class IgnoredScopeConfig(_Strict):
+    """Operations NNCF leaves in floating point (`nncf.IgnoredScope`).
+
+    Attributes:
+        names: exact OpenVINO operation names.
+        patterns: regular expressions over operation names; by default the head's DFL box decoding and its
+            sigmoids, which Ultralytics also keeps in float (an empty list quantizes them too).
+        types: operation types (e.g. "Sigmoid", "Multiply").
+    """
+
+    names: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_INT8_IGNORED_PATTERNS))
+    types: list[str] = Field(default_factory=list)
+
+
+class Int8Config(_Strict):
+    """OpenVINO INT8 by NNCF post-training quantization, calibrated on the run's own training split.
+
+    Attributes:
+        calibration_size: training images NNCF calibrates on (the whole split if it has fewer).
+        preset: "mixed" (symmetric weights, asymmetric activations: what Ultralytics uses, suits SiLU outputs) or
+            "performance" (symmetric both; faster on some CPUs, usually less accurate).
+        ignored_scope: operations kept in floating point.
+    """
+
+    calibration_size: int = Field(DEFAULT_CALIBRATION_SIZE, ge=1, le=10_000)
+    preset: Int8Preset = "mixed"
+    ignored_scope: IgnoredScopeConfig = Field(default_factory=IgnoredScopeConfig)
+
+
+class PackageConfig(_Strict):
+    """Packaging the model as a BentoML service, served by the fastest exported variant accurate enough.
+
+    Attributes:
+        enabled: build the Bento at the end of the run.
+        only_if_promoted: package only a model that reached production.
+        imgsz: the image size the model is exported for, scored and timed at, and the service predicts at.
+        variants: what is exported, scored on the val split and timed ("pytorch", the trained .pt, is the
+            reference and always included).
+        max_ap_drop: AP (0-1 scale) a variant may lose against the trained .pt and still be served.
+        backend: "auto" (the rule above) or a variant to serve whatever the scores say.
+        int8: how the OpenVINO INT8 variant is quantized.
+        latency_runs / latency_warmup: timed and untimed single-image calls per variant (median reported).
+    """
+
+    enabled: bool = True
+    only_if_promoted: bool = False
+    imgsz: int = Field(640, ge=32, multiple_of=32)
+    variants: list[VariantName] = Field(default_factory=lambda: list(VARIANTS))
+    max_ap_drop: float = Field(DEFAULT_MAX_AP_DROP, ge=0.0, le=1.0)
+    backend: BackendChoice = AUTO
+    int8: Int8Config = Field(default_factory=Int8Config)
+    latency_runs: int = Field(15, ge=1, le=1000)
+    latency_warmup: int = Field(3, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _backend_is_exported(self) -> PackageConfig:
+        if REFERENCE_VARIANT not in self.variants:
+            raise ValueError(
+                f"variants {self.variants} must include {REFERENCE_VARIANT!r}, the trained weights every variant is "
+                "compared with"
+            )
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants {self.variants} lists a variant twice")
+        if self.backend != AUTO and self.backend not in self.variants:
+            raise ValueError(
+                f"backend {self.backend!r} is not among variants {self.variants}; add it there or set backend: auto"
+            )
+        return self
+
+
+# The pipeline's parameter blocks, by name, in the order `training_pipeline` takes them.
+PIPELINE_PARAMETERS: dict[str, type[BaseModel]] = {
+    "data": DataConfig,
+    "validation": ValidationConfig,
+    "train": TrainConfig,
+    "evaluation": EvaluationConfig,
+    "promotion": PromotionConfig,
+    "package": PackageConfig,
+}
+
+
+def check_run_config(path: Path) -> dict[str, BaseModel]:
+    """Pre-flight check of a pipeline run config: every parameter block parsed, local paths present.
+
+    Raises:
+        VtposeError: one message naming the file, the key and the fix.
+    """
+    import difflib
+
+    import yaml
+
+    if not path.is_file():
+        raise VtposeError(f"{path}: config not found; pass -c configs/training.yaml or another file in configs/.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise VtposeError(f"{path}: not valid YAML ({error}); fix the file.") from error
+    parameters = raw.get("parameters") or {}
+    unknown = set(parameters) - set(PIPELINE_PARAMETERS)
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, PIPELINE_PARAMETERS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(PIPELINE_PARAMETERS)}"
+        raise VtposeError(f"{path}: parameters.{key} is not a pipeline parameter; {hint}")
+    parsed: dict[str, BaseModel] = {}
+    for name, model in PIPELINE_PARAMETERS.items():
+        try:
+            parsed[name] = model(**(parameters.get(name) or {}))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in (name, *first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+                fields = list(model.model_fields)
+                close = difflib.get_close_matches(str(first["loc"][0]), fields, n=1)
+                message = f"unknown key; {f'did you mean {close[0]!r}' if close else 'allowed: ' + ', '.join(fields)}"
+            raise VtposeError(f"{path}: parameters.{where}: {message}") from error
+    evaluation, promotion = parsed["evaluation"], parsed["promotion"]
+    assert isinstance(evaluation, EvaluationConfig) and isinstance(promotion, PromotionConfig)
+    try:
+        check_gate(evaluation, promotion)
+    except VtposeError as error:
+        raise VtposeError(f"{path}: {error}") from error
+    data = parsed["data"]
+    assert isinstance(data, DataConfig)
+    for key in ("path", "pretrained") if data.source != "coco2017" else ("pretrained",):
+        local = resolve_project_path(getattr(data, key))
+        if not local.exists():
+            raise VtposeError(f"{path}: parameters.data.{key}: {local} does not exist; run `make data` (dvc pull).")
+    return parsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vtpose.training.config CONFIG`: exit 0 if the run config is good, else one line and exit 2."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m vtpose.training.config CONFIG.yaml", file=sys.stderr)
+        return 2
+    try:
+        check_run_config(Path(args[0]))
+    except VtposeError as error:
+        print(f"vtpose: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args[0]}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,371 @@
+"""What a person looks at: dataset statistics, previews with skeletons, training curves, evaluation reports.
+
+Pure functions over library objects; the materializers only save what these return.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vtpose.artifacts import PoseDataset
+from vtpose.keypoints import COCO_STAT_NAMES, KEYPOINT_NAMES, NUM_KEYPOINTS
+from vtpose.overlay import draw_keypoints
+from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult
+
+PREVIEW_IMAGES = 6
+PREVIEW_MAX_SIDE = 480
+GT_COLOR = (80, 220, 80)
+PRED_COLOR = (40, 80, 255)
+
+
+def dataset_statistics(dataset: PoseDataset) -> dict[str, Any]:
+    """Per split: images, negatives, annotations, persons with keypoints, crowd, zero-keypoint persons, and
+    how often each joint is labelled; plus whatever ingestion and validation recorded in `dataset.info`."""
+    splits: dict[str, Any] = {}
+    for split in dataset.splits:
+        coco = json.loads(dataset.annotation_file(split).read_text())
+        annotations = coco["annotations"]
+        with_keypoints = [a for a in annotations if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0]
+        labelled = np.zeros(NUM_KEYPOINTS, dtype=np.int64)
+        for annotation in with_keypoints:
+            labelled += np.asarray(annotation["keypoints"][2::3]) > 0
+        images_with_person = {a["image_id"] for a in with_keypoints}
+        splits[split] = {
+            "images": len(coco["images"]),
+            "images_without_person": len(coco["images"]) - len(images_with_person),
+            "annotations": len(annotations),
+            "persons_with_keypoints": len(with_keypoints),
+            "crowd": sum(1 for a in annotations if a.get("iscrowd")),
+            "persons_without_keypoints": sum(
+                1 for a in annotations if not a.get("iscrowd") and a.get("num_keypoints", 0) == 0
+            ),
+            "labelled_per_keypoint": dict(zip(KEYPOINT_NAMES, labelled.tolist(), strict=True)),
+        }
+    return {"name": dataset.name, "source": dataset.source, "splits": splits, "info": dataset.info}
+
+
+def dataset_markdown(stats: dict[str, Any]) -> str:
+    """The statistics as a Markdown report."""
+    splits = stats["splits"]
+    names = list(splits)
+    rows = [
+        "images",
+        "images_without_person",
+        "annotations",
+        "persons_with_keypoints",
+        "persons_without_keypoints",
+        "crowd",
+    ]
+    lines = [f"# Dataset `{stats['name']}`", "", f"Source: `{stats['source']}`", ""]
+    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {row} | " + " | ".join(str(splits[s][row]) for s in names) + " |" for row in rows]
+    skipped = stats.get("info", {}).get("skipped", {})
+    if skipped or "skipped" in stats.get("info", {}):
+        lines += ["| skipped by validation | " + " | ".join(str(skipped.get(s, 0)) for s in names) + " |"]
+    lines += ["", "## Labelled keypoints per joint", "", "| joint | " + " | ".join(names) + " |"]
+    lines += ["|---|" + "---|" * len(names)]
+    for joint in KEYPOINT_NAMES:
+        lines.append(f"| {joint} | " + " | ".join(str(splits[s]["labelled_per_keypoint"][joint]) for s in names) + " |")
+    extra = {k: v for k, v in stats.get("info", {}).items() if k != "skipped"}
+    if extra:
+        lines += ["", "## Ingestion and validation", "", "```json", json.dumps(extra, indent=2)[:4000], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _fit(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> tuple[np.ndarray, float]:
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image, 1.0
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def dataset_previews(dataset: PoseDataset, count: int = PREVIEW_IMAGES) -> list[np.ndarray]:
+    """BGR previews of the training split's images with the most labelled persons, ground truth drawn."""
+    split = dataset.train_split
+    coco = json.loads(dataset.annotation_file(split).read_text())
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for annotation in coco["annotations"]:
+        if not annotation.get("iscrowd") and annotation.get("num_keypoints", 0) > 0:
+            by_image.setdefault(annotation["image_id"], []).append(annotation)
+    images = {image["id"]: image for image in coco["images"]}
+    chosen = sorted(by_image, key=lambda i: (-sum(a["num_keypoints"] for a in by_image[i]), i))[:count]
+    previews = []
+    for image_id in chosen:
+        bgr = cv2.imread(str(dataset.image_dir(split) / images[image_id]["file_name"]))
+        if bgr is None:
+            continue
+        for annotation in by_image[image_id]:
+            keypoints = np.asarray(annotation["keypoints"], dtype=np.float32).reshape(-1, 3)
+            draw_keypoints(bgr, keypoints, min_confidence=1, color=None)
+        previews.append(_fit(bgr)[0])
+    return previews
+
+
+def contact_sheet(images: Sequence[np.ndarray], columns: int = 3, cell: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    """Tile BGR images into one picture, each letterboxed into a `cell` x `cell` square."""
+    if not images:
+        return np.full((cell // 4, cell, 3), 255, np.uint8)
+    rows = (len(images) + columns - 1) // columns
+    sheet = np.full((rows * cell, columns * cell, 3), 255, np.uint8)
+    for i, image in enumerate(images):
+        fitted, _ = _fit(image, cell)
+        h, w = fitted.shape[:2]
+        y, x = (i // columns) * cell + (cell - h) // 2, (i % columns) * cell + (cell - w) // 2
+        sheet[y : y + h, x : x + w] = fitted
+    return sheet
+
+
+@dataclass
+class TrainingCurves:
+    """Ultralytics' per-epoch results table.
+
+    Attributes:
+        rows: one dict per epoch, as results.csv has them (epoch, train/*_loss, lr/pg*, metrics/*...).
+        train_seconds: wall-clock training time.
+        args: the training arguments Ultralytics ran with.
+    """
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_results_csv(cls, path: Path, train_seconds: float, args: dict[str, Any]) -> TrainingCurves:
+        """Read Ultralytics' results.csv (columns padded with spaces in older releases)."""
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                for raw in csv.DictReader(f):
+                    rows.append({k.strip(): float(v) for k, v in raw.items() if k and v not in (None, "")})
+        return cls(rows=rows, train_seconds=train_seconds, args=args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def plot_training_curves(curves: TrainingCurves) -> bytes:
+    """PNG of losses, learning rate and (where Ultralytics validated) validation metrics per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from io import BytesIO
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), dpi=100)
+    epochs = [row.get("epoch", i + 1) for i, row in enumerate(curves.rows)]
+    keys = sorted({k for row in curves.rows for k in row})
+    panels = [
+        (axes[0], "training losses", [k for k in keys if k.startswith("train/")]),
+        (axes[1], "learning rate", [k for k in keys if k.startswith("lr/")]),
+    ]
+    for axis, title, columns in panels:
+        for key in columns:
+            axis.plot(epochs, [row.get(key, np.nan) for row in curves.rows], marker="o", label=key.split("/", 1)[1])
+        axis.set(title=title, xlabel="epoch")
+        if columns:
+            axis.legend(fontsize=8)
+    # With `val: false` Ultralytics writes zeros for the epochs it did not validate; leave those out.
+    metric_keys = [k for k in keys if k.startswith("metrics/")]
+    validated = [(e, row) for e, row in zip(epochs, curves.rows, strict=True) if any(row.get(k) for k in metric_keys)]
+    for key in metric_keys:
+        axes[2].plot([e for e, _ in validated], [row[key] for _, row in validated], marker="o", label=key[8:])
+    axes[2].set(title="Ultralytics validation metrics", xlabel="epoch")
+    if validated:
+        axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@dataclass
+class EvaluationReport:
+    """The trained model's pycocotools stats beside the production version's and the pretrained checkpoint's, all
+    scored on the same split in the same run, with paired bootstrap intervals.
+
+    The production scoring step writes one of these for the production version alone (its `stats`, no baseline),
+    and an empty one (no stats) when nothing is in production.
+
+    Attributes:
+        stats: the scored model's 10 COCO keypoint stats by name (the trained model, the candidate).
+        baseline_stats: the pretrained checkpoint's stats (empty if no baseline was evaluated).
+        production_stats: the production version's stats on this split (empty if nothing is in production).
+        per_keypoint: rows from `vtpose.training.evaluate.per_keypoint_errors`.
+        split: the evaluated split name; num_images: its size.
+        imgsz: the evaluation image size.
+        bootstrap: `vtpose.training.bootstrap.BootstrapResult.to_dict()`: intervals for every model's stats and for the
+            paired differences (candidate - production, candidate - pretrained); empty if not bootstrapped.
+        weights_sha256: sha256 of the scored weights; model_version: its model version name, where it has one.
+        production_version / production_weights_sha256: which production version was scored beside it.
+        results_json: the scored COCO results records.
+        previews: PNG bytes of a few val images with predicted (red) and ground-truth (green) skeletons.
+    """
+
+    stats: dict[str, float]
+    baseline_stats: dict[str, float] = field(default_factory=dict)
+    production_stats: dict[str, float] = field(default_factory=dict)
+    per_keypoint: list[dict[str, Any]] = field(default_factory=list)
+    split: str = ""
+    num_images: int = 0
+    imgsz: int = 640
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    model_version: str = ""
+    production_version: str = ""
+    production_weights_sha256: str = ""
+    results_json: list[dict[str, Any]] = field(default_factory=list)
+    previews: list[bytes] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the bulky detections and images."""
+        return {
+            "stats": self.stats,
+            "baseline_stats": self.baseline_stats,
+            "production_stats": self.production_stats,
+            "per_keypoint": self.per_keypoint,
+            "split": self.split,
+            "num_images": self.num_images,
+            "imgsz": self.imgsz,
+            "bootstrap": self.bootstrap,
+            "weights_sha256": self.weights_sha256,
+            "model_version": self.model_version,
+            "production_version": self.production_version,
+            "production_weights_sha256": self.production_weights_sha256,
+        }
+
+    def bootstrap_result(self) -> BootstrapResult | None:
+        """The bootstrap intervals, or None if the evaluation was not bootstrapped."""
+        return BootstrapResult.from_dict(self.bootstrap) if self.bootstrap else None
+
+    def columns(self) -> list[tuple[str, str, dict[str, float]]]:
+        """(role, heading, stats) of each scored model, the trained model first."""
+        columns = [(CANDIDATE, "trained", self.stats)]
+        if self.production_stats:
+            columns.append((PRODUCTION, f"production (version {self.production_version})", self.production_stats))
+        if self.baseline_stats:
+            columns.append((PRETRAINED, "pretrained", self.baseline_stats))
+        return columns
+
+    def markdown(self) -> str:
+        """The report as Markdown: stats side by side with their intervals, the paired differences, then the
+        per-keypoint table."""
+        title = f"# Evaluation on `{self.split}` ({self.num_images} images, imgsz {self.imgsz})"
+        if not self.stats:
+            return f"{title}\n\nNothing in production: no model version was scored.\n"
+        lines = [title, ""]
+        if self.model_version:
+            lines += [f"Model version {self.model_version}, weights sha256 `{self.weights_sha256[:12]}`.", ""]
+        lines += ['pycocotools `COCOeval(gt, dt, "keypoints")`, every model on the same split in the same run.']
+        bootstrap = self.bootstrap_result()
+        if bootstrap:
+            lines += [
+                f"In brackets: {bootstrap.confidence:.0%} intervals by a {bootstrap.method}, "
+                f"{bootstrap.resamples} resamples of the {bootstrap.num_images} images, seed {bootstrap.seed}."
+            ]
+        columns = self.columns()
+        lines += ["", "| stat | " + " | ".join(h for _, h, _ in columns) + " |", "|---|" + "---|" * len(columns)]
+        for name in COCO_STAT_NAMES:
+            cells = []
+            for role, _, stats in columns:
+                interval = bootstrap.intervals.get(role, {}).get(name) if bootstrap else None
+                cells.append(interval.format() if interval else f"{stats[name]:.4f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        differences = [
+            (role, h) for role, h, _ in columns[1:] if bootstrap and bootstrap.difference(CANDIDATE, role, "AP")
+        ]
+        if bootstrap and differences:
+            lines += ["", "## Paired differences (trained minus each reference, same images in every resample)", ""]
+            lines += ["| stat | " + " | ".join(f"trained - {h}" for _, h in differences) + " |"]
+            lines += ["|---|" + "---|" * len(differences)]
+            for name in COCO_STAT_NAMES:
+                cells = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
+                lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in cells) + " |")
+        lines += ["", "## Per keypoint (detections matched at OKS 0.5)", ""]
+        lines += ["| keypoint | matched | mean error px | median error px | OKS |", "|---|---|---|---|---|"]
+        for row in self.per_keypoint:
+            cells = [row["keypoint"], row["matched"], row["mean_error_px"], row["median_error_px"], row["oks"]]
+            lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def plot_intervals(report: EvaluationReport, stat: str = "AP") -> bytes | None:
+    """PNG of one stat's intervals: each model's value, and each paired difference against 0 (None if the
+    report was not bootstrapped)."""
+    bootstrap = report.bootstrap_result()
+    if bootstrap is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from io import BytesIO
+
+    import matplotlib.pyplot as plt
+
+    models = [
+        (h, bootstrap.intervals[r][stat]) for r, h, _ in report.columns() if stat in bootstrap.intervals.get(r, {})
+    ]
+    differences = [
+        (f"trained - {h}", d)
+        for r, h, _ in report.columns()[1:]
+        if (d := bootstrap.difference(CANDIDATE, r, stat)) is not None
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * max(len(models), len(differences), 2) + 1.4), dpi=100)
+    for axis, rows, title in [
+        (axes[0], models, f"{stat} with its {bootstrap.confidence:.0%} interval"),
+        (axes[1], differences, f"paired difference in {stat}"),
+    ]:
+        for y, (_, interval) in enumerate(rows):
+            low, high = interval.estimate - interval.low, interval.high - interval.estimate
+            axis.errorbar(interval.estimate, y, xerr=[[low], [high]], fmt="o", capsize=4)
+        signed = axis is axes[1]
+        axis.set_yticks(range(len(rows)), [f"{label}\n{i.format(signed=signed)}" for label, i in rows], fontsize=8)
+        axis.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # the trained model on top
+        axis.set_title(title, fontsize=10)
+    axes[1].axvline(0, color="grey", linestyle="--", linewidth=1)
+    fig.suptitle(f"{bootstrap.resamples} paired bootstrap resamples of {bootstrap.num_images} images", fontsize=9)
+    fig.tight_layout()
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def prediction_previews(
+    detections: list[dict[str, Any]],
+    coco: dict[str, Any],
+    images_dir: Path,
+    count: int = PREVIEW_IMAGES,
+    min_score: float = 0.25,
+) -> list[bytes]:
+    """PNGs of the val images with the most ground-truth persons: ground truth green, predictions red."""
+    gts: dict[int, list[dict[str, Any]]] = {}
+    for annotation in coco["annotations"]:
+        if not annotation.get("iscrowd") and annotation.get("num_keypoints", 0) > 0:
+            gts.setdefault(annotation["image_id"], []).append(annotation)
+    images = {image["id"]: image for image in coco["images"]}
+    chosen = sorted(gts, key=lambda i: (-len(gts[i]), i))[:count]
+    previews = []
+    for image_id in chosen:
+        bgr = cv2.imread(str(images_dir / images[image_id]["file_name"]))
+        if bgr is None:
+            continue
+        for annotation in gts[image_id]:
+            draw_keypoints(bgr, np.asarray(annotation["keypoints"], np.float32).reshape(-1, 3), 1, GT_COLOR)
+        for detection in detections:
+            if detection["image_id"] == image_id and detection["score"] >= min_score:
+                draw_keypoints(bgr, np.asarray(detection["keypoints"], np.float32).reshape(-1, 3), 0.3, PRED_COLOR)
+        ok, png = cv2.imencode(".png", _fit(bgr)[0])
+        if ok:
+            previews.append(png.tobytes())
+    return previews

@@ -1,0 +1,122 @@
+"""`python -m vtpose.training.summary`: the latest training run's evaluation stats and promotion decision.
+
+`make run` ends with it. `--mlflow-uri` prints the active stack's MLflow tracking URI instead (for
+`mlflow ui`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from vtpose.errors import VtposeError
+from vtpose.keypoints import COCO_STAT_NAMES
+from vtpose.training.bootstrap import CANDIDATE
+from vtpose.training.reports import EvaluationReport
+
+PIPELINE_NAME = "training_pipeline"
+
+
+def mlflow_uri() -> str:
+    """The tracking URI of the active stack's MLflow experiment tracker."""
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is None:
+        raise SystemExit("the active ZenML stack has no experiment tracker; run `make stack`")
+    return tracker.get_tracking_uri()
+
+
+def _load(run: Any, step: str, output: str) -> Any:
+    return run.steps[step].outputs[output][0].load()
+
+
+def report_lines(report: EvaluationReport) -> list[str]:
+    """The evaluation report as aligned text: every model's stats with their intervals, then the paired
+    differences (trained minus each reference)."""
+    bootstrap = report.bootstrap_result()
+    head = f"evaluation on {report.split} ({report.num_images} images), pycocotools OKS, all models on the same split"
+    if bootstrap is None:
+        lines = [head + ":"]
+    else:
+        lines = [
+            head + ";",
+            f"  in brackets {bootstrap.confidence:.0%} intervals, paired bootstrap over images "
+            f"({bootstrap.resamples} resamples, seed {bootstrap.seed}):",
+        ]
+    columns = report.columns()
+    width = 26 if bootstrap else 10
+    lines.append(f"  {'stat':<6}" + "".join(f" {heading:>{width}}" for _, heading, _ in columns))
+    for name in COCO_STAT_NAMES:
+        cells = []
+        for role, _, stats in columns:
+            interval = bootstrap.intervals.get(role, {}).get(name) if bootstrap else None
+            cells.append(interval.format() if interval else f"{stats[name]:.4f}")
+        lines.append(f"  {name:<6}" + "".join(f" {cell:>{width}}" for cell in cells))
+    references = [(r, h) for r, h, _ in columns[1:] if bootstrap and bootstrap.difference(CANDIDATE, r, "AP")]
+    if bootstrap and references:
+        lines.append("  paired differences:")
+        lines.append(f"  {'stat':<6}" + "".join(f" {'trained - ' + h.split()[0]:>29}" for _, h in references))
+        for name in COCO_STAT_NAMES:
+            cells = [bootstrap.difference(CANDIDATE, r, name) for r, _ in references]
+            lines.append(f"  {name:<6}" + "".join(f" {c.format(signed=True) if c else '':>29}" for c in cells))
+    return lines
+
+
+def summary_lines() -> list[str]:
+    """Lines describing the latest run of the training pipeline."""
+    from zenml.client import Client
+    from zenml.utils.dashboard_utils import get_run_url
+
+    try:
+        run = Client().get_pipeline(PIPELINE_NAME).last_run
+    except (KeyError, RuntimeError) as error:  # no such pipeline / a pipeline without runs
+        raise VtposeError(
+            f"no run of {PIPELINE_NAME} in this ZenML store yet; run `make run` "
+            "(or `zenml pipeline run training_pipeline`) first."
+        ) from error
+    lines = [f"run: {run.name} ({run.status.value})"]
+    url = get_run_url(run)
+    if url:
+        lines.append(f"dashboard: {url}")
+    if "evaluate_model" in run.steps:
+        lines += report_lines(_load(run, "evaluate_model", "evaluation_report"))
+    if "promote_model" in run.steps:
+        decision = _load(run, "promote_model", "promotion_decision")
+        verdict = "PROMOTED to production" if decision["promote"] else "NOT promoted"
+        rule = f" (rule {decision['rule']})" if "rule" in decision else ""
+        lines.append(
+            f"promotion{rule}: pose-estimator version {decision['model_version']} {verdict}: {decision['reason']}"
+        )
+    if "export_variants" in run.steps:
+        variants = _load(run, "export_variants", "variant_report")
+        if variants is not None:
+            lines += variants.text_lines()
+    if "package_model" in run.steps:
+        bento = _load(run, "package_model", "bento")
+        if bento.get("built"):
+            serving = f", serving {bento['backend']}" if "backend" in bento else ""
+            lines.append(f"bento: {bento['tag']} ({bento['size_bytes'] / 1e6:.1f} MB{serving})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the summary (or the MLflow URI)."""
+    parser = argparse.ArgumentParser(prog="python -m vtpose.training.summary", description=__doc__)
+    parser.add_argument("--mlflow-uri", action="store_true", help="print the MLflow tracking URI and exit")
+    args = parser.parse_args(argv)
+    if args.mlflow_uri:
+        print(mlflow_uri())
+        return 0
+    try:
+        lines = summary_lines()
+    except VtposeError as error:
+        print(f"vtpose: error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
