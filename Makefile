@@ -62,9 +62,10 @@ run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and
 test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)
 	$(BIN)/python -m pytest
 
-lint:  ## ruff check and format check
+lint: install  ## ruff check and format check, then mypy over the library (files in pyproject's [tool.mypy])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 mlflow-ui:  ## Open the MLflow UI of the active stack on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(BIN)/python -m vtpose.training.summary --mlflow-uri)"
