@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from zenml.pipelines.pipeline_definition import Pipeline
 
@@ -20,7 +20,8 @@ class DefaultConfigPipeline(Pipeline):
 
     default_config: str
 
-    def with_options(self, **kwargs: Any) -> Pipeline:
+    # Takes ZenML's keyword arguments through unchanged, so it does not restate their long signature.
+    def with_options(self, **kwargs: Any) -> Pipeline:  # type: ignore[override]
         """ZenML's `with_options`; without a `config_path` (none now, none applied before) the default config.
 
         Args:
@@ -45,5 +46,6 @@ def with_default_config(pipeline_: Pipeline, config: Path) -> DefaultConfigPipel
     """
     copy = pipeline_.copy()
     copy.__class__ = DefaultConfigPipeline
-    copy.default_config = str(config)
-    return copy
+    configured = cast(DefaultConfigPipeline, copy)
+    configured.default_config = str(config)
+    return configured

@@ -74,5 +74,5 @@ def export_variants(trained_weights: PoseWeights, dataset: PoseDataset, package:
     )
     logger.info("Serving variant: %s", report.choice.reason)
     log_variants(report)
-    log_metadata({"serving_variant": report.summary()}, infer_model=True)
+    log_metadata(metadata={"serving_variant": report.summary()}, infer_model=True)
     return models.get("onnx"), models.get("openvino"), models.get("openvino-int8"), report

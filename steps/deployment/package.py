@@ -68,7 +68,7 @@ def package_model(
         "packaged_variants": ["pytorch", *variants],
         "sha256": dict(info.sha256),
     }
-    log_metadata({"bento": record}, infer_model=True)
+    log_metadata(metadata={"bento": record}, infer_model=True)
     log_metadata({"bento": record})
     logger.info(
         "Built Bento %s (%.1f MB) for %s version %s, serving %s",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from zenml import log_metadata, step
+from zenml.metadata.metadata_types import MetadataType
 
 from materializers import EvaluationReportMaterializer
 from vtpose.artifacts import PoseDataset, PoseWeights
@@ -40,12 +41,12 @@ def evaluate_model(
         bootstrap_seed=evaluation.bootstrap_seed,
     )
     log_evaluation(report)
-    metadata = {STATS_METADATA_KEY: report.stats}
+    metadata: dict[str, MetadataType] = {STATS_METADATA_KEY: report.stats}
     if report.baseline_stats:
         metadata[f"{PRETRAINED}_{STATS_METADATA_KEY}"] = report.baseline_stats
     if report.production_stats:
         metadata[f"{PRODUCTION}_{STATS_METADATA_KEY}"] = report.production_stats
     if report.bootstrap:
         metadata[BOOTSTRAP_METADATA_KEY] = report.bootstrap
-    log_metadata(metadata, infer_model=True)
+    log_metadata(metadata=metadata, infer_model=True)
     return report

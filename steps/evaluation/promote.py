@@ -35,7 +35,7 @@ def promote_model(
         "production_version": current[0] if current else None,
     }
     logger.info("Promotion of %s version %s: %s", model.name, model.version, decision.reason)
-    log_metadata({"promotion": record}, infer_model=True)
+    log_metadata(metadata={"promotion": record}, infer_model=True)
     if decision.promote:
         model.set_stage(ModelStages.PRODUCTION, force=True)
     elif promotion.fail_on_reject:

@@ -139,7 +139,8 @@ class OpenVinoPoseModel(PoseBackend):
         key = "wide" if wide else "narrow"
         request = getattr(self._requests, key, None)
         if request is None:
-            request = (self._wide if wide else self._narrow).create_infer_request()
+            compiled = self._wide if wide and self._wide is not None else self._narrow
+            request = compiled.create_infer_request()
             setattr(self._requests, key, request)
         return request
 

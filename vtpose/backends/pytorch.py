@@ -56,7 +56,7 @@ class TorchPoseModel(PoseBackend):
             raise VtposeError(
                 f"{self.weights}: not a loadable Ultralytics checkpoint ({error}); pass a YOLO-pose .pt file."
             ) from error
-        kpt_shape = tuple(getattr(model, "kpt_shape", None) or getattr(model.model[-1], "kpt_shape", ()))
+        kpt_shape = tuple(getattr(model, "kpt_shape", None) or getattr(model.model[-1], "kpt_shape", None) or ())
         if kpt_shape != (NUM_KEYPOINTS, 3):
             raise VtposeError(
                 f"{self.weights}: keypoint shape {kpt_shape}, expected ({NUM_KEYPOINTS}, 3); "

@@ -17,6 +17,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from vtpose.artifacts import PoseDataset
@@ -286,7 +287,14 @@ def safe_extract(archive: Path, dest: Path) -> Path:
     raise VtposeError(f"{archive}: neither a zip nor a tar archive (or corrupt); delete it and download it again.")
 
 
-def _checksum_kwargs(name: str, checksums: dict[str, str] | None) -> dict[str, str]:
+class _Checksum(TypedDict, total=False):
+    """`download`'s checksum keyword: one of the two."""
+
+    sha256: str
+    md5: str
+
+
+def _checksum_kwargs(name: str, checksums: dict[str, str] | None) -> _Checksum:
     if checksums is None:
         return {}
     if name not in checksums:
@@ -297,7 +305,7 @@ def _checksum_kwargs(name: str, checksums: dict[str, str] | None) -> dict[str, s
     algo, hexdigest = _parse_checksum(checksums[name])
     if algo not in ("md5", "sha256"):
         raise VtposeError(f"checksum for {name}: use md5 or sha256, not {algo}.")
-    return {algo: hexdigest}
+    return {"sha256": hexdigest} if algo == "sha256" else {"md5": hexdigest}
 
 
 def _extract_cached(archive: Path, cache_dir: Path) -> Path:

@@ -184,8 +184,12 @@ def _load_records(sources_dir: Path) -> dict[str, Any]:
         raise VtposeError(f"{path}: not JSON ({e}); restore it from git.") from e
     keys = {"dest", "member", "image_ids", "annotation_ids"}
     outputs = records.get("outputs") if isinstance(records, dict) else None
-    well_formed = isinstance(outputs, list) and isinstance(records.get("archive"), str)
-    if not well_formed or not all(isinstance(out, dict) and keys <= out.keys() for out in outputs):
+    well_formed = (
+        isinstance(outputs, list)
+        and isinstance(records.get("archive"), str)
+        and all(isinstance(out, dict) and keys <= out.keys() for out in outputs)
+    )
+    if not well_formed:
         raise VtposeError(f"{path}: expected {{'archive', 'outputs': [{sorted(keys)}...]}}; restore it from git.")
     return records
 

@@ -26,7 +26,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from PIL import Image
 
@@ -87,7 +87,7 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: counts, totals and every issue."""
-        totals = Counter()
+        totals: Counter[str] = Counter()
         for counts in self.splits.values():
             totals.update(counts)
         return {
@@ -109,7 +109,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     # bool is an int subclass in Python; `true` as an id is a schema error, not 1.
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -161,7 +161,7 @@ def _check_annotation(
         problems.append(f"iscrowd {ann['iscrowd']} is not 0 or 1")
     if _is_int(ann.get("category_id")) and ann["category_id"] not in category_ids:
         problems.append(f"category_id {ann['category_id']} is not in 'categories'")
-    image = images.get(ann.get("image_id")) if _is_int(ann.get("image_id")) else None
+    image = images.get(ann["image_id"]) if _is_int(ann.get("image_id")) else None
     if _is_int(ann.get("image_id")) and image is None:
         problems.append(f"image_id {ann['image_id']} names no image in 'images'")
     w, h = (image["width"], image["height"]) if image else (math.inf, math.inf)
@@ -240,7 +240,7 @@ def _validate_split(
                 problems.append(f"'{key}' must be a positive integer, got {im.get(key)!r}")
         if not problems and isinstance(name, str) and name in seen_names:
             problems.append(f"duplicate file_name (also image id {seen_names[name]})")
-        if problems:
+        if problems or not isinstance(name, str):  # a non-string name is already one of the problems
             issues.extend(ValidationIssue(rel_json, record, p) for p in problems)
             n_bad_images += 1
             continue
@@ -304,7 +304,7 @@ def _validate_split(
     # `good_images` holds the very record objects kept (first of a duplicated id only), so identity filters.
     clean = {
         **coco,
-        "images": [im for im in coco["images"] if isinstance(im, dict) and good_images.get(im.get("id")) is im],
+        "images": [im for im in coco["images"] if isinstance(im, dict) and good_images.get(im.get("id", -1)) is im],
         "annotations": kept,
     }
     counts = {

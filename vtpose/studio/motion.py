@@ -156,14 +156,15 @@ class PoseTracker:
 
         out: list[PersonPose] = []
         for i, person in enumerate(persons):
-            track = assignment.get(i)
-            if track is None:
+            matched_track = assignment.get(i)
+            if matched_track is None:
                 if person.score < self.min_new_score:
                     continue
                 track = _Track(self._next_id, boxes[i], kpts[i])
                 self._next_id += 1
                 self._tracks.append(track)
             else:
+                track = matched_track
                 old_centre = track.bbox[:2] + track.bbox[2:] / 2
                 new_centre = boxes[i, :2] + boxes[i, 2:] / 2
                 # Velocity per frame, averaged over the gap and damped, so one jumpy box does not fling it.
