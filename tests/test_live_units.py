@@ -269,6 +269,27 @@ def test_user_avatar_folder_is_offered_and_checked(tmp_path: Path) -> None:
         user_avatars(tmp_path / "missing")
 
 
+def test_config_carries_the_wire_numbers_the_page_uses() -> None:
+    """The page's socket reads every protocol number from the config (socket.js hard-codes none): these are the
+    wire contract an open page or OBS source relies on, spelled out so that a change to them is deliberate."""
+    config = StudioServer(lambda: None).config()  # type: ignore[arg-type, return-value]
+    assert config["protocol"] == {
+        "frame": 1,
+        "background": 2,
+        "frame_header": "<BId",  # kind, frame id, capture ms: the page packs it field by field
+        "close": {
+            "policy": 1008,
+            "internal": 1011,
+            "try_again": 1013,
+            "bad_request": 4400,
+            "pair_in_use": 4409,
+            "too_many": 4429,
+        },
+        "final_closes": [1008, 4400, 4409],  # the page retries the others (a model still loading, a full server)
+    }
+    assert struct.calcsize(config["protocol"]["frame_header"]) == 13
+
+
 def test_live_frames_run_at_the_live_imgsz(monkeypatch: pytest.MonkeyPatch) -> None:
     """The studio's model input long side: 480 unless VTPOSE_LIVE_IMGSZ says otherwise; a bad value is refused."""
     from vtpose.backends import open_backend

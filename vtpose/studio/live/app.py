@@ -134,7 +134,21 @@ class StudioServer:
                 "max_background_bytes": protocol.MAX_BACKGROUND_BYTES,
                 "max_text_bytes": protocol.MAX_TEXT_BYTES,
             },
-            "protocol": {"frame": protocol.FRAME, "background": protocol.BACKGROUND},
+            # The page's socket takes every protocol number from here, so the two cannot disagree.
+            "protocol": {
+                "frame": protocol.FRAME,
+                "background": protocol.BACKGROUND,
+                "frame_header": protocol.FRAME_HEADER.format,  # a struct format: the page writes it field by field
+                "close": {
+                    "policy": protocol.CLOSE_POLICY,
+                    "internal": protocol.CLOSE_INTERNAL,
+                    "try_again": protocol.CLOSE_TRY_AGAIN,
+                    "bad_request": protocol.CLOSE_BAD_REQUEST,
+                    "pair_in_use": protocol.CLOSE_PAIR_IN_USE,
+                    "too_many": protocol.CLOSE_TOO_MANY,
+                },
+                "final_closes": list(protocol.FINAL_CLOSES),
+            },
         }
 
     def new_session(self) -> LiveSession:

@@ -63,6 +63,8 @@ CLOSE_TRY_AGAIN = 1013  # the model is not loaded yet
 CLOSE_BAD_REQUEST = 4400  # bad role or pairing code in the URL
 CLOSE_PAIR_IN_USE = 4409
 CLOSE_TOO_MANY = 4429  # too many pages connected
+# Closes a reconnect cannot fix, so the page stops retrying: policy, a bad URL, a pairing code in use.
+FINAL_CLOSES = (CLOSE_POLICY, CLOSE_BAD_REQUEST, CLOSE_PAIR_IN_USE)
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a control frame's payload is at most 125 bytes, 2 of them the code
 
 ROLES = ("capture", "output")

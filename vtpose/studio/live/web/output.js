@@ -14,7 +14,7 @@ async function main() {
   const stats = new Stats();
   const scene = document.getElementById("scene");
   const ctx = scene.getContext("2d");
-  const socket = new StudioSocket("output", params.get("pair"));
+  const socket = new StudioSocket(config.protocol, "output", params.get("pair"));
   const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [] };
   window.studio = studio;
   const redraw = () => drawScene(ctx, studio.lastPoses, look);
