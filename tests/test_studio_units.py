@@ -257,7 +257,7 @@ def test_video_writer_rejects_unknown_suffix(tmp_path: Path) -> None:
 
 
 def test_the_documented_avatar_example_loads(tmp_path: Path) -> None:
-    readme = Path(__file__).resolve().parent.parent / "README.md"
+    readme = Path(__file__).resolve().parent.parent / "docs" / "studio.md"
     blocks = [block.split("```")[0] for block in readme.read_text().split("```yaml")[1:]]
     example = next(block for block in blocks if "name: frog" in block)
     path = tmp_path / "frog.yaml"
