@@ -73,7 +73,7 @@ def letterbox(image: np.ndarray, imgsz: int, stride: int = MODEL_STRIDE) -> Lett
     The longer side is scaled to `imgsz`; the shorter side is padded with gray (114) up to the next multiple of
     `stride`, half on each side (Ultralytics' `LetterBox(auto=True)`, same rounding). The input depends on the image
     alone, never on its batch-mates: backends run each group of same-shaped inputs as one call. Chosen over a fixed
-    square on the measurements in README.md ("How images reach the model"): the AP of the two rules on the val
+    square on the measurements in docs/letterbox.md: the AP of the two rules on the val
     split cannot be told apart (square minus rect +0.014, 95% interval -0.012 to +0.033), while the rectangle
     costs a 16:9 video frame 40% fewer pixels than the square.
 
