@@ -106,7 +106,11 @@ def test_jpeg_fill_bytes_before_a_marker_are_skipped() -> None:
         (_png_header(30000, 30000) + b"\0" * 64, 413, "30000x30000 = 900000000 pixels is over the limit of 10000000"),
         (_encode(np.zeros((3000, 4000), bool), "PNG"), 413, "4000x3000 = 12000000 pixels"),  # 12 Mpx in a few KB
     ],
-)
+    ids=[
+        "empty", "text", "gif-signature-only", "png-signature-only", "jpeg-garbage", "jpeg-cut-in-header",
+        "jpeg-cut-in-data", "jpeg-without-eoi", "png-zero-width", "over-byte-limit", "bomb-header", "bomb-png",
+    ],
+)  # fmt: skip
 def test_each_refusal_has_its_status_and_says_why(data: bytes, status: int, words: str) -> None:
     with pytest.raises(RequestRejected) as caught:
         decode_image(data, UPLOADS, field="images[2]")
