@@ -1,7 +1,7 @@
 """The BentoML pose service: `bentoml serve pose-service:latest`, or `bentoml serve` in this folder's parent.
 
-A thin adapter: decoding, limits, schemas, model loading and batching live in `vtpose.serving.http`; this module only
-maps HTTP onto them. Every endpoint calls the model in-process through one `PoseBatcher`: its worker threads take
+A thin adapter: decoding, limits, schemas, batching, middlewares and /render live in `vtpose.serving`; this module
+only maps HTTP onto them. Every endpoint calls the model in-process through one `PoseBatcher`: its worker threads take
 whatever requests are queued (single images and batches alike) and run them together, one model call per input
 shape, so concurrent /predict requests share forward passes without an HTTP hop between endpoints.
 
@@ -29,24 +29,15 @@ from starlette.responses import JSONResponse, Response
 
 from vtpose.backends import ENV_BACKEND, resolve_variant
 from vtpose.backends.packaged import load_packaged_backend
-from vtpose.errors import VtposeError
+from vtpose.errors import RequestRejected, VtposeError
 from vtpose.pose import PersonPose
-from vtpose.serving.http import (
-    AdmissionLimit,
-    BatchResult,
-    ImageRejected,
-    InfoRoute,
-    MultipartFieldCheck,
-    PoseBatcher,
-    PoseResult,
-    RenderStyle,
-    ServingLimits,
-    check_batch_size,
-    decode_image_bytes,
-    limit_malloc_retention,
-    pose_result,
-    render_png,
-)
+from vtpose.serving import decoding
+from vtpose.serving.batcher import PoseBatcher
+from vtpose.serving.limits import ServingLimits, check_batch_size
+from vtpose.serving.memory import limit_malloc_retention
+from vtpose.serving.middleware import AdmissionLimit, InfoRoute, MultipartFieldCheck
+from vtpose.serving.render import RenderStyle, render_png
+from vtpose.serving.schemas import BatchResult, PoseResult, pose_result
 from vtpose.studio.live import create_studio_app
 from vtpose.studio.live.protocol import live_imgsz
 
@@ -115,7 +106,7 @@ R = TypeVar("R")
 
 
 def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Response]]:
-    """Answer an `ImageRejected` as `{"error", "field", "status"}` JSON with its 4xx status.
+    """Answer a `RequestRejected` as `{"error", "field", "status"}` JSON with its 4xx status.
 
     BentoML's own handler for `BentoMLException` (1.4.39) wraps the body in a one-element list, so the endpoints
     answer their known input errors themselves; anything unexpected still propagates to BentoML's 500 and its log.
@@ -126,7 +117,7 @@ def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Re
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         try:
             return await func(*args, **kwargs)
-        except ImageRejected as rejected:
+        except RequestRejected as rejected:
             return JSONResponse(rejected.to_json(), status_code=rejected.status)
 
     return wrapper
@@ -163,6 +154,7 @@ class PoseService:
         metadata: dict[str, Any] = dict(stored.info.metadata)
         self.model_tag = str(stored.tag)
         self.limits = LIMITS
+        self.image_policy = LIMITS.image_policy()
         # Before any worker thread exists: freed image buffers go back to the system (RSS plateaus under load).
         limit_malloc_retention()
         # PyTorch: one worker (its thread pool is process-wide). ONNX Runtime / OpenVINO: MODEL_WORKERS calls at
@@ -205,7 +197,7 @@ class PoseService:
         data = await anyio.Path(path).read_bytes()
 
         def decode() -> tuple[np.ndarray, Any]:
-            bgr = decode_image_bytes(data, self.limits, field=field)
+            bgr = decoding.decode_image(data, self.image_policy, field=field)
             return bgr, self._prepare(bgr)
 
         return await anyio.to_thread.run_sync(decode, limiter=self._decode_limiter)

@@ -15,11 +15,14 @@ import pytest
 from vtpose.errors import VtposeError
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.pose import PersonPose
+from vtpose.serving.decoding import ImagePolicy
 from vtpose.studio.avatar.scene import TrackAvatars
 from vtpose.studio.avatar.spec import avatar_files, list_avatars, load_avatar
 from vtpose.studio.live.app import LOOPBACK_HOSTS, StudioServer, host_refusal, user_avatars
 from vtpose.studio.live.protocol import (
+    BACKGROUND_IMAGES,
     FRAME_HEADER,
+    FRAME_IMAGES,
     MAX_FRAME_SIDE,
     Frame,
     ProtocolError,
@@ -72,22 +75,22 @@ def _png_header(width: int, height: int) -> bytes:
 
 def test_images_are_checked_before_and_after_decoding() -> None:
     jpeg = STREAMER.read_bytes()
-    bgr = decode_image(jpeg, 1 << 22, 4096, ("JPEG",), "frame 1")
+    bgr = decode_image(jpeg, ImagePolicy(1 << 22, max_side=4096, formats=("JPEG",)), "frame 1")
     assert bgr.shape == cv2.imread(str(STREAMER)).shape
     with pytest.raises(ProtocolError, match="the long side may be at most 640") as small:
-        decode_image(jpeg, 1 << 22, 640, ("JPEG",), "frame 1")
+        decode_image(jpeg, ImagePolicy(1 << 22, max_side=640, formats=("JPEG",)), "frame 1")
     assert small.value.code == "too_large"
     # A decompression bomb is refused from its header, never decoded.
     with pytest.raises(ProtocolError, match="30000x30000") as bomb:
-        decode_image(_png_header(30000, 30000) + b"\0" * 64, 1 << 20, 4096, ("PNG",), "background")
+        decode_image(_png_header(30000, 30000) + b"\0" * 64, BACKGROUND_IMAGES, "background")
     assert bomb.value.code == "too_large"
     with pytest.raises(ProtocolError, match="over the 100-byte limit"):
-        decode_image(jpeg, 100, 4096, ("JPEG",), "frame 2")
+        decode_image(jpeg, ImagePolicy(100, formats=("JPEG",)), "frame 2")
     with pytest.raises(ProtocolError, match="not a JPEG or WebP image") as kind:
-        decode_image(b"GIF89a....", 1 << 20, 4096, ("JPEG", "WebP"), "frame 3")
+        decode_image(b"GIF89a....", FRAME_IMAGES, "frame 3")
     assert kind.value.code == "bad_image"
     with pytest.raises(ProtocolError, match="broken") as broken:
-        decode_image(jpeg[:600], 1 << 20, 4096, ("JPEG",), "frame 4")
+        decode_image(jpeg[:600], FRAME_IMAGES, "frame 4")
     assert broken.value.code == "bad_image"
 
 

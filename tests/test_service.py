@@ -27,9 +27,12 @@ import pytest
 from PIL import Image
 
 from vtpose.backends import PoseBackend, open_backend
+from vtpose.errors import RequestRejected
 from vtpose.keypoints import NUM_KEYPOINTS
 from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.pose import load_image
+from vtpose.serving.decoding import decode_image
+from vtpose.serving.limits import ServingLimits
 from vtpose.testing.local_server import package_bento, serve_bento, start_bento, stop
 
 pytestmark = pytest.mark.slow
@@ -322,6 +325,19 @@ def test_bad_input_is_a_4xx_json_error(client: httpx.Client, route: str, case: s
     _assert_error(client.post(route, files={"image": part}), status, *words)
 
 
+@pytest.mark.parametrize("case", ["text-as-jpeg", "truncated-jpeg", "over-byte-limit", "decompression-bomb"])
+def test_uploads_are_refused_by_the_one_decoder(client: httpx.Client, case: str) -> None:
+    """The server answers word for word what vtpose.serving.decoding refuses under the limits it was started with
+    (the live socket's frames go through the same function: tests/test_decoding.py)."""
+    (name, data, content_type), _, _ = BAD_INPUTS[case]
+    policy = ServingLimits(max_image_bytes=MAX_IMAGE_BYTES, max_batch_images=MAX_BATCH).image_policy()
+    with pytest.raises(RequestRejected) as expected:
+        decode_image(data, policy, field="images[1]")
+    batch = [("images", (STREAMER.name, STREAMER.read_bytes(), "image/jpeg")), ("images", (name, data, content_type))]
+    response = client.post("/predict_batch", files=batch)
+    assert (response.status_code, response.json()) == (expected.value.status, expected.value.to_json())
+
+
 def test_bad_requests_without_an_image(client: httpx.Client) -> None:
     _assert_error(client.post("/predict"), 400, "image")  # no body at all
     _assert_error(client.post("/predict", content=b"\xff\xd8", headers={"content-type": "image/jpeg"}), 400)
@@ -372,7 +388,7 @@ def test_health_metrics_and_openapi(client: httpx.Client) -> None:
 def test_project_root_is_not_the_server_cwd(bento: dict[str, Any]) -> None:
     """The Bento carries its own copy of the code: the server does not depend on this checkout's cwd."""
     src = Path(bento["path"]) / "src"
-    assert (src / "service" / "service.py").is_file() and (src / "vtpose" / "serving.py").is_file()
+    assert (src / "service" / "service.py").is_file() and (src / "vtpose" / "serving" / "decoding.py").is_file()
     assert not (src / "data").exists()
     assert PROJECT_ROOT.joinpath("service", "service.py").read_bytes() == (src / "service" / "service.py").read_bytes()
 

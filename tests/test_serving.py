@@ -1,80 +1,23 @@
-"""vtpose.serving.http and vtpose.serving.packaging without a server: decoding limits, batching, version tags.
-(The model backends, the packaged-file checks and the letterbox are in test_backends.py.)"""
+"""vtpose.serving's limits, batcher and packaging without a server: request limits, batching, version tags.
+(The image decoder is in test_decoding.py; the model backends, the packaged-file checks and the letterbox in
+test_backends.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from vtpose.errors import RequestRejected
 from vtpose.keypoints import NUM_KEYPOINTS
-from vtpose.paths import MEDIA_DIR
-from vtpose.pose import PersonPose, load_image
-from vtpose.serving.http import (
-    ImageRejected,
-    PoseBatcher,
-    ServingLimits,
-    check_batch_size,
-    decode_image_bytes,
-)
+from vtpose.pose import PersonPose
+from vtpose.serving.batcher import PoseBatcher
+from vtpose.serving.limits import ServingLimits, check_batch_size
 from vtpose.serving.packaging import sanitize_version
 
-STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 LIMITS = ServingLimits(max_image_bytes=2_000_000, max_image_pixels=10_000_000, max_batch_images=4)
-
-
-def test_decode_matches_opencv() -> None:
-    decoded = decode_image_bytes(STREAMER.read_bytes(), LIMITS)
-    reference = load_image(STREAMER)
-    assert decoded.shape == reference.shape and decoded.dtype == np.uint8
-    # Both use libjpeg; allow a rounding step in chroma upsampling.
-    assert np.abs(decoded.astype(np.int16) - reference).mean() < 1.0
-
-
-@pytest.mark.parametrize(
-    ("data", "content_type", "status"),
-    [
-        (b"", None, 400),
-        (b"hello", None, 415),
-        (b"\xff\xd8\xff\xe0garbage", "image/jpeg", 400),
-        (b"\x89PNG\r\n\x1a\n", "image/png", 415),
-        (b"hello", "text/plain", 415),
-        (b"x" * 2_000_001, None, 413),
-    ],
-)
-def test_decode_rejections(data: bytes, content_type: str | None, status: int) -> None:
-    with pytest.raises(ImageRejected) as caught:
-        decode_image_bytes(data, LIMITS, content_type=content_type)
-    assert caught.value.status == status
-    assert caught.value.to_json()["error"].startswith("image:")
-
-
-def test_decode_applies_exif_orientation() -> None:
-    """A JPEG tagged "rotate 90" (EXIF orientation 6) comes out turned, as cv2.imread turns it."""
-    pixels = np.zeros((40, 60, 3), dtype=np.uint8)
-    pixels[:, :10] = 255  # a white band on the left
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
-    decoded = decode_image_bytes(buffer.getvalue(), LIMITS)
-    assert decoded.shape == (60, 40, 3)
-    assert decoded[:10].mean() > 200 and decoded[20:].mean() < 50  # the band is now on top
-
-
-def test_truncated_and_oversized_images() -> None:
-    with pytest.raises(ImageRejected, match="truncated") as caught:
-        decode_image_bytes(STREAMER.read_bytes()[:20000], LIMITS)
-    assert caught.value.status == 400
-    buffer = io.BytesIO()
-    Image.new("1", (4000, 3000)).save(buffer, format="PNG")  # 12 Mpx in a few KB
-    with pytest.raises(ImageRejected, match="4000x3000") as caught:
-        decode_image_bytes(buffer.getvalue(), LIMITS)
-    assert caught.value.status == 413
 
 
 def test_limits_from_env() -> None:
@@ -82,10 +25,20 @@ def test_limits_from_env() -> None:
     assert limits.max_image_bytes == 123 and limits.max_batch_images == ServingLimits().max_batch_images
     with pytest.raises(ValueError, match="VTPOSE_MAX_IMAGE_PIXELS"):
         ServingLimits.from_env({"VTPOSE_MAX_IMAGE_PIXELS": "lots"})
-    with pytest.raises(ImageRejected):
+    with pytest.raises(RequestRejected) as many:
         check_batch_size(5, LIMITS)
-    with pytest.raises(ImageRejected):
+    assert many.value.to_json() == {
+        "error": "images: 5 images is over the batch limit of 4 (VTPOSE_MAX_BATCH_IMAGES); split the request.",
+        "field": "images",
+        "status": 413,
+    }
+    with pytest.raises(RequestRejected) as none:
         check_batch_size(0, LIMITS)
+    assert none.value.status == 400 and none.value.field == "images"
+    # Uploads are decoded under these limits, every known format, EXIF orientation applied.
+    policy = LIMITS.image_policy()
+    assert (policy.max_bytes, policy.max_pixels, policy.max_side) == (2_000_000, 10_000_000, None)
+    assert policy.formats == ("JPEG", "PNG", "WebP", "BMP", "GIF", "TIFF") and policy.apply_exif
 
 
 def test_sanitize_version() -> None:

@@ -322,14 +322,7 @@ class CaptureConnection:
             self.in_flight = asyncio.create_task(self._frame(data))
         elif kind == protocol.BACKGROUND:
             image = data[1:]
-            await asyncio.to_thread(
-                protocol.decode_image,
-                image,
-                protocol.MAX_BACKGROUND_BYTES,
-                protocol.MAX_BACKGROUND_SIDE,
-                ("JPEG", "PNG", "WebP"),
-                "background",
-            )
+            await asyncio.to_thread(protocol.decode_image, image, protocol.BACKGROUND_IMAGES, "background")
             self.session.background_image = image
             assert self.pair is not None
             self.pair.broadcast(data)

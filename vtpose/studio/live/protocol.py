@@ -19,14 +19,16 @@ import os
 import re
 import struct
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from vtpose.errors import VtposeError
+from vtpose.errors import RequestRejected, VtposeError
 from vtpose.pose import PersonPose
+from vtpose.serving import decoding
+from vtpose.serving.decoding import ImagePolicy
 from vtpose.studio.avatar.rig import Rig
 from vtpose.studio.avatar.scene import PERSON_CHOICES
 from vtpose.studio.avatar.spec import AvatarSpec, Color, PartSpec, parse_avatar
@@ -46,6 +48,9 @@ MAX_FRAME_BYTES = 1 << 20
 MAX_FRAME_SIDE = 1920
 MAX_BACKGROUND_BYTES = 4 << 20
 MAX_BACKGROUND_SIDE = 4096
+# Frames come from the page's canvas (no EXIF); a background is a user's file, turned as the browser shows it.
+FRAME_IMAGES = ImagePolicy(MAX_FRAME_BYTES, max_side=MAX_FRAME_SIDE, formats=("JPEG", "WebP"), apply_exif=False)
+BACKGROUND_IMAGES = ImagePolicy(MAX_BACKGROUND_BYTES, max_side=MAX_BACKGROUND_SIDE, formats=("JPEG", "PNG", "WebP"))
 MAX_TEXT_BYTES = 64 << 10  # a settings message is ~200 bytes; an avatar YAML a few KB
 MAX_USER_AVATARS = 8  # uploaded avatars kept per capture page
 MAX_NAME_CHARS = 40
@@ -71,7 +76,6 @@ ROLES = ("capture", "output")
 PAIR_CODE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 TEXT_TYPES = ("settings", "avatar", "ping")
 BACKGROUND_KINDS = ("prepared", "image", "color", "transparent")
-_JPEG, _PNG, _WEBP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", (b"RIFF", b"WEBP")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -132,71 +136,26 @@ class Frame:
     image: np.ndarray
 
 
-def _image_kind(data: bytes) -> str | None:
-    if data.startswith(_JPEG):
-        return "JPEG"
-    if data.startswith(_PNG):
-        return "PNG"
-    if len(data) >= 12 and data[:4] == _WEBP[0] and data[8:12] == _WEBP[1]:
-        return "WebP"
-    return None
-
-
-def decode_image(data: bytes, max_bytes: int, max_side: int, kinds: tuple[str, ...], what: str) -> np.ndarray:
-    """Decode an image sent on the socket, refusing anything too large before and after decoding.
+def decode_image(data: bytes, policy: ImagePolicy, what: str) -> np.ndarray:
+    """Decode an image sent on the socket with the one decoder every untrusted image goes through
+    (`vtpose.serving.decoding`), its refusals answered as the socket's errors.
 
     Args:
         data: the encoded image.
-        max_bytes: most bytes accepted.
-        max_side: most pixels on either side.
-        kinds: accepted formats ("JPEG", "PNG", "WebP"), recognised by their first bytes.
+        policy: its limits: `FRAME_IMAGES` or `BACKGROUND_IMAGES`.
         what: how messages name it ("frame 12").
 
     Returns:
         BGR (H, W, 3) uint8.
 
     Raises:
-        ProtocolError: `too_large` or `bad_image`.
+        ProtocolError: `too_large` (over the byte or size limit) or `bad_image` (not an accepted format, broken).
     """
-    if len(data) > max_bytes:
-        raise ProtocolError(
-            "too_large", f"{what}: {len(data)} bytes is over the {max_bytes}-byte limit; downscale it before sending."
-        )
-    kind = _image_kind(data)
-    if kind not in kinds:
-        raise ProtocolError("bad_image", f"{what}: not a {' or '.join(kinds)} image; send canvas.toBlob output.")
-    size = _header_size(data, kind)
-    if size is not None and max(size) > max_side:
-        raise ProtocolError(
-            "too_large", f"{what}: {size[0]}x{size[1]} pixels; the long side may be at most {max_side}."
-        )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise ProtocolError("bad_image", f"{what}: the {kind} data is broken and cannot be decoded.")
-    if max(image.shape[:2]) > max_side:
-        raise ProtocolError(
-            "too_large", f"{what}: {image.shape[1]}x{image.shape[0]} pixels; the long side may be at most {max_side}."
-        )
-    return image
-
-
-def _header_size(data: bytes, kind: str) -> tuple[int, int] | None:
-    """(width, height) read from the image header without decoding (so a decompression bomb is never decoded)."""
-    if kind == "PNG" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    if kind == "JPEG":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-                return width, height
-            i += 2 + length
-    return None  # WebP: cv2 checks its own limits; the decoded size is checked after
+    try:
+        return decoding.decode_image(data, policy, field=what)
+    except RequestRejected as rejected:
+        code = "too_large" if rejected.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE else "bad_image"
+        raise ProtocolError(code, str(rejected)) from None
 
 
 def parse_frame(data: bytes) -> Frame:
@@ -211,9 +170,7 @@ def parse_frame(data: bytes) -> Frame:
         )
     _, frame_id, capture_ms = FRAME_HEADER.unpack_from(data)
     try:
-        image = decode_image(
-            data[FRAME_HEADER.size :], MAX_FRAME_BYTES, MAX_FRAME_SIDE, ("JPEG", "WebP"), f"frame {frame_id}"
-        )
+        image = decode_image(data[FRAME_HEADER.size :], FRAME_IMAGES, f"frame {frame_id}")
     except ProtocolError as error:
         # With the frame's id the page knows which frame failed and may send the next.
         raise ProtocolError(error.code, str(error), frame_id) from None
