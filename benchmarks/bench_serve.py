@@ -263,11 +263,13 @@ def main() -> None:
     print(f"in-process: {local}", file=sys.stderr)
     load_after = os.getloadavg()[0]
 
+    command = f"--backend {' '.join(args.backend)} --requests {args.requests} --raw-runs {args.raw_runs}"
+    command += f" --soak {args.soak:g}" if args.soak > 0 else ""
     busy = max(load_before, load_after) > (os.cpu_count() or 1)
     quiet = "**NOT a quiet machine**: other jobs ran" if busy else "quiet machine"
     cpu = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
     report += [
-        "# Serving benchmark (`benchmarks/bench_serve.py`)",
+        f"# Serving benchmark: `.venv/bin/python benchmarks/bench_serve.py {command}`",
         "",
         f"Bento `{tag}` (yolo11n-pose, each variant called directly: ONNX Runtime or OpenVINO, CPU, 1 BentoML worker, "
         f"VTPOSE_BACKEND per run) vs in-process `YOLO(pt).predict`, same image ({IMAGE.name}, 1280x720) and imgsz "
