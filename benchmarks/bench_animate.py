@@ -1,12 +1,16 @@
 """`vtpose animate` speed on data/media/dance.avi (1280x720, 205 frames), and where the time goes.
 
-    .venv/bin/python benchmarks/bench_animate.py [--imgsz 320 640] [--weights W] [--backend pytorch onnx openvino]
+    .venv/bin/python benchmarks/bench_animate.py [--imgsz 320 640] [--weights W]
+        [--backend pytorch onnx openvino openvino-int8] [--int8-calibration 100] [--max-frames N]
 
-For each inference size and backend (`.pt` weights exported once, before the clock, for ONNX and OpenVINO; an
-INT8 IR given as --weights runs as it is): the end-to-end pipelined run exactly as `vtpose animate` does it (fps =
-frames written per second of the pipeline, after model load and warm-up, which are reported apart), each stage's
-busy time in that run (stages overlap on threads, so the slowest stage bounds the rate), and each stage timed alone
-on the first ISOLATED_FRAMES frames with nothing else running in this process.
+For each inference size and backend (`.pt` weights exported once, before the clock, for ONNX and OpenVINO; for
+openvino-int8 the FP32 IR quantized by NNCF on the first --int8-calibration train2017 images, as
+`vtpose.backends.export.quantize_openvino_int8` does for the pipeline; an IR given as --weights runs as it is):
+the end-to-end pipelined run exactly as `vtpose animate` does it (fps = frames written per second of the pipeline,
+after model load and warm-up, which are reported apart), each stage's busy time in that run (stages overlap on
+threads, so the slowest stage bounds the rate), each stage timed alone on the first ISOLATED_FRAMES frames with
+nothing else running in this process, and batching: consecutive frames two per `predict` call against the same two
+frames in two `predict_one` calls, the two ways taking turns pair by pair (letterbox and decoding included in both).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
+import numpy as np
+from int8_ir import cached_ir
 
-from vtpose.backends import BACKENDS, open_backend
-from vtpose.backends.export import cached_export
+from vtpose.backends import VARIANTS, open_backend
+from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, cached_export
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.studio.avatar import FrameRenderer
 from vtpose.studio.motion import PoseSmoother, PoseTracker
@@ -64,12 +70,40 @@ def isolated(weights: Path, imgsz: int) -> dict[str, float]:
     return {"decode": decode, "inference": infer, "track+smooth": motion, "render": render, "encode": encode}
 
 
+def batching(weights: Path, imgsz: int) -> dict[str, float]:
+    """Milliseconds per frame of consecutive frame pairs run as one `predict` call and as two `predict_one` calls."""
+    frames = list(read_frames(VIDEO, ISOLATED_FRAMES))
+    predictor = open_backend(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
+    times: dict[str, list[float]] = {"two single calls": [], "one call of two": []}
+    with _torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
+        predictor.predict(frames[:2])  # sizes the runtime's buffers for a batch of two
+        for first, second in zip(frames[0::2], frames[1::2], strict=False):
+            t0 = time.perf_counter()
+            predictor.predict_one(first)
+            predictor.predict_one(second)
+            times["two single calls"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            predictor.predict([first, second])
+            times["one call of two"].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) / 2 for name, t in times.items()}
+
+
+def model_file(weights: Path, variant: str, imgsz: int, calibration: int) -> Path:
+    """The file `variant` runs: the `.pt` exported (cached) for its engine; an INT8 IR quantized once."""
+    if variant == "openvino-int8" and weights.suffix == ".pt":
+        return cached_ir(weights, "int8", imgsz, calibration)
+    return cached_export(weights, variant.removesuffix("-int8"), imgsz, EXPORT_CACHE_DIR)
+
+
 def main() -> None:
     """Print the figures for each size."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--weights", type=Path, default=PRETRAINED_WEIGHTS)
-    parser.add_argument("--backend", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--backend", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--int8-calibration", type=int, default=DEFAULT_CALIBRATION_SIZE, help="train2017 images INT8 is calibrated on"
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="stop each run early (a quick sanity check)")
     args = parser.parse_args()
     print(
@@ -79,8 +113,8 @@ def main() -> None:
     for imgsz, backend in itertools.product(args.imgsz, args.backend):
         # Exported before the clock starts: a one-off, cached under .runtime/exports.
         t0 = time.perf_counter()
-        weights = cached_export(args.weights, backend, imgsz, EXPORT_CACHE_DIR)
-        print(f"\n{backend} model {weights.name} ready in {time.perf_counter() - t0:.1f} s")
+        weights = model_file(args.weights, backend, imgsz, args.int8_calibration)
+        print(f"\n{backend} model {weights.parent.name}/{weights.name} ready in {time.perf_counter() - t0:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             stats = animate_video(
@@ -102,6 +136,12 @@ def main() -> None:
         total_alone = sum(alone.values())
         print(
             f"  alone ms/frame: {per_stage} (sum {1000 * total_alone:.1f}, {1 / total_alone:.1f} fps without overlap)"
+        )
+        paired = batching(weights, imgsz)
+        single, batched = paired["two single calls"], paired["one call of two"]
+        print(
+            f"  batching two frames: {1000 * batched:.1f} ms/frame in one call of two, {1000 * single:.1f} in two "
+            f"single calls (saves {100 * (1 - batched / single):.0f}%)"
         )
         print(f"  load average after {os.getloadavg()[0]:.1f}")
 
