@@ -44,7 +44,8 @@ from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.pose import load_image
-from vtpose.serving.http import ServingLimits, decode_image_bytes
+from vtpose.serving.decoding import decode_image
+from vtpose.serving.limits import ServingLimits
 from vtpose.testing.local_server import package_bento, start_bento, stop, wait_ready
 
 IMAGE = MEDIA_DIR / "game-streamer-tips.jpg"
@@ -95,7 +96,8 @@ def packaged_model(tag_info: dict[str, object]) -> tuple[Path, dict[str, object]
 def in_process(tag_info: dict[str, object], variants: list[str], runs: int) -> dict[str, dict[str, float]]:
     """Sequential in-process timings on the same image, every candidate taking its turn call by call (so another
     process's load falls on all of them alike), with no server up:
-    - the service's decoder (`decode_image_bytes`, default limits) and plain `cv2.imdecode`, on the upload's bytes;
+    - the service's decoder (`vtpose.serving.decoding.decode_image`, default limits) and plain `cv2.imdecode`,
+      on the upload's bytes;
     - each variant's backend `predict_one` on the decoded image, opened from the Bento as the service opens it
       (`load_packaged_backend`, every core: what a lone request gets);
     - `YOLO(pt).predict` (the raw baseline) and `YOLO(ultralytics openvino dir).predict`.
@@ -104,12 +106,12 @@ def in_process(tag_info: dict[str, object], variants: list[str], runs: int) -> d
 
     payload = IMAGE.read_bytes()
     image = load_image(IMAGE)
-    limits = ServingLimits()
+    policy = ServingLimits().image_policy()
     model_dir, metadata = packaged_model(tag_info)
     raw_pt = YOLO(str(PRETRAINED_WEIGHTS), task="pose")
     raw_ov = YOLO(str(ultralytics_openvino_dir()), task="pose")
     calls: dict[str, Callable[[], object]] = {
-        "decode: `decode_image_bytes` (the service's)": lambda: decode_image_bytes(payload, limits, "image/jpeg"),
+        "decode: `decode_image` (the service's)": lambda: decode_image(payload, policy),
         "decode: `cv2.imdecode`": lambda: cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR),
     }
     for variant in variants:
