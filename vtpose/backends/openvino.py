@@ -5,9 +5,8 @@ Cores are shared the way the ONNX backend shares them: one compiled model with `
 larger, a second one compiled for latency (one stream, every core) serves a call that runs alone.
 
 The arithmetic is OpenVINO's default for the device unless `inference_precision` says otherwise: on a CPU with
-native bfloat16 (AVX512-BF16 or AMX, e.g. this project's AMD EPYC VM) that is bf16, which ran the FP32 IR 1.8x and
-the INT8 IR 2.6x faster than f32 here, keypoints moving by a median 0.2 px (at most 1.8 px) against PyTorch. The
-variant scoring measures AP and latency as served, so that choice is judged on evidence; `describe()` reports it.
+native bfloat16 (AVX512-BF16 or AMX) that is bf16: faster than f32 at a fraction of a pixel's difference in the
+keypoints (benchmarks/bench_openvino.py measures both IRs at both arithmetics side by side). The variant scoring measures AP and latency as served, so that choice is judged on evidence; `describe()` reports it.
 """
 
 from __future__ import annotations
