@@ -158,14 +158,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @dataclass(frozen=True)
 class RunningBento:
-    """A ready `bentoml serve`: its base URL and the process leading its process group (workers included)."""
+    """A ready `bentoml serve`: its base URL and the pid of the `bentoml serve` process (its workers' ancestor)."""
 
     url: str
     pid: int
 
     def rss_bytes(self) -> int:
-        """Resident memory of the whole server, bytes: every process of its group (the supervisor, the workers)."""
-        return process_group_rss(self.pid)
+        """Resident memory of the whole server, bytes: the supervisor and every worker it started."""
+        return process_tree_rss(self.pid)
 
 
 @contextlib.contextmanager
@@ -189,16 +189,26 @@ def serve_bento(tag: str, env: Mapping[str, str], cwd: Path, log_path: Path, hos
         yield server.url
 
 
-def process_group_rss(pgid: int) -> int:
-    """The summed resident set size (bytes) of the live processes in process group `pgid`, read from /proc."""
+def process_tree_rss(pid: int) -> int:
+    """The summed resident set size (bytes) of process `pid` and all its descendants, read from /proc.
+
+    By descent, not by process group: BentoML starts each worker in a session of its own.
+    """
     page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            # Fields after the command name (which may hold spaces): state ppid pgrp ...; statm's second is RSS.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                total += int((stat.parent / "statm").read_text().split()[1]) * page
+            # After the command name (which may hold spaces and parentheses): state, ppid, ...
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier and child not in tree]
+        tree.update(children)
+        frontier = children
+    total = 0
+    for member in tree:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * page  # its second field: RSS pages
     return total
 
 
