@@ -314,7 +314,6 @@ def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str 
     """
     from vtpose.artifacts import sha256_file
     from vtpose.backends import VARIANTS, backend_for
-    from vtpose.backends.packaged import MODEL_FILES
 
     weights = Path(weights)
     if backend not in VARIANTS:
@@ -330,6 +329,15 @@ def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str 
             f"{weights}: {own} weights cannot run on {backend}; pass the .pt (exports go .pt -> .onnx -> OpenVINO)."
         )
     folder = Path(cache_dir) / f"{weights.stem}-{sha256_file(weights)[:16]}-{imgsz}"
+    # The exporters print their progress on stdout; a command's stdout is its answer (`vtpose infer --json`).
+    with contextlib.redirect_stdout(sys.stderr):
+        return _cached_variant(weights, own, backend, imgsz, Path(cache_dir), folder)
+
+
+def _cached_variant(weights: Path, own: str, backend: str, imgsz: int, cache_dir: Path, folder: Path) -> Path:
+    """`cached_export`'s chain: each step's file made in `folder` unless it is there already."""
+    from vtpose.backends.packaged import MODEL_FILES
+
     if own == "openvino":  # an FP32 IR given: only the INT8 step is left
         xml = weights
     else:
