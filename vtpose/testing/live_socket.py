@@ -68,13 +68,14 @@ def studio_socket(server: str, query: str = "role=capture", host: str | None = N
                   max_size: int | None = None) -> Iterator[Any]:  # fmt: skip
     """A connected studio socket (same-origin, as the page's); `host` sends another Host header over loopback."""
     from websockets.sync.client import connect
+    from websockets.typing import Origin
 
     url = ws_url(server, query, host)
     parts = urlsplit(server)
     origin = server if host is None else f"http://{host}:{parts.port}"
     # The TCP connection always goes to the server on loopback, whatever name the Host header carries.
     sock = socket.create_connection((parts.hostname, parts.port), timeout=RECV_TIMEOUT_S)
-    with connect(url, sock=sock, origin=origin, max_size=max_size, open_timeout=RECV_TIMEOUT_S) as ws:  # type: ignore[arg-type]
+    with connect(url, sock=sock, origin=Origin(origin), max_size=max_size, open_timeout=RECV_TIMEOUT_S) as ws:
         yield ws
 
 

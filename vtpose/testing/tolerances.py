@@ -63,8 +63,8 @@ def joint_errors(
     errors: list[float] = []
     for person in [p for p in reference if p.score >= REFERENCE_MIN_SCORE]:
         assert found, f"{what}: {variant} found nobody where PyTorch found a person at {person.bbox}"
-        match = max(found, key=lambda o, p=person: box_iou(o.bbox, p.bbox))
-        iou = box_iou(match.bbox, person.bbox)
+        ious = [box_iou(other.bbox, person.bbox) for other in found]
+        match, iou = found[int(np.argmax(ious))], max(ious)
         assert iou > (INT8_MIN_IOU if int8 else FP32_MIN_IOU), f"{what}: {variant} box IoU {iou:.3f} with PyTorch's"
         confident = (person.keypoints[:, 2] > CONFIDENT) & (match.keypoints[:, 2] > CONFIDENT)
         error = np.hypot(*(match.keypoints[confident, :2] - person.keypoints[confident, :2]).T)
