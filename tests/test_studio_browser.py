@@ -1,7 +1,8 @@
 """The live studio in a real browser against the real pose service.
 
-`build_bento` packages the pretrained checkpoint; `bentoml serve` runs that Bento (without --host: the default
-bind must be loopback); Debian's Chromium, driven by Playwright, opens /studio with a fake camera playing a clip
+`studio_bento` packages the pretrained checkpoint as `make studio` does (its OpenVINO IRs, INT8 calibrated on a few
+train images); `bentoml serve` runs that Bento on the INT8 variant (without --host: the default bind must be
+loopback); Debian's Chromium, driven by Playwright, opens /studio with a fake camera playing a clip
 of data/media/dance.avi. Checked: poses with 17 keypoints reach the page, the avatar is drawn where the person is,
 track ids hold, the output view follows its capture page, bad socket input gets clear errors or a reason-coded
 close, and the page's avatar matches the Python renderer's for the same pose.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +27,11 @@ from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.pose import PersonPose
 from vtpose.studio.avatar.scene import render_scene
 from vtpose.studio.avatar.spec import avatar_files
-from vtpose.studio.live.protocol import live_imgsz
+from vtpose.studio.live import protocol
+from vtpose.studio.live.protocol import close_reason, live_imgsz
 from vtpose.testing.fake_camera import CHROMIUM, chromium_args, write_y4m
-from vtpose.testing.local_server import package_bento, serve_bento
+from vtpose.testing.live_socket import close_of, frame_message, jpeg, recv_json, send_burst, studio_socket, ws_url
+from vtpose.testing.local_server import STUDIO_VARIANT, serve_bento, studio_bento
 
 pytestmark = pytest.mark.slow
 
@@ -56,10 +58,10 @@ MAX_MISMATCH = 0.04
 
 @pytest.fixture(scope="module")
 def bento(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """`build_bento` on the pretrained checkpoint in a fresh BENTOML_HOME (a subprocess: BentoML reads it once)."""
+    """The Bento `make studio` serves, in a fresh BENTOML_HOME (packaged once per test session)."""
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `dvc pull`")
-    return package_bento(PRETRAINED_WEIGHTS, "3", tmp_path_factory.mktemp("bentoml"))
+    return studio_bento(tmp_path_factory.getbasetemp() / "studio-bento")
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,14 @@ def _set_color(page: Any, color: str) -> None:
         " e.dispatchEvent(new Event('change')); }",
         color,
     )
+
+
+def test_the_page_draws_poses_of_the_int8_variant_make_studio_serves(capture: Any, server: str) -> None:
+    info = httpx.get(f"{server}/model", timeout=30).json()
+    assert (info["backend"], info["precision"], info["variant"]) == ("openvino", "int8", STUDIO_VARIANT)
+    poses = capture.evaluate("window.studio.lastPoses")
+    assert poses["model_version"] == info["model_version"] == f"pretrained+{STUDIO_VARIANT}"
+    assert capture.evaluate("window.studio.stats.frames.length") >= 10 and poses["persons"]
 
 
 def test_the_page_receives_poses_with_17_keypoints(capture: Any) -> None:
@@ -323,25 +333,13 @@ def test_the_page_runs_under_its_own_content_security_policy(chromium: Any, serv
     context.close()
 
 
-def _ws_url(server: str, query: str = "role=capture") -> str:
-    return server.replace("http://", "ws://") + f"/studio/ws?{query}"
-
-
-def _frame(frame_id: int, image: bytes) -> bytes:
-    return struct.pack("<BId", 1, frame_id, 1000.0 * frame_id) + image
-
-
 def _recv_json(ws: Any) -> dict[str, Any]:
-    message = ws.recv(timeout=30)
-    assert isinstance(message, str), message
-    return json.loads(message)
+    return recv_json(ws, timeout=30)
 
 
 def test_bad_socket_input_gets_a_clear_error_and_the_socket_stays_usable(server: str) -> None:
-    from websockets.sync.client import connect
-
-    jpeg = cv2.imencode(".jpg", cv2.resize(cv2.imread(str(STREAMER)), (640, 360)))[1].tobytes()
-    with connect(_ws_url(server), origin=server, max_size=None) as ws:
+    streamer = jpeg(cv2.resize(cv2.imread(str(STREAMER)), (640, 360)))
+    with studio_socket(server) as ws:
         assert _recv_json(ws)["type"] == "welcome"
         cases = [
             ("not json {", "not_json"),
@@ -350,8 +348,8 @@ def test_bad_socket_input_gets_a_clear_error_and_the_socket_stays_usable(server:
             (json.dumps({"type": "settings", "avatar": "nobody"}), "bad_settings"),
             (json.dumps({"type": "settings", "background": {"kind": "color", "color": "red"}}), "bad_settings"),
             (json.dumps({"type": "avatar", "name": "mine", "yaml": "parts: [{shape: blob}]"}), "bad_avatar"),
-            (_frame(7, b"GIF89a not a frame"), "bad_image"),
-            (_frame(8, b"\xff\xd8\xff" + b"\0" * (2 << 20)), "too_large"),
+            (frame_message(7, b"GIF89a not a frame"), "bad_image"),
+            (frame_message(8, b"\xff\xd8\xff" + b"\0" * (2 << 20)), "too_large"),
             (b"\x09whatever", "unknown_type"),
             (b"\x01\x02", "bad_frame"),
         ]
@@ -366,49 +364,53 @@ def test_bad_socket_input_gets_a_clear_error_and_the_socket_stays_usable(server:
         assert "frame 8" in replies["too_large"] and "limit" in replies["too_large"]
         ws.send(json.dumps({"type": "ping", "t": 5}))
         assert _recv_json(ws) == {"type": "pong", "t": 5}
-        ws.send(_frame(9, jpeg))
+        ws.send(frame_message(9, streamer))
         poses = _recv_json(ws)
         assert poses["type"] == "poses" and poses["id"] == 9 and poses["persons"]
         assert all(len(p["keypoints"]) == 17 for p in poses["persons"])
 
 
 def test_a_flood_of_frames_is_dropped_then_closed_with_a_reason(server: str) -> None:
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
-
-    jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 128, np.uint8))[1].tobytes()
-    with connect(_ws_url(server), origin=server) as ws:
+    # Each flood goes as one burst (framed under the client's lock, written at once): the server finds it whole
+    # in its receive buffer, reads each message in microseconds and drops every frame behind the one in flight,
+    # so the count it closes at does not depend on how fast this process sends.
+    frame = jpeg(np.full((270, 480, 3), 128, np.uint8))
+    flood = [frame_message(i, frame) for i in range(1, 3 * protocol.FLOOD_MAX_DROPS + 1)]
+    with studio_socket(server) as ws:
         assert _recv_json(ws)["type"] == "welcome"
-        for i in range(80):
-            ws.send(_frame(i + 1, jpeg))
-        codes = []
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                codes.append(_recv_json(ws).get("code"))
-    assert "busy" in codes
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
-    assert "flood" in closed.value.rcvd.reason
-    # A flood of small text messages never reaches the model, and is closed the same way.
-    with connect(_ws_url(server), origin=server) as ws:
+        send_burst(ws, flood)
+        close, replies = close_of(ws, timeout=30)
+    busy = [m["id"] for m in replies if m.get("code") == "busy"]
+    # Dropped frames are answered one by one; the drop over the limit closes the connection.
+    assert len(busy) == protocol.FLOOD_MAX_DROPS + 1 and busy == sorted(busy) and min(busy) >= 2, replies
+    assert all(m["type"] == "poses" or m.get("code") == "busy" for m in replies), replies
+    assert close.code == protocol.CLOSE_POLICY
+    assert close.reason == close_reason(
+        f"flood: over {protocol.FLOOD_MAX_DROPS} frames sent while one was in flight; "
+        "send a frame only after the last one's poses"
+    )
+    # A flood of small text messages never reaches the model, and is closed the same way: exactly the messages
+    # within the limit are answered.
+    pings = [json.dumps({"type": "ping", "t": i}) for i in range(4 * protocol.FLOOD_MAX_MESSAGES)]
+    with studio_socket(server) as ws:
         assert _recv_json(ws)["type"] == "welcome"
-        for i in range(400):
-            ws.send(json.dumps({"type": "ping", "t": i}))
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                ws.recv(timeout=30)
-    assert closed.value.rcvd.code == 1008 and "240 messages" in closed.value.rcvd.reason
+        send_burst(ws, pings)
+        close, replies = close_of(ws, timeout=30)
+    assert replies == [{"type": "pong", "t": i} for i in range(protocol.FLOOD_MAX_MESSAGES)]
+    assert close.code == protocol.CLOSE_POLICY
+    assert close.reason == f"flood: over {protocol.FLOOD_MAX_MESSAGES} messages in a second"
 
 
 def test_cross_origin_and_bad_urls_are_refused(server: str) -> None:
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
     with pytest.raises(InvalidStatus) as refused:
-        connect(_ws_url(server), origin="http://evil.example")
+        connect(ws_url(server), origin="http://evil.example")
     assert refused.value.response.status_code == 403
-    with connect(_ws_url(server, "role=output"), origin=server) as ws, pytest.raises(ConnectionClosed) as closed:
-        ws.recv(timeout=10)
-    assert closed.value.rcvd.code == 4400 and "pair" in closed.value.rcvd.reason
+    with studio_socket(server, "role=output") as ws:
+        close, before = close_of(ws, timeout=10)
+    assert (close.code, before) == (protocol.CLOSE_BAD_REQUEST, []) and "pair" in close.reason
 
 
 def test_state_is_freed_on_disconnect_and_the_server_binds_loopback(server: str, capture: Any) -> None:

@@ -30,6 +30,8 @@ INT8_PRESETS = ("mixed", "performance")
 # coordinates and scores directly; Ultralytics keeps the same part of the head in float for INT8 detection.
 DEFAULT_INT8_IGNORED_PATTERNS: tuple[str, ...] = (r".*/dfl/.*", r".*Sigmoid.*")
 DEFAULT_CALIBRATION_SIZE = 100
+# `cached_export`'s INT8 IR (the CLI's `--backend openvino-int8`): calibrated on this many sample train images.
+CACHED_INT8_CALIBRATION_SIZE = 30
 # Where the IR records the inference size it was exported for (its rt_info, beside Ultralytics' own keys).
 IR_IMGSZ_KEY = "vtpose_imgsz"
 
@@ -295,13 +297,15 @@ def _matches(pattern: str, name: str) -> bool:
 def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str | Path) -> Path:
     """The weights as the file `backend` opens, exported once from a `.pt` and cached by content.
 
-    `.pt` -> `.onnx` (Ultralytics' exporter, seconds) for "onnx", -> FP32 IR (from that ONNX) for "openvino";
-    "pytorch" and weights already in the backend's format are returned as they are. The cache key is the weights'
-    sha256 and `imgsz`, so changed weights are exported again; the cache folder is safe to delete.
+    `.pt` -> `.onnx` (Ultralytics' exporter, seconds) for "onnx", -> FP32 IR (from that ONNX) for "openvino", -> INT8
+    IR (from that FP32 IR, calibrated on the first CACHED_INT8_CALIBRATION_SIZE train images of the sample data)
+    for "openvino-int8"; "pytorch" and weights already in the backend's format are returned as they are. The cache
+    key is the weights' sha256 and `imgsz`, so changed weights are exported again; the cache folder is safe to
+    delete.
 
     Args:
         weights: `.pt`, `.onnx` or `.xml` weights.
-        backend: "pytorch", "onnx" or "openvino".
+        backend: "pytorch", "onnx", "openvino" or "openvino-int8".
         imgsz: inference size, pixels.
         cache_dir: where exports are kept (e.g. `.runtime/` in the project).
 
@@ -309,34 +313,56 @@ def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str 
         VtposeError: the weights are missing, or cannot be converted to `backend` (e.g. `.onnx` to PyTorch).
     """
     from vtpose.artifacts import sha256_file
-    from vtpose.backends import BACKENDS, backend_for
+    from vtpose.backends import VARIANTS, backend_for
 
     weights = Path(weights)
-    if backend not in BACKENDS:
-        raise VtposeError(f"backend {backend!r} is not one of {BACKENDS}.")
+    if backend not in VARIANTS:
+        raise VtposeError(f"backend {backend!r} is not one of {VARIANTS}.")
     own = backend_for(weights)
     if own == backend:
         return weights
     if not weights.is_file():
         raise VtposeError(f"{weights}: weights file not found; pass --weights PATH to a .pt, .onnx or .xml file.")
-    order = {"pytorch": 0, "onnx": 1, "openvino": 2}
+    order = {"pytorch": 0, "onnx": 1, "openvino": 2, "openvino-int8": 3}
     if order[own] > order[backend]:
         raise VtposeError(
             f"{weights}: {own} weights cannot run on {backend}; pass the .pt (exports go .pt -> .onnx -> OpenVINO)."
         )
     folder = Path(cache_dir) / f"{weights.stem}-{sha256_file(weights)[:16]}-{imgsz}"
-    onnx_path = weights if own == "onnx" else folder / "model.onnx"
-    if not onnx_path.is_file():
-        with tempfile.TemporaryDirectory(dir=_made(Path(cache_dir)), prefix=".export-") as tmp:
-            exported = export_onnx(weights, imgsz, Path(tmp))
-            _made(folder)
-            exported.replace(onnx_path)
-    if backend == "onnx":
-        return onnx_path
-    xml = folder / "openvino" / "model.xml"
-    if not xml.is_file():
-        export_openvino(onnx_path, xml, imgsz)
-    return xml
+    # The exporters print their progress on stdout; a command's stdout is its answer (`vtpose infer --json`).
+    with contextlib.redirect_stdout(sys.stderr):
+        return _cached_variant(weights, own, backend, imgsz, Path(cache_dir), folder)
+
+
+def _cached_variant(weights: Path, own: str, backend: str, imgsz: int, cache_dir: Path, folder: Path) -> Path:
+    """`cached_export`'s chain: each step's file made in `folder` unless it is there already."""
+    from vtpose.backends.packaged import MODEL_FILES
+
+    if own == "openvino":  # an FP32 IR given: only the INT8 step is left
+        xml = weights
+    else:
+        onnx_path = weights if own == "onnx" else folder / "model.onnx"
+        if not onnx_path.is_file():
+            with tempfile.TemporaryDirectory(dir=_made(Path(cache_dir)), prefix=".export-") as tmp:
+                exported = export_onnx(weights, imgsz, Path(tmp))
+                _made(folder)
+                exported.replace(onnx_path)
+        if backend == "onnx":
+            return onnx_path
+        xml = folder / MODEL_FILES["openvino"]
+        if not xml.is_file():
+            export_openvino(onnx_path, xml, imgsz)
+    if backend == "openvino":
+        return xml
+    int8 = folder / MODEL_FILES["openvino-int8"]
+    if not int8.is_file():
+        from vtpose.paths import COCO_MINI_DIR
+
+        images = sorted((COCO_MINI_DIR / "images" / "train2017").glob("*.jpg"))[:CACHED_INT8_CALIBRATION_SIZE]
+        if not images:
+            raise VtposeError(f"{COCO_MINI_DIR}: no train2017 images to calibrate INT8 on; run `make data` first.")
+        quantize_openvino_int8(xml, images, int8, imgsz, calibration_size=CACHED_INT8_CALIBRATION_SIZE)
+    return int8
 
 
 def _made(folder: Path) -> Path:

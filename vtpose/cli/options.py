@@ -56,14 +56,14 @@ def imgsz_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def backend_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """`--backend`: the inference engine; `.pt` weights are exported once (cached under .runtime/exports)."""
-    from vtpose.backends import BACKENDS
+    from vtpose.backends import VARIANTS
 
     return click.option(
         "--backend",
-        type=click.Choice(BACKENDS),
+        type=click.Choice(VARIANTS),
         default=None,
         help="Inference engine. Default: the weights' own (.pt PyTorch, .onnx ONNX Runtime, .xml OpenVINO); "
-        "onnx/openvino export .pt weights once to .runtime/exports.",
+        "onnx/openvino/openvino-int8 export .pt weights once to .runtime/exports (INT8 calibrated on sample images).",
     )(func)
 
 

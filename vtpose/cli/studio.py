@@ -10,7 +10,14 @@ from pathlib import Path
 
 import click
 
-from vtpose.cli.options import backend_option, friendly_errors, imgsz_option, resolve_weights, weights_option
+from vtpose.cli.options import (
+    backend_option,
+    friendly_errors,
+    imgsz_option,
+    resolve_weights,
+    runtime_weights,
+    weights_option,
+)
 
 background_option = click.option(
     "--background", default=None, help="Prepared background name or any image file. Default: studio."
@@ -44,6 +51,7 @@ def register_studio_commands(group: click.Group) -> None:
         show_default=True,
         help="Pose every person found, or only the largest.",
     )
+    @backend_option
     @weights_option
     @imgsz_option
     @friendly_errors
@@ -54,6 +62,7 @@ def register_studio_commands(group: click.Group) -> None:
         background: str | None,
         on_original: bool,
         person: str,
+        backend: str | None,
         weights: Path | None,
         imgsz: int,
     ) -> None:
@@ -65,7 +74,7 @@ def register_studio_commands(group: click.Group) -> None:
         from vtpose.studio.avatar import render_scene, select_persons
 
         bgr = load_image(image)
-        persons = open_backend(resolve_weights(weights), imgsz=imgsz).predict_one(bgr)
+        persons = open_backend(runtime_weights(resolve_weights(weights), backend, imgsz), imgsz=imgsz).predict_one(bgr)
         if not persons:
             raise VtposeError(f"{image}: nobody found in the photo; use a photo with a person in view.")
         chosen = select_persons(persons, person)
@@ -153,11 +162,18 @@ def register_studio_commands(group: click.Group) -> None:
         help="Write a picture of both poses overlaid.",
     )
     @click.option("--mirror", is_flag=True, help="Also count a mirror image as the same pose.")
+    @backend_option
     @weights_option
     @imgsz_option
     @friendly_errors
     def match(
-        image_a: Path, image_b: Path, output: Path | None, mirror: bool, weights: Path | None, imgsz: int
+        image_a: Path,
+        image_b: Path,
+        output: Path | None,
+        mirror: bool,
+        backend: str | None,
+        weights: Path | None,
+        imgsz: int,
     ) -> None:
         """How alike the poses of the largest person in IMAGE_A and in IMAGE_B are, 0 to 100: prints `score: X`."""
         from vtpose.backends import open_backend
@@ -167,7 +183,7 @@ def register_studio_commands(group: click.Group) -> None:
         from vtpose.studio.match import draw_match, pose_similarity
 
         images = [load_image(image_a), load_image(image_b)]  # both checked before the model loads
-        predictor = open_backend(resolve_weights(weights), imgsz=imgsz)
+        predictor = open_backend(runtime_weights(resolve_weights(weights), backend, imgsz), imgsz=imgsz)
         poses = []
         for path, bgr in zip((image_a, image_b), images, strict=True):
             persons = predictor.predict_one(bgr)

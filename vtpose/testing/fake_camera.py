@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (`make browser`)
 
@@ -18,7 +19,7 @@ def write_y4m(
     """A YUV4MPEG2 clip for Chromium's fake camera: `frames` frames of `video` (from `start`, every `step`-th)
     at `size` (width, height), forward then back so the loop has no jump; returns its frame count."""
     capture = cv2.VideoCapture(str(video))
-    images = []
+    images: list[np.ndarray] = []
     index = 0
     while len(images) < frames:
         ok, frame = capture.read()

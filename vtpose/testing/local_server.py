@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vtpose.errors import VtposeError
+from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 180.0
@@ -28,6 +30,12 @@ _LOG_TAIL_CHARS = 4000
 
 
 PACKAGE_TIMEOUT_S = 600.0
+# What `make studio` packages: the pretrained checkpoint with its OpenVINO IRs, INT8 calibrated on train images, and
+# INT8 served. A few images are enough for the tests (the Makefile takes up to 100: calibration is the slow part).
+STUDIO_VARIANT = "openvino-int8"
+STUDIO_CALIBRATION_DIR = COCO_MINI_DIR / "images" / "train2017"
+STUDIO_CALIBRATION_IMAGES = 10
+_INFO_FILE = "bento-info.json"
 
 
 def package_bento(weights: Path, model_version: str, home: Path, *options: str,
@@ -56,6 +64,33 @@ def package_bento(weights: Path, model_version: str, home: Path, *options: str,
     if out.returncode != 0:
         raise VtposeError(f"packaging {weights} failed ({out.returncode}):\n{out.stderr[-_LOG_TAIL_CHARS:]}")
     return {**json.loads(out.stdout), "home": home, "env": env}
+
+
+def studio_bento(root: Path, calibration_images: int = STUDIO_CALIBRATION_IMAGES) -> dict[str, Any]:
+    """The Bento `make studio` serves (`STUDIO_VARIANT`), packaged once under `root` and reused after.
+
+    Test modules that each start a studio server share one packaging this way: `root` is a session's temporary
+    folder, and the BentoInfo JSON written there marks it done. The "env" returned serves `STUDIO_VARIANT`.
+
+    Raises:
+        VtposeError: packaging failed (the message ends with its stderr's tail).
+    """
+    from vtpose.backends import ENV_BACKEND
+
+    info_file = root / _INFO_FILE
+    if info_file.is_file():
+        info = json.loads(info_file.read_text())
+    else:
+        home = root / "bentoml"
+        home.mkdir(parents=True, exist_ok=True)
+        options = ("--openvino", "--int8-images", str(STUDIO_CALIBRATION_DIR),
+                   "--int8-size", str(calibration_images), "--backend", STUDIO_VARIANT)  # fmt: skip
+        packaged = package_bento(PRETRAINED_WEIGHTS, "pretrained", home, *options)
+        info = {k: v for k, v in packaged.items() if k not in ("home", "env")}
+        info_file.write_text(json.dumps(info))
+    home = root / "bentoml"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", ENV_BACKEND: STUDIO_VARIANT}
+    return {**info, "home": home, "env": env}
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -121,17 +156,60 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class RunningBento:
+    """A ready `bentoml serve`: its base URL and the pid of the `bentoml serve` process (its workers' ancestor)."""
+
+    url: str
+    pid: int
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole server, bytes: the supervisor and every worker it started."""
+        return process_tree_rss(self.pid)
+
+
 @contextlib.contextmanager
-def serve_bento(tag: str, env: Mapping[str, str], cwd: Path, log_path: Path, host: str | None = LOOPBACK,
-                timeout_s: float = READY_TIMEOUT_S) -> Iterator[str]:  # fmt: skip
-    """A ready Bento server for the `with` block; yields its base URL (always http://127.0.0.1:PORT)."""
+def running_bento(tag: str, env: Mapping[str, str], cwd: Path, log_path: Path, host: str | None = LOOPBACK,
+                  timeout_s: float = READY_TIMEOUT_S) -> Iterator[RunningBento]:  # fmt: skip
+    """A ready Bento server for the `with` block (always on http://127.0.0.1:PORT), stopped after it."""
     proc, port = start_bento(tag, env, cwd, log_path, host=host)
     try:
         url = f"http://{LOOPBACK}:{port}"
         wait_ready(proc, url, log_path, timeout_s)
-        yield url
+        yield RunningBento(url, proc.pid)
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def serve_bento(tag: str, env: Mapping[str, str], cwd: Path, log_path: Path, host: str | None = LOOPBACK,
+                timeout_s: float = READY_TIMEOUT_S) -> Iterator[str]:  # fmt: skip
+    """A ready Bento server for the `with` block; yields its base URL (always http://127.0.0.1:PORT)."""
+    with running_bento(tag, env, cwd, log_path, host, timeout_s) as server:
+        yield server.url
+
+
+def process_tree_rss(pid: int) -> int:
+    """The summed resident set size (bytes) of process `pid` and all its descendants, read from /proc.
+
+    By descent, not by process group: BentoML starts each worker in a session of its own.
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # After the command name (which may hold spaces and parentheses): state, ppid, ...
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier and child not in tree]
+        tree.update(children)
+        frontier = children
+    total = 0
+    for member in tree:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * page  # its second field: RSS pages
+    return total
 
 
 def _tail(log_path: Path) -> str:
