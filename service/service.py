@@ -19,7 +19,7 @@ import os
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar, cast
 
 import anyio
 import bentoml
@@ -253,9 +253,11 @@ def _model_info() -> dict[str, Any] | None:
     return service.model_info() if service is not None and hasattr(service, "predictor") else None
 
 
-PoseService.add_asgi_middleware(InfoRoute, path="/model", info=_model_info)
-PoseService.add_asgi_middleware(MultipartFieldCheck, fields=PUBLIC_FIELDS)
-PoseService.add_asgi_middleware(
+# @bentoml.service turns the class into a bentoml.Service, but BentoML types the decorator as returning the class.
+SERVICE = cast("bentoml.Service[PoseService]", PoseService)
+SERVICE.add_asgi_middleware(InfoRoute, path="/model", info=_model_info)
+SERVICE.add_asgi_middleware(MultipartFieldCheck, fields=PUBLIC_FIELDS)
+SERVICE.add_asgi_middleware(
     AdmissionLimit,
     max_in_flight=MAX_IN_FLIGHT,
     paths=tuple(PUBLIC_FIELDS),

@@ -133,7 +133,7 @@ def video_writer(path: str | Path, fps: float, size: tuple[int, int]) -> Iterato
     if codec is None:
         raise VtposeError(f"{path}: cannot write videos of type {path.suffix!r}; use one of {', '.join(CODECS)}.")
     with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, size)
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*codec), fps, size)
         if not writer.isOpened():
             raise VtposeError(f"{path}: cannot open a video writer ({codec}); check the folder is writable.")
         try:
@@ -220,7 +220,7 @@ def run_video_pipeline(
     capture: cv2.VideoCapture,
     analyse: Callable[[np.ndarray], Any],
     render: Callable[[np.ndarray, Any], np.ndarray],
-    write: Callable[[np.ndarray], None],
+    write: Callable[[np.ndarray], object],
     on_frame: Callable[[], None] | None = None,
     max_frames: int | None = None,
 ) -> PipelineStats:

@@ -195,8 +195,8 @@ class StudioServer:
         try:
             await websocket.send_text(json.dumps({"type": "welcome", "role": "output", "pair": code}))
             if pair.capture is not None:
-                for message in pair.capture.snapshot():
-                    await websocket.send_text(json.dumps(message))
+                for settings_message in pair.capture.snapshot():
+                    await websocket.send_text(json.dumps(settings_message))
                 if pair.capture.background_image is not None:
                     await websocket.send_bytes(bytes([protocol.BACKGROUND]) + pair.capture.background_image)
             reader = asyncio.create_task(_drain_until_closed(websocket))
