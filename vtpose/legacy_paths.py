@@ -40,8 +40,9 @@ class _MovedTypesLoader(importlib.abc.Loader):
         """Bind each moved type under its old name: the same class object, so `isinstance` holds across paths."""
         for name, new_module in self.types.items():
             setattr(module, name, getattr(importlib.import_module(new_module), name))
-        module.__all__ = sorted(self.types)
-        module.__doc__ = f"Old import path kept for stored artifacts: {', '.join(module.__all__)}."
+        names = sorted(self.types)
+        module.__dict__["__all__"] = names
+        module.__doc__ = f"Old import path kept for stored artifacts: {', '.join(names)}."
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

@@ -127,7 +127,8 @@ def _store_model(
     except NotFound:
         existing = None
     if existing is not None:
-        stored = existing.info.metadata.get("sha256", {})
+        recorded = existing.info.metadata.get("sha256")
+        stored = {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
         if stored.get(MODEL_FILES["pytorch"]) != pt_sha:
             raise VtposeError(
                 f"BentoML model {model_tag} already exists with other weights; delete it "
@@ -140,7 +141,7 @@ def _store_model(
                 f"(bentoml models delete {model_tag}) or package under a new model version."
             )
         logger.info("reusing BentoML model %s (same weights)", model_tag)
-        return existing, dict(stored)
+        return existing, stored
 
     with tempfile.TemporaryDirectory(prefix="vtpose-export-") as tmp:
         sources = {"pytorch": weights, **{name: Path(path) for name, path in (variants or {}).items()}}

@@ -188,8 +188,8 @@ class EvaluationReport:
             lines += ["| stat | " + " | ".join(f"trained - {h}" for _, h in differences) + " |"]
             lines += ["|---|" + "---|" * len(differences)]
             for name in COCO_STAT_NAMES:
-                cells = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
-                lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in cells) + " |")
+                found = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
+                lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in found) + " |")
         lines += ["", "## Per keypoint (detections matched at OKS 0.5)", ""]
         lines += ["| keypoint | matched | mean error px | median error px | OKS |", "|---|---|---|---|---|"]
         for row in self.per_keypoint:

@@ -4,9 +4,11 @@ way, timing them, choosing the one to serve, and what the Bento then carries."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from vtpose.artifacts import ExportedModel
+from vtpose.backends import PoseBackend
 from vtpose.backends.export import model_file
 from vtpose.errors import VtposeError
 from vtpose.training.variants.choice import DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, choose_variant
@@ -70,7 +72,8 @@ def score_model_variants(
     latency_image = load_image(latency_path)
     results = []
     num_images = 0
-    backends, scores = [], []
+    backends: list[PoseBackend] = []
+    scores: list[dict[str, float]] = []
     for model in models:
         backend = open_backend(model_file(model), imgsz=imgsz, conf=EVAL_CONF)
         detections, num_images = predict_coco_results(backend, coco_gt, images_dir)
@@ -79,7 +82,7 @@ def score_model_variants(
         backend.conf = DEFAULT_CONF
         backends.append(backend)
     latencies = measure_latencies(
-        [lambda b=b: b.predict([latency_image]) for b in backends], runs=latency_runs, warmup=latency_warmup
+        [partial(b.predict, [latency_image]) for b in backends], runs=latency_runs, warmup=latency_warmup
     )
     for model, stats, latency in zip(models, scores, latencies, strict=True):
         results.append(VariantResult(model.variant, stats, latency, model.size_bytes, model.sha256()))
