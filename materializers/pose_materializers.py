@@ -16,17 +16,10 @@ from zenml.metadata.metadata_types import MetadataType, StorageSize
 
 from materializers.storage import download_file, download_folder, hash_folder, upload_file, upload_folder
 from vtpose.artifacts import ExportedModel, PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
+from vtpose.data.reports import dataset_markdown, dataset_previews, dataset_statistics
+from vtpose.overlay import contact_sheet
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION
-from vtpose.training.reports import (
-    EvaluationReport,
-    TrainingCurves,
-    contact_sheet,
-    dataset_markdown,
-    dataset_previews,
-    dataset_statistics,
-    plot_intervals,
-    plot_training_curves,
-)
+from vtpose.training.reports import EvaluationReport, TrainingCurves, plot_intervals, plot_training_curves
 from vtpose.training.variants import VariantReport
 
 META_FILE = "meta.json"

@@ -24,14 +24,8 @@ import pytest
 
 import vtpose.training.evaluate
 from vtpose.artifacts import sha256_file
-from vtpose.backends import backend_for, input_shape, letterbox, nms, open_backend
-from vtpose.backends.export import (
-    OpenVinoIR,
-    cached_export,
-    export_onnx,
-    export_openvino,
-    quantize_openvino_int8,
-)
+from vtpose.backends import VARIANTS, backend_for, input_shape, letterbox, nms, open_backend
+from vtpose.backends.export import OpenVinoIR, cached_export, export_model_variants, model_file
 from vtpose.backends.onnx import OnnxPoseModel
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import VtposeError
@@ -58,12 +52,12 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `make data`")
     out = tmp_path_factory.mktemp("exports")
-    onnx = export_onnx(PRETRAINED_WEIGHTS, 640, out)
-    fp32 = export_openvino(onnx, out / "openvino" / "model.xml", 640)
     calibration = sorted((COCO_MINI_DIR / "images" / "train2017").glob("*.jpg"))
-    int8 = quantize_openvino_int8(fp32, calibration, out / "openvino-int8" / "model.xml", calibration_size=30)
-    assert int8.calibration["images"] == CALIBRATION_IMAGES and int8.precision == "int8"
-    return {"pytorch": PRETRAINED_WEIGHTS, "onnx": onnx, "openvino": fp32.xml, "openvino-int8": int8.xml}
+    exported = export_model_variants(
+        PRETRAINED_WEIGHTS, VARIANTS, 640, out, calibration_images=calibration, calibration_size=CALIBRATION_IMAGES
+    )
+    assert exported["openvino-int8"].settings["images"] == CALIBRATION_IMAGES
+    return {name: model_file(model) for name, model in exported.items()}
 
 
 def test_export_writes_only_to_out_dir(exports: dict[str, Path]) -> None:
@@ -308,6 +302,41 @@ def test_cached_export_converts_once(exports: dict[str, Path], tmp_path: Path) -
     assert cached_export(exports["onnx"], "onnx", 640, tmp_path) == exports["onnx"]
     with pytest.raises(VtposeError, match="cannot run on pytorch"):
         cached_export(exports["onnx"], "pytorch", 640, tmp_path)
+
+
+def test_cached_export_from_pt_keeps_the_chain_layout_and_reuses_its_onnx(tmp_path: Path) -> None:
+    """`.pt` -> OpenVINO leaves the ONNX it went through in the cache, where a later ONNX request finds it."""
+    from vtpose.backends.packaged import MODEL_FILES
+
+    xml = cached_export(PRETRAINED_WEIGHTS, "openvino", 160, tmp_path)
+    (folder,) = tmp_path.iterdir()
+    assert folder.name == f"yolo11n-pose-{sha256_file(PRETRAINED_WEIGHTS)[:16]}-160"
+    assert xml == folder / MODEL_FILES["openvino"] and xml.with_suffix(".bin").is_file()
+    onnx = folder / MODEL_FILES["onnx"]
+    stamp = onnx.stat().st_mtime_ns
+    assert cached_export(PRETRAINED_WEIGHTS, "onnx", 160, tmp_path) == onnx and onnx.stat().st_mtime_ns == stamp
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "model.onnx", "openvino", "openvino/model.bin", "openvino/model.xml"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("weights", "variants", "kwargs", "error", "words"),
+    [
+        ("model.pt", ["tensorrt"], {}, ValueError, "unknown model variant"),
+        ("model.onnx", ["pytorch"], {}, VtposeError, "cannot be turned back into PyTorch"),
+        ("openvino/model.xml", ["onnx"], {}, VtposeError, "starts from .pt weights"),
+        ("model.pt", ["openvino-int8"], {}, VtposeError, "needs calibration images"),
+        ("model.pt", ["onnx"], {}, VtposeError, "model.pt: weights file not found"),
+        ("model.pt", ["onnx"], {"imgsz": 100}, ValueError, "multiple of 32"),
+    ],
+)
+def test_the_export_chain_refuses_what_it_cannot_make_before_exporting(
+    tmp_path: Path, weights: str, variants: list[str], kwargs: dict[str, int], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        export_model_variants(tmp_path / weights, variants, kwargs.get("imgsz", 160), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_vtpose_infer_backend_option_exports_once_and_runs_there(

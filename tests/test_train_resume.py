@@ -22,7 +22,8 @@ from zenml.client import Client
 
 from vtpose.data import convert_to_yolo, ingest_coco_folder, write_data_yaml
 from vtpose.paths import COCO_MINI_DIR, CONFIGS_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
-from vtpose.training.train import CHECKPOINT_MANIFEST, TrainConfig, TrainingCheckpoints, checkpoint_key, train
+from vtpose.training.checkpoints import CHECKPOINT_MANIFEST, TrainingCheckpoints, checkpoint_key
+from vtpose.training.train import TrainConfig, train
 
 EPOCHS = 3
 TINY = {
@@ -125,7 +126,8 @@ def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: 
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from vtpose.training.train import TrainConfig, TrainingCheckpoints, train
+        from vtpose.training.checkpoints import TrainingCheckpoints
+        from vtpose.training.train import TrainConfig, train
         train(TrainConfig(**{TINY!r}), Path({str(data_yaml)!r}), Path({str(tmp_path / "killed")!r}),
               pretrained=Path({str(PRETRAINED_WEIGHTS)!r}), checkpoints=TrainingCheckpoints({str(checkpoints)!r}))
         """

@@ -8,18 +8,19 @@ from pathlib import Path
 import pytest
 
 from vtpose.artifacts import ExportedModel, sha256_file
+from vtpose.backends import VARIANTS
+from vtpose.backends.export import export_model_variants, model_file
+from vtpose.backends.packaged import MODEL_FILES
 from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
 from vtpose.training.config import PackageConfig, check_run_config
 from vtpose.training.variants import (
-    VARIANTS,
     Latency,
     VariantReport,
     VariantResult,
     VariantScore,
     choose_variant,
-    export_model_variants,
     measure_latencies,
     measure_latency,
     score_model_variants,
@@ -190,7 +191,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportedMode
     train = COCO_MINI_DIR / "annotations" / "person_keypoints_train2017.json"
     calibration = split_images(train, COCO_MINI_DIR / "images" / "train2017", 4)
     out = tmp_path_factory.mktemp("variants")
-    return export_model_variants(PRETRAINED_WEIGHTS, VARIANTS, SMALL, out, calibration, calibration_size=4)
+    return export_model_variants(
+        PRETRAINED_WEIGHTS, VARIANTS, SMALL, out, calibration_images=calibration, calibration_size=4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +212,11 @@ def report(exported: dict[str, ExportedModel]) -> VariantReport:
 def test_export_writes_every_variant_with_sizes_and_checksums(exported: dict[str, ExportedModel]) -> None:
     assert list(exported) == list(VARIANTS)
     assert exported["pytorch"].path == PRETRAINED_WEIGHTS
-    assert exported["onnx"].path.name == "model.onnx"
+    # Every variant where a packaged model keeps it: the one layout, MODEL_FILES.
+    out = exported["onnx"].path.parent
+    assert {name: model_file(exported[name]) for name in VARIANTS[1:]} == {
+        name: out / MODEL_FILES[name] for name in VARIANTS[1:]
+    }
     for name in ("openvino", "openvino-int8"):
         assert sorted(exported[name].sha256()) == ["model.bin", "model.xml"], name
     for model in exported.values():

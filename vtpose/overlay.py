@@ -1,4 +1,5 @@
-"""Skeleton overlays: the one drawing of poses shared by `vtpose infer -o`, the service's /render and reports."""
+"""Skeleton overlays: the one drawing of poses shared by `vtpose infer -o`, the service's /render and reports, and
+the previews' layout (`fit_within`, `contact_sheet`) the dataset and evaluation reports share."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ RIGHT_COLOR = (255, 160, 40)
 CENTER_COLOR = (80, 220, 80)
 _LEFT = {1, 3, 5, 7, 9, 11, 13, 15}
 _RIGHT = {2, 4, 6, 8, 10, 12, 14, 16}
+# Dashboard previews (a dataset's, a model's predictions): how many images, and their longest side in pixels.
+PREVIEW_IMAGES = 6
+PREVIEW_MAX_SIDE = 480
 
 
 def _limb_color(a: int, b: int) -> tuple[int, int, int]:
@@ -88,3 +92,25 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.tobytes())
     return path
+
+
+def fit_within(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> tuple[np.ndarray, float]:
+    """The image shrunk (never enlarged) so its long side is at most `max_side`, and the scale applied."""
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image, 1.0
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def contact_sheet(images: Sequence[np.ndarray], columns: int = 3, cell: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    """Tile BGR images into one picture, each letterboxed into a `cell` x `cell` square."""
+    if not images:
+        return np.full((cell // 4, cell, 3), 255, np.uint8)
+    rows = (len(images) + columns - 1) // columns
+    sheet = np.full((rows * cell, columns * cell, 3), 255, np.uint8)
+    for i, image in enumerate(images):
+        fitted, _ = fit_within(image, cell)
+        h, w = fitted.shape[:2]
+        y, x = (i // columns) * cell + (cell - h) // 2, (i % columns) * cell + (cell - w) // 2
+        sheet[y : y + h, x : x + w] = fitted
+    return sheet

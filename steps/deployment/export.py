@@ -12,9 +12,10 @@ from zenml.logger import get_logger
 
 from materializers import ExportedModelMaterializer, VariantReportMaterializer  # noqa: F401 (registers them)
 from vtpose.artifacts import ExportedModel, PoseDataset, PoseWeights
+from vtpose.backends.export import export_model_variants
 from vtpose.training.config import PackageConfig
 from vtpose.training.mlflow_logging import log_variants
-from vtpose.training.variants import VariantReport, export_model_variants, score_model_variants, split_images
+from vtpose.training.variants import VariantReport, score_model_variants, split_images
 
 logger = get_logger(__name__)
 

@@ -12,9 +12,10 @@ from zenml.client import Client
 from materializers import PoseWeightsMaterializer, TrainingCurvesMaterializer
 from vtpose.artifacts import PoseWeights, YoloPoseDataset
 from vtpose.data import write_data_yaml
+from vtpose.training.checkpoints import TrainingCheckpoints, checkpoint_key
 from vtpose.training.mlflow_logging import log_training
 from vtpose.training.reports import TrainingCurves
-from vtpose.training.train import TrainConfig, TrainingCheckpoints, checkpoint_key, train
+from vtpose.training.train import TrainConfig, train
 
 # Under the artifact store: `<root>/<checkpoint key>/` holds the resumable checkpoints of one training.
 CHECKPOINTS_DIR = "checkpoints/train_model"

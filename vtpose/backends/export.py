@@ -1,6 +1,10 @@
 """Model exports for the backends: `.pt` -> ONNX (Ultralytics' exporter), ONNX -> OpenVINO IR (FP32), and FP32 IR ->
 INT8 IR (NNCF post-training quantization calibrated on images).
 
+`export_model_variants` is the one chain: the variants asked for, into one folder laid out as `MODEL_FILES`. The
+pipeline's export step, packaging by hand (`vtpose.serving.packaging.package_weights`), the Bento's ONNX fallback
+and the CLI's export cache (`cached_export`) all go through it.
+
 Only the ONNX export needs PyTorch; the OpenVINO conversion and the quantization start from the ONNX graph. Every
 function writes to a temporary name and renames, so an interrupted export leaves nothing half-written.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import shutil
 import sys
 import tempfile
@@ -19,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from vtpose.artifacts import ExportedModel
 from vtpose.backends.base import check_imgsz, letterbox
+from vtpose.backends.packaged import MODEL_FILES
 from vtpose.errors import VtposeError
 
 _ONNX_EXPORT_MODULES = ("onnx", "onnxslim", "onnxruntime")
@@ -289,13 +296,114 @@ def quantize_openvino_int8(
 
 
 def _matches(pattern: str, name: str) -> bool:
-    import re
-
     return re.fullmatch(pattern, name) is not None
 
 
+def model_file(model: ExportedModel) -> Path:
+    """The file a backend opens for an exported variant (the `.xml` inside an IR folder)."""
+    if model.path.is_dir():
+        return model.path / Path(MODEL_FILES[model.variant]).name
+    return model.path
+
+
+def export_model_variants(
+    weights: str | Path,
+    variants: Sequence[str],
+    imgsz: int,
+    out_dir: str | Path,
+    *,
+    calibration_images: Sequence[str | Path | np.ndarray] = (),
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    preset: str = "mixed",
+    ignored_names: Sequence[str] = (),
+    ignored_patterns: Sequence[str] | None = None,
+    ignored_types: Sequence[str] = (),
+) -> dict[str, ExportedModel]:
+    """The export chain, .pt -> ONNX -> OpenVINO FP32 IR -> INT8 IR: every variant asked for, into one folder.
+
+    Each variant is written at `out_dir / MODEL_FILES[name]`, the layout of a packaged model. A step a later
+    variant needs (ONNX for OpenVINO, FP32 for INT8) runs even when not asked for; its file stays in `out_dir` and
+    is not returned. Weights that are already ONNX start the chain there (no "pytorch" variant then).
+
+    Args:
+        weights: the trained `.pt`, or an `.onnx` exported from it.
+        variants: names from `VARIANTS`; "pytorch" (and "onnx" from an `.onnx`) is the weights file itself,
+            returned without copying.
+        imgsz: the inference size exported for, pixels (a multiple of 32).
+        out_dir: the folder the exports go to (created if needed).
+        calibration_images: images for INT8 (the training split's), paths or BGR arrays; the first
+            `calibration_size` are used, in order.
+        calibration_size: most calibration images.
+        preset: NNCF preset, "mixed" or "performance".
+        ignored_names: operation names NNCF keeps in float (matched exactly).
+        ignored_patterns: regular expressions of operation names kept in float; None for
+            DEFAULT_INT8_IGNORED_PATTERNS (the head's box decoding and the sigmoids).
+        ignored_types: operation types kept in float.
+
+    Returns:
+        Variant name -> the exported model (an IR as its folder), in `VARIANTS` order; `source_sha256` is the
+        weights'; INT8's `settings` say how it was calibrated.
+
+    Raises:
+        VtposeError: the weights are missing or of another type, an export fails, or INT8 is asked for without
+            calibration images.
+        ValueError: an unknown variant name, or a bad imgsz.
+    """
+    from vtpose.artifacts import sha256_file
+    from vtpose.backends import VARIANTS, backend_for
+
+    weights, out_dir = Path(weights), Path(out_dir)
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown model variant(s) {unknown}; use names from {', '.join(VARIANTS)}")
+    check_imgsz(imgsz)
+    source = backend_for(weights)
+    if source not in ("pytorch", "onnx"):
+        raise VtposeError(f"{weights}: the export chain starts from .pt weights (or their .onnx), not {source}.")
+    wanted = set(variants)
+    if source == "onnx" and "pytorch" in wanted:
+        raise VtposeError(f"{weights}: an .onnx cannot be turned back into PyTorch weights; pass the .pt.")
+    if "openvino-int8" in wanted and not calibration_images:
+        raise VtposeError("the openvino-int8 variant needs calibration images (the training split's); none given.")
+    if not weights.is_file():
+        raise VtposeError(f"{weights}: weights file not found; the export chain needs the trained .pt.")
+    source_sha = sha256_file(weights)
+    out: dict[str, ExportedModel] = {}
+    if "pytorch" in wanted:
+        out["pytorch"] = ExportedModel(weights, "pytorch", imgsz, source_sha)
+    onnx_path = weights if source == "onnx" else None
+    if onnx_path is None and wanted & {"onnx", "openvino", "openvino-int8"}:
+        target = out_dir / MODEL_FILES["onnx"]
+        onnx_path = export_onnx(weights, imgsz, target.parent).replace(target)
+    if "onnx" in wanted:
+        assert onnx_path is not None
+        out["onnx"] = ExportedModel(onnx_path, "onnx", imgsz, source_sha)
+    fp32 = None
+    if wanted & {"openvino", "openvino-int8"}:
+        assert onnx_path is not None
+        fp32 = export_openvino(onnx_path, out_dir / MODEL_FILES["openvino"], imgsz)
+        if "openvino" in wanted:
+            out["openvino"] = ExportedModel(fp32.xml.parent, "openvino", imgsz, source_sha)
+    if "openvino-int8" in wanted:
+        assert fp32 is not None
+        patterns = list(DEFAULT_INT8_IGNORED_PATTERNS if ignored_patterns is None else ignored_patterns)
+        int8 = quantize_openvino_int8(
+            fp32,
+            calibration_images,
+            out_dir / MODEL_FILES["openvino-int8"],
+            imgsz=imgsz,
+            calibration_size=calibration_size,
+            preset=preset,
+            ignored_patterns=[*patterns, *(re.escape(name) for name in ignored_names)],
+            ignored_types=ignored_types,
+        )
+        settings = {**int8.calibration, "ignored_names": list(ignored_names)}
+        out["openvino-int8"] = ExportedModel(int8.xml.parent, "openvino-int8", imgsz, source_sha, settings)
+    return {name: out[name] for name in VARIANTS if name in wanted}
+
+
 def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str | Path) -> Path:
-    """The weights as the file `backend` opens, exported once from a `.pt` and cached by content.
+    """The weights as the file `backend` opens, exported once (`export_model_variants`) and cached by content.
 
     `.pt` -> `.onnx` (Ultralytics' exporter, seconds) for "onnx", -> FP32 IR (from that ONNX) for "openvino", -> INT8
     IR (from that FP32 IR, calibrated on the first CACHED_INT8_CALIBRATION_SIZE train images of the sample data)
@@ -307,7 +415,8 @@ def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str 
         weights: `.pt`, `.onnx` or `.xml` weights.
         backend: "pytorch", "onnx", "openvino" or "openvino-int8".
         imgsz: inference size, pixels.
-        cache_dir: where exports are kept (e.g. `.runtime/` in the project).
+        cache_dir: where exports are kept (e.g. `.runtime/` in the project), one folder per weights and imgsz laid
+            out as `MODEL_FILES`.
 
     Raises:
         VtposeError: the weights are missing, or cannot be converted to `backend` (e.g. `.onnx` to PyTorch).
@@ -323,48 +432,29 @@ def cached_export(weights: str | Path, backend: str, imgsz: int, cache_dir: str 
         return weights
     if not weights.is_file():
         raise VtposeError(f"{weights}: weights file not found; pass --weights PATH to a .pt, .onnx or .xml file.")
-    order = {"pytorch": 0, "onnx": 1, "openvino": 2, "openvino-int8": 3}
-    if order[own] > order[backend]:
+    if VARIANTS.index(own) > VARIANTS.index(backend):
         raise VtposeError(
             f"{weights}: {own} weights cannot run on {backend}; pass the .pt (exports go .pt -> .onnx -> OpenVINO)."
         )
     folder = Path(cache_dir) / f"{weights.stem}-{sha256_file(weights)[:16]}-{imgsz}"
-    # The exporters print their progress on stdout; a command's stdout is its answer (`vtpose infer --json`).
-    with contextlib.redirect_stdout(sys.stderr):
-        return _cached_variant(weights, own, backend, imgsz, Path(cache_dir), folder)
-
-
-def _cached_variant(weights: Path, own: str, backend: str, imgsz: int, cache_dir: Path, folder: Path) -> Path:
-    """`cached_export`'s chain: each step's file made in `folder` unless it is there already."""
-    from vtpose.backends.packaged import MODEL_FILES
-
-    if own == "openvino":  # an FP32 IR given: only the INT8 step is left
-        xml = weights
-    else:
-        onnx_path = weights if own == "onnx" else folder / "model.onnx"
-        if not onnx_path.is_file():
-            with tempfile.TemporaryDirectory(dir=_made(Path(cache_dir)), prefix=".export-") as tmp:
-                exported = export_onnx(weights, imgsz, Path(tmp))
-                _made(folder)
-                exported.replace(onnx_path)
-        if backend == "onnx":
-            return onnx_path
-        xml = folder / MODEL_FILES["openvino"]
-        if not xml.is_file():
-            export_openvino(onnx_path, xml, imgsz)
-    if backend == "openvino":
-        return xml
-    int8 = folder / MODEL_FILES["openvino-int8"]
-    if not int8.is_file():
+    target = folder / MODEL_FILES[backend]
+    # An IR is complete once its .xml is there: the chain renames the .bin into place first.
+    if target.is_file():
+        return target
+    cached_onnx = folder / MODEL_FILES["onnx"]
+    # OpenVINO from a .pt whose ONNX is cached already: the chain starts from that ONNX.
+    source = cached_onnx if own == "pytorch" and cached_onnx.is_file() else weights
+    calibration: list[Path] = []
+    if backend == "openvino-int8":
         from vtpose.paths import COCO_MINI_DIR
 
-        images = sorted((COCO_MINI_DIR / "images" / "train2017").glob("*.jpg"))[:CACHED_INT8_CALIBRATION_SIZE]
-        if not images:
+        calibration = sorted((COCO_MINI_DIR / "images" / "train2017").glob("*.jpg"))[:CACHED_INT8_CALIBRATION_SIZE]
+        if not calibration:
             raise VtposeError(f"{COCO_MINI_DIR}: no train2017 images to calibrate INT8 on; run `make data` first.")
-        quantize_openvino_int8(xml, images, int8, imgsz, calibration_size=CACHED_INT8_CALIBRATION_SIZE)
-    return int8
-
-
-def _made(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    # The exporters print their progress on stdout; a command's stdout is its answer (`vtpose infer --json`).
+    with contextlib.redirect_stdout(sys.stderr):
+        exported = export_model_variants(
+            source, [backend], imgsz, folder,
+            calibration_images=calibration, calibration_size=CACHED_INT8_CALIBRATION_SIZE,
+        )  # fmt: skip
+    return model_file(exported[backend])

@@ -1,18 +1,15 @@
-"""Package trained weights for serving: export ONNX, store it with the `.pt` (and any OpenVINO IR variants) as a
+"""Package trained weights for serving: store the `.pt` with its ONNX export (and any OpenVINO IR variants) as a
 BentoML model, build the Bento.
 
-`build_bento` is what the training pipeline's `package` step calls. BentoML reads BENTOML_HOME when it is first
+`build_bento` is what the training pipeline's `package` step calls; `package_weights` packages weights by hand
+(the `vtpose model package` command): it exports the variants asked for, then calls `build_bento`. Every export goes
+through the one chain, `vtpose.backends.export.export_model_variants`. BentoML reads BENTOML_HOME when it is first
 imported, so set it (and BENTOML_DO_NOT_TRACK=true) in the environment before calling into this module.
-
-Run as a script to package by hand: `python -m vtpose.serving.packaging WEIGHTS --model-version 3 --json` (add
-`--openvino` for the FP32 IR, `--int8-images DIR` for the INT8 one, `--backend` for the variant served).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import re
 import shutil
@@ -24,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from vtpose.artifacts import sha256_file
-from vtpose.backends import VARIANTS, resolve_variant
-from vtpose.backends.export import export_onnx, export_openvino, quantize_openvino_int8
+from vtpose.backends import resolve_variant
+from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, export_model_variants
 from vtpose.backends.packaged import MODEL_FILES
 from vtpose.errors import VtposeError
 from vtpose.paths import PROJECT_ROOT
@@ -37,8 +34,10 @@ SERVICE_NAME = "pose-service"
 # Import path of the service class, relative to the build context (the project root).
 SERVICE_IMPORT = "service.service:PoseService"
 # Each variant's place inside the BentoML model folder is vtpose.backends.packaged.MODEL_FILES (the service's loader
-# reads the same table). `export_onnx` is re-exported here for callers of the packaging API.
-__all__ = ["MODEL_FILES", "BentoInfo", "build_bento", "export_onnx", "sanitize_version"]
+# reads the same table).
+__all__ = ["BentoInfo", "build_bento", "package_weights", "sanitize_version"]
+# `package_weights(int8_images=DIR)` calibrates on the folder's images with these suffixes, sorted by name.
+CALIBRATION_SUFFIXES = (".jpg", ".png")
 # The Bento argument the service reads its model tag from (`bentoml serve --arg model_tag=...` in development).
 MODEL_TAG_ARG = "model_tag"
 # What the Bento carries besides the service: the library code it imports, nothing else (no data, no venv).
@@ -128,7 +127,8 @@ def _store_model(
     except NotFound:
         existing = None
     if existing is not None:
-        stored = existing.info.metadata.get("sha256", {})
+        recorded = existing.info.metadata.get("sha256")
+        stored = {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
         if stored.get(MODEL_FILES["pytorch"]) != pt_sha:
             raise VtposeError(
                 f"BentoML model {model_tag} already exists with other weights; delete it "
@@ -141,12 +141,12 @@ def _store_model(
                 f"(bentoml models delete {model_tag}) or package under a new model version."
             )
         logger.info("reusing BentoML model %s (same weights)", model_tag)
-        return existing, dict(stored)
+        return existing, stored
 
     with tempfile.TemporaryDirectory(prefix="vtpose-export-") as tmp:
         sources = {"pytorch": weights, **{name: Path(path) for name, path in (variants or {}).items()}}
         if "onnx" not in sources:
-            sources["onnx"] = export_onnx(weights, imgsz, Path(tmp))
+            sources["onnx"] = export_model_variants(weights, ["onnx"], imgsz, Path(tmp))["onnx"].path
         if backend_default not in sources:
             raise VtposeError(
                 f"backend_default {backend_default!r} is not among the packaged variants ({', '.join(sources)}); "
@@ -263,38 +263,81 @@ def build_bento(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m vtpose.serving.packaging WEIGHTS --model-version V [--imgsz N] [--openvino] [--int8-images DIR]`."""
-    parser = argparse.ArgumentParser(prog="python -m vtpose.serving.packaging", description=main.__doc__)
-    parser.add_argument("weights", type=Path)
-    parser.add_argument("--model-version", required=True)
-    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--backend", default="onnx", choices=VARIANTS, help="the variant served by default")
-    parser.add_argument("--openvino", action="store_true", help="also package the OpenVINO FP32 IR")
-    parser.add_argument("--int8-images", type=Path, help="also package an INT8 IR calibrated on this folder's images")
-    parser.add_argument("--int8-size", type=int, default=100, help="most calibration images (sorted by name)")
-    parser.add_argument("--json", action="store_true", help="print BentoInfo as JSON")
-    args = parser.parse_args(argv)
-    # Ultralytics' exporter prints to stdout; keep stdout for the result so `--json` output parses.
-    with contextlib.redirect_stdout(sys.stderr), tempfile.TemporaryDirectory(prefix="vtpose-variants-") as tmp:
-        variants: dict[str, Path] = {}
-        if args.openvino or args.int8_images:
-            variants["onnx"] = export_onnx(args.weights, args.imgsz, Path(tmp))
-            fp32 = export_openvino(variants["onnx"], Path(tmp) / MODEL_FILES["openvino"], args.imgsz)
-            variants["openvino"] = fp32.xml
-        if args.int8_images:
-            images = sorted(p for p in Path(args.int8_images).glob("*") if p.suffix.lower() in (".jpg", ".png"))
-            int8 = quantize_openvino_int8(
-                fp32, images, Path(tmp) / MODEL_FILES["openvino-int8"], calibration_size=args.int8_size
-            )
-            variants["openvino-int8"] = int8.xml
-        info = build_bento(
-            args.weights, args.model_version, model_name=args.model_name, imgsz=args.imgsz,
-            backend_default=args.backend, variants=variants,
+def calibration_images(folder: Path) -> list[Path]:
+    """The images INT8 is calibrated on: `folder`'s `.jpg` and `.png` files, sorted by name.
+
+    Raises:
+        VtposeError: the folder is missing or holds no such image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VtposeError(f"{folder}: INT8 calibration folder not found; pass a folder of training images.")
+    images = sorted(p for p in folder.glob("*") if p.suffix.lower() in CALIBRATION_SUFFIXES)
+    if not images:
+        raise VtposeError(
+            f"{folder}: no {' or '.join(CALIBRATION_SUFFIXES)} images to calibrate INT8 on; pass a folder of "
+            "training images (e.g. data/coco-person-mini/images/train2017)."
+        )
+    return images
+
+
+def package_weights(
+    weights: Path,
+    model_version: str,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    imgsz: int = 640,
+    backend: str = "onnx",
+    openvino: bool = False,
+    int8_images: Path | None = None,
+    int8_size: int = DEFAULT_CALIBRATION_SIZE,
+) -> BentoInfo:
+    """Package `.pt` weights by hand: export the variants asked for, then `build_bento` serving `backend`.
+
+    Always packaged: the `.pt` and its ONNX export. `openvino` adds the FP32 IR; `int8_images` adds it and the INT8
+    IR calibrated on that folder's images. The export and build tools may print progress to stdout: a caller whose
+    stdout carries results (JSON) redirects it (`contextlib.redirect_stdout(sys.stderr)`).
+
+    Args:
+        weights: the trained `.pt`.
+        model_version: the version it is packaged as (a ZenML model version, or any name such as "dev").
+        model_name: the BentoML model name.
+        imgsz: the inference size exported for and served at, pixels (a multiple of 32).
+        backend: the variant the service runs by default, one of `vtpose.backends.VARIANTS`.
+        openvino: also package the OpenVINO FP32 IR.
+        int8_images: also package an OpenVINO INT8 IR calibrated on this folder's `.jpg`/`.png` images (sorted by
+            name); the FP32 IR comes with it.
+        int8_size: most calibration images (the first by name).
+
+    Returns:
+        What `build_bento` built.
+
+    Raises:
+        VtposeError: bad weights, no calibration images, an export failure, or a stored model of the same tag with
+            other weights.
+        ValueError: bad imgsz, version or backend, or a backend whose variant is not packaged (e.g.
+            "openvino-int8" without `int8_images`).
+    """
+    backend = resolve_variant(backend)
+    variants = ["onnx", "openvino"] if openvino or int8_images is not None else []
+    if int8_images is not None:
+        variants.append("openvino-int8")
+    if backend not in ("pytorch", "onnx", *variants):
+        raise ValueError(
+            f"backend {backend!r} is not packaged: add openvino=True for 'openvino', int8_images=DIR for "
+            "'openvino-int8'"
+        )
+    images = calibration_images(int8_images) if int8_images is not None else []
+    with tempfile.TemporaryDirectory(prefix="vtpose-variants-") as tmp:
+        exported = export_model_variants(
+            weights, variants, imgsz, Path(tmp), calibration_images=images, calibration_size=int8_size
+        )
+        return build_bento(
+            Path(weights), model_version, model_name=model_name, imgsz=imgsz, backend_default=backend,
+            variants={name: model.path for name, model in exported.items()},
         )  # fmt: skip
-    print(json.dumps(info.to_json(), indent=2) if args.json else info.tag)
 
 
 if __name__ == "__main__":
-    main()
+    # The old script entry point: fail loudly rather than exit 0 having packaged nothing.
+    sys.exit("python -m vtpose.serving.packaging is gone: run `vtpose model package WEIGHTS --model-version V`.")

@@ -10,13 +10,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vtpose.backends import VARIANTS
 from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, DEFAULT_INT8_IGNORED_PATTERNS, INT8_PRESETS
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
 from vtpose.training.bootstrap import DEFAULT_RESAMPLES, MIN_GATE_RESAMPLES
 from vtpose.training.promotion import INTERVAL_RULES, PromotionRule
 from vtpose.training.train import TrainConfig
-from vtpose.training.variants import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, VARIANTS, BackendChoice, VariantName
+from vtpose.training.variants.choice import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, BackendChoice, VariantName
 
 DataSource = Literal["coco_folder", "mpii", "coco2017"]
 

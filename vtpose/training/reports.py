@@ -1,4 +1,5 @@
-"""What a person looks at: dataset statistics, previews with skeletons, training curves, evaluation reports.
+"""What a person looks at after training and evaluation: training curves, evaluation reports with their intervals,
+prediction previews (a dataset's own views are in `vtpose.data.reports`).
 
 Pure functions over library objects; the materializers only save what these return.
 """
@@ -6,8 +7,6 @@ Pure functions over library objects; the materializers only save what these retu
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,112 +14,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vtpose.artifacts import PoseDataset
-from vtpose.keypoints import COCO_STAT_NAMES, KEYPOINT_NAMES, NUM_KEYPOINTS
-from vtpose.overlay import draw_keypoints
+from vtpose.keypoints import COCO_STAT_NAMES
+from vtpose.overlay import PREVIEW_IMAGES, draw_keypoints, fit_within
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult
 
-PREVIEW_IMAGES = 6
-PREVIEW_MAX_SIDE = 480
 GT_COLOR = (80, 220, 80)
 PRED_COLOR = (40, 80, 255)
-
-
-def dataset_statistics(dataset: PoseDataset) -> dict[str, Any]:
-    """Per split: images, negatives, annotations, persons with keypoints, crowd, zero-keypoint persons, and
-    how often each joint is labelled; plus whatever ingestion and validation recorded in `dataset.info`."""
-    splits: dict[str, Any] = {}
-    for split in dataset.splits:
-        coco = json.loads(dataset.annotation_file(split).read_text())
-        annotations = coco["annotations"]
-        with_keypoints = [a for a in annotations if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0]
-        labelled = np.zeros(NUM_KEYPOINTS, dtype=np.int64)
-        for annotation in with_keypoints:
-            labelled += np.asarray(annotation["keypoints"][2::3]) > 0
-        images_with_person = {a["image_id"] for a in with_keypoints}
-        splits[split] = {
-            "images": len(coco["images"]),
-            "images_without_person": len(coco["images"]) - len(images_with_person),
-            "annotations": len(annotations),
-            "persons_with_keypoints": len(with_keypoints),
-            "crowd": sum(1 for a in annotations if a.get("iscrowd")),
-            "persons_without_keypoints": sum(
-                1 for a in annotations if not a.get("iscrowd") and a.get("num_keypoints", 0) == 0
-            ),
-            "labelled_per_keypoint": dict(zip(KEYPOINT_NAMES, labelled.tolist(), strict=True)),
-        }
-    return {"name": dataset.name, "source": dataset.source, "splits": splits, "info": dataset.info}
-
-
-def dataset_markdown(stats: dict[str, Any]) -> str:
-    """The statistics as a Markdown report."""
-    splits = stats["splits"]
-    names = list(splits)
-    rows = [
-        "images",
-        "images_without_person",
-        "annotations",
-        "persons_with_keypoints",
-        "persons_without_keypoints",
-        "crowd",
-    ]
-    lines = [f"# Dataset `{stats['name']}`", "", f"Source: `{stats['source']}`", ""]
-    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    lines += [f"| {row} | " + " | ".join(str(splits[s][row]) for s in names) + " |" for row in rows]
-    skipped = stats.get("info", {}).get("skipped", {})
-    if skipped or "skipped" in stats.get("info", {}):
-        lines += ["| skipped by validation | " + " | ".join(str(skipped.get(s, 0)) for s in names) + " |"]
-    lines += ["", "## Labelled keypoints per joint", "", "| joint | " + " | ".join(names) + " |"]
-    lines += ["|---|" + "---|" * len(names)]
-    for joint in KEYPOINT_NAMES:
-        lines.append(f"| {joint} | " + " | ".join(str(splits[s]["labelled_per_keypoint"][joint]) for s in names) + " |")
-    extra = {k: v for k, v in stats.get("info", {}).items() if k != "skipped"}
-    if extra:
-        lines += ["", "## Ingestion and validation", "", "```json", json.dumps(extra, indent=2)[:4000], "```"]
-    return "\n".join(lines) + "\n"
-
-
-def _fit(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> tuple[np.ndarray, float]:
-    scale = max_side / max(image.shape[:2])
-    if scale >= 1:
-        return image, 1.0
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
-
-
-def dataset_previews(dataset: PoseDataset, count: int = PREVIEW_IMAGES) -> list[np.ndarray]:
-    """BGR previews of the training split's images with the most labelled persons, ground truth drawn."""
-    split = dataset.train_split
-    coco = json.loads(dataset.annotation_file(split).read_text())
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for annotation in coco["annotations"]:
-        if not annotation.get("iscrowd") and annotation.get("num_keypoints", 0) > 0:
-            by_image.setdefault(annotation["image_id"], []).append(annotation)
-    images = {image["id"]: image for image in coco["images"]}
-    chosen = sorted(by_image, key=lambda i: (-sum(a["num_keypoints"] for a in by_image[i]), i))[:count]
-    previews = []
-    for image_id in chosen:
-        bgr = cv2.imread(str(dataset.image_dir(split) / images[image_id]["file_name"]))
-        if bgr is None:
-            continue
-        for annotation in by_image[image_id]:
-            keypoints = np.asarray(annotation["keypoints"], dtype=np.float32).reshape(-1, 3)
-            draw_keypoints(bgr, keypoints, min_confidence=1, color=None)
-        previews.append(_fit(bgr)[0])
-    return previews
-
-
-def contact_sheet(images: Sequence[np.ndarray], columns: int = 3, cell: int = PREVIEW_MAX_SIDE) -> np.ndarray:
-    """Tile BGR images into one picture, each letterboxed into a `cell` x `cell` square."""
-    if not images:
-        return np.full((cell // 4, cell, 3), 255, np.uint8)
-    rows = (len(images) + columns - 1) // columns
-    sheet = np.full((rows * cell, columns * cell, 3), 255, np.uint8)
-    for i, image in enumerate(images):
-        fitted, _ = _fit(image, cell)
-        h, w = fitted.shape[:2]
-        y, x = (i // columns) * cell + (cell - h) // 2, (i % columns) * cell + (cell - w) // 2
-        sheet[y : y + h, x : x + w] = fitted
-    return sheet
 
 
 @dataclass
@@ -289,8 +188,8 @@ class EvaluationReport:
             lines += ["| stat | " + " | ".join(f"trained - {h}" for _, h in differences) + " |"]
             lines += ["|---|" + "---|" * len(differences)]
             for name in COCO_STAT_NAMES:
-                cells = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
-                lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in cells) + " |")
+                found = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
+                lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in found) + " |")
         lines += ["", "## Per keypoint (detections matched at OKS 0.5)", ""]
         lines += ["| keypoint | matched | mean error px | median error px | OKS |", "|---|---|---|---|---|"]
         for row in self.per_keypoint:
@@ -365,7 +264,7 @@ def prediction_previews(
         for detection in detections:
             if detection["image_id"] == image_id and detection["score"] >= min_score:
                 draw_keypoints(bgr, np.asarray(detection["keypoints"], np.float32).reshape(-1, 3), 0.3, PRED_COLOR)
-        ok, png = cv2.imencode(".png", _fit(bgr)[0])
+        ok, png = cv2.imencode(".png", fit_within(bgr)[0])
         if ok:
             previews.append(png.tobytes())
     return previews
