@@ -178,3 +178,13 @@ def test_model_package_prints_the_bentos_record_as_json_on_stdout(tmp_path: Path
     assert set(info["sha256"]) == {"model.pt", "model.onnx"}
     assert info["sha256"]["model.pt"] == sha256_file(PRETRAINED_WEIGHTS)
     assert Path(info["path"]).is_relative_to(home) and (Path(info["path"]) / "bento.yaml").is_file()
+
+
+@pytest.mark.parametrize("source", [[], ["dance.avi", "--source", "0"]], ids=["neither", "both"])
+def test_animate_takes_exactly_one_of_a_video_and_a_camera(source: list[str], tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["animate", *source, "-o", str(tmp_path / "out.mp4")], prog_name="vtpose")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "vtpose: error: give either a VIDEO file or --source CAMERA (e.g. --source 0), not both or neither.\n"
+    )
+    assert not (tmp_path / "out.mp4").exists()

@@ -125,10 +125,14 @@ def animate(
     from vtpose.errors import VtposeError
     from vtpose.studio.video import animate_video
 
-    if (video is None) == (source is None):
+    if video is not None and source is None:
+        stream: Path | str = video
+    elif source is not None and video is None:
+        stream = source
+    else:
         raise VtposeError("give either a VIDEO file or --source CAMERA (e.g. --source 0), not both or neither.")
     stats = animate_video(
-        video if video is not None else source,
+        stream,
         output,
         resolve_weights(weights),
         imgsz,
