@@ -43,7 +43,7 @@ install: $(VENV)/.installed  ## Create .venv with the pinned dependencies
 # the same `dvc status`), with one line saying so; a complete data/ is left as it is.
 data: install  ## Pull data/ from the DVC remote, or rebuild it from its public originals (datasources/)
 	$(BIN)/dvc config core.analytics false
-	$(BIN)/dvc pull -q || $(BIN)/python -m vtpose.data.originals --after-failed-pull
+	$(BIN)/dvc pull -q || $(BIN)/vtpose data rebuild --after-failed-pull
 
 zenml-init: install
 	@test -d .zen || $(BIN)/zenml init >/dev/null
@@ -55,9 +55,9 @@ stack: dashboard  ## Register and activate the local stack with the MLflow exper
 	bash scripts/setup_stack.sh
 
 run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and print its summary
-	$(BIN)/python -m vtpose.training.config $(CONFIG)
+	$(BIN)/vtpose pipeline check $(CONFIG)
 	$(BIN)/zenml pipeline run training_pipeline -c $(CONFIG)
-	$(BIN)/python -m vtpose.training.summary
+	$(BIN)/vtpose pipeline summary
 
 test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)
 	$(BIN)/python -m pytest
@@ -68,7 +68,7 @@ lint: install  ## ruff check and format check, then mypy over the library (files
 	$(BIN)/mypy
 
 mlflow-ui:  ## Open the MLflow UI of the active stack on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(BIN)/python -m vtpose.training.summary --mlflow-uri)"
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(BIN)/vtpose pipeline summary --mlflow-uri)"
 
 serve:  ## Serve the latest packaged Bento on http://127.0.0.1:3000
 	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port 3000
@@ -108,7 +108,7 @@ run-containers: containers-base containers-stack .runtime/containers/wheels/.com
 	$(SOURCES_SH) start >/dev/null
 	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
 	  $(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONTAINERS_CONFIG) --stack $(CONTAINERS_STACK)
-	$(BIN)/python -m vtpose.training.summary
+	$(BIN)/vtpose pipeline summary
 
 test-containers: containers-base containers-stack .runtime/containers/wheels/.complete  ## The container run's test (minutes; not in `make test`)
 	$(SOURCES_SH) start >/dev/null
@@ -132,7 +132,7 @@ browser:  ## Install Debian's chromium (apt-get) for the studio's browser tests;
 
 studio: data  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
 	@$(BIN)/bentoml get pose-service:latest >/dev/null 2>&1 || \
-	  $(BIN)/python -m vtpose.serving.packaging $(PRETRAINED) --model-version pretrained --openvino \
+	  $(BIN)/vtpose model package $(PRETRAINED) --model-version pretrained --openvino \
 	    --int8-images data/coco-person-mini/images/train2017 --backend openvino-int8
 	@echo "studio: open http://127.0.0.1:$(STUDIO_PORT)/studio (frames stay on this machine)"
 	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port $(STUDIO_PORT)

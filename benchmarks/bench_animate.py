@@ -29,10 +29,10 @@ from int8_ir import cached_ir
 
 from vtpose.backends import VARIANTS, open_backend
 from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, cached_export
-from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
+from vtpose.paths import EXPORT_CACHE_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.studio.avatar import FrameRenderer
 from vtpose.studio.motion import PoseSmoother, PoseTracker
-from vtpose.studio.video import EXPORT_CACHE_DIR, INFERENCE_THREADS, _torch_threads, animate_video, read_frames
+from vtpose.studio.video import INFERENCE_THREADS, _torch_threads, animate_video, read_frames
 
 VIDEO = MEDIA_DIR / "dance.avi"
 ISOLATED_FRAMES = 60

@@ -347,12 +347,12 @@ def test_vtpose_infer_backend_option_exports_once_and_runs_there(
 
     from click.testing import CliRunner
 
-    import vtpose.studio.video
+    import vtpose.paths
     from vtpose.cli.main import main
 
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.skip(f"{PRETRAINED_WEIGHTS} missing; run `make data`")
-    monkeypatch.setattr(vtpose.studio.video, "EXPORT_CACHE_DIR", tmp_path)
+    monkeypatch.setattr(vtpose.paths, "EXPORT_CACHE_DIR", tmp_path)
     args = ["infer", str(STREAMER), "--json"]
     forced = CliRunner().invoke(main, [*args, "--weights", str(PRETRAINED_WEIGHTS), "--backend", "onnx"])
     assert forced.exit_code == 0, forced.output

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,13 +34,3 @@ def test_bad_configs_name_file_key_and_fix(tmp_path: Path, yaml_text: str, expec
     with pytest.raises(VtposeError) as error:
         check_run_config(config)
     assert str(config) in str(error.value) and expected in str(error.value)
-
-
-def test_preflight_command_prints_one_line_and_exits_2(tmp_path: Path) -> None:
-    config = tmp_path / "bad.yaml"
-    config.write_text("parameters:\n  train:\n    epoch: 3\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "vtpose.training.config", str(config)], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

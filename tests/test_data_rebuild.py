@@ -14,6 +14,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import zipfile
 from collections import Counter
@@ -39,6 +41,7 @@ from vtpose.paths import DATA_DIR, PROJECT_ROOT
 
 ARCHIVE = "coco/annotations_trainval2017.zip"
 CHECKPOINT = "pretrained/yolo11n-pose.pt"
+VTPOSE = Path(sys.executable).with_name("vtpose")
 
 
 class FolderServer:
@@ -191,6 +194,44 @@ def test_clean_rebuild_equals_dvc_pull_byte_for_byte(
     again = rebuild_data(repo / "data", tmp_path / "cache", originals.sources, mirror=originals.server.url)
     assert again.written == [] and f"already holds the {len(load_pins())} pinned files" in again.summary()
     assert len(originals.server.requests) == len(originals.paths)  # a complete data/ needs no network
+
+
+def _vtpose_data_rebuild(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`vtpose data rebuild` as `make data` runs it: the installed command, in a subprocess."""
+    return subprocess.run(
+        [str(VTPOSE), "data", "rebuild", *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_the_command_leaves_a_complete_data_dir_alone_and_says_so(originals: Originals, tmp_path: Path) -> None:
+    complete = tmp_path / "data"
+    shutil.copytree(DATA_DIR, complete)
+    originals.server.requests.clear()
+    result = _vtpose_data_rebuild(
+        "--data", complete, "--cache", tmp_path / "cache", "--mirror", originals.server.url, "--no-dvc"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{complete} already holds the {len(load_pins())} pinned files (datasources/data.sha256); nothing to do\n"
+    )
+    assert originals.server.requests == []
+
+
+def test_the_command_says_in_one_line_that_the_pull_and_the_rebuild_failed(
+    originals: Originals, tmp_path: Path
+) -> None:
+    """The real datasources/ pin the official annotations archive; the server's is the small test one."""
+    dest = tmp_path / "data"
+    result = _vtpose_data_rebuild(
+        "--data", dest, "--cache", tmp_path / "cache", "--mirror", originals.server.url, "--after-failed-pull"
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    note, _, error = result.stderr.strip().partition("; rebuilding data/ from its public originals failed: ")
+    # The project's default remote, by name and by the URL DVC resolves it to.
+    assert note.startswith("dvc pull from DVC remote 'sample' (/") and note.endswith("/dvc-storage) failed"), note
+    assert error.startswith(f"{ARCHIVE}: {originals.server.url}{originals.paths[ARCHIVE]}: checksum mismatch"), error
+    assert not dest.exists()
 
 
 def test_an_interrupted_download_resumes(originals: Originals, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from vtpose.paths import CONFIGS_DIR, DEFAULT_CONFIG, PROJECT_ROOT
 from vtpose.training.train import TrainConfig
 
 SMOKE_CONFIG = CONFIGS_DIR / "smoke.yaml"
+VTPOSE = Path(sys.executable).with_name("vtpose")
 
 
 def _zenml(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -88,11 +89,11 @@ def test_the_exact_command_runs_the_pipeline(cli_run: Any) -> None:
 
 @pytest.mark.timeout(1800)  # the run, when this test runs alone
 def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
-    """`python -m vtpose.training.summary` (what `make run` ends with) against the run's own artifacts."""
+    """`vtpose pipeline summary` (what `make run` ends with) against the run's own artifacts."""
     run = cli_run[0]
     env = {**os.environ, "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "vtpose.training.summary"],
+        [str(VTPOSE), "pipeline", "summary"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -114,7 +115,7 @@ def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
     promotion = [line for line in lines if line.startswith("promotion")]
     assert len(promotion) == 1 and f"version {decision['model_version']} {verdict}" in promotion[0]
     uri = subprocess.run(
-        [sys.executable, "-m", "vtpose.training.summary", "--mlflow-uri"],
+        [str(VTPOSE), "pipeline", "summary", "--mlflow-uri"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -129,7 +130,7 @@ def test_summary_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "repo" / ".zen").mkdir(parents=True)
     env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "config"), "ZENML_REPOSITORY_PATH": str(tmp_path / "repo")}
     result = subprocess.run(
-        [sys.executable, "-m", "vtpose.training.summary"],
+        [str(VTPOSE), "pipeline", "summary"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

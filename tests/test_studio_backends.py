@@ -26,7 +26,7 @@ from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.pose import PersonPose, load_image
 from vtpose.studio.avatar import render_scene, select_persons
 from vtpose.studio.match import pose_similarity
-from vtpose.studio.video import EXPORT_CACHE_DIR
+from vtpose.paths import EXPORT_CACHE_DIR
 from vtpose.testing.tolerances import check_median, joint_errors
 
 pytestmark = pytest.mark.slow

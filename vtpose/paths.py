@@ -17,6 +17,9 @@ MEDIA_DIR = DATA_DIR / "media"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 # The run config of `make run` and of `zenml pipeline run training_pipeline` without -c.
 DEFAULT_CONFIG = CONFIGS_DIR / "training.yaml"
+# `.pt` weights exported for the ONNX and OpenVINO backends (`--backend`, `vtpose animate`), keyed by content and
+# imgsz (git-ignored, safe to delete).
+EXPORT_CACHE_DIR = PROJECT_ROOT / ".runtime" / "exports"
 
 
 def resolve_project_path(path: str | Path) -> Path:

@@ -3,14 +3,13 @@
 `zenml stack import` takes literal values; the recipes keep cluster addresses out of the repository as `${VAR}`
 and credentials as ZenML secret references (`{{secret.key}}`), which this leaves alone for ZenML to resolve.
 
-    python -m vtpose.stacks configs/stacks/kubernetes.yaml > stack.yaml
+    vtpose stack render configs/stacks/kubernetes.yaml > stack.yaml
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,19 +50,3 @@ def render_stack(path: str | Path, env: Mapping[str, str] | None = None) -> dict
         raise VtposeError(f"{path}: set {', '.join(missing)} in the environment (see the comment at its top).")
     # Substituted in the text, before parsing, so a value lands exactly where the recipe put the placeholder.
     return yaml.safe_load(_PLACEHOLDER.sub(lambda m: env[m.group(1)], text))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Print the rendered recipe named by the first argument."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.exit("usage: python -m vtpose.stacks STACK_YAML")
-    try:
-        rendered = render_stack(args[0])
-    except VtposeError as exc:
-        sys.exit(str(exc))
-    yaml.safe_dump(rendered, sys.stdout, sort_keys=False)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ZENML=${ZENML:-$ROOT/.venv/bin/zenml}
-PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+VTPOSE=${VTPOSE:-$ROOT/.venv/bin/vtpose}
 STACK_YAML=$ROOT/configs/stacks/kubernetes.yaml
 
 missing=()
@@ -39,6 +39,6 @@ upsert_secret vtpose_mlflow --username="$MLFLOW_TRACKING_USERNAME" --password="$
 
 rendered=$(mktemp --suffix=.yaml)
 trap 'rm -f "$rendered"' EXIT
-"$PYTHON" -m vtpose.stacks "$STACK_YAML" >"$rendered"
+"$VTPOSE" stack render "$STACK_YAML" >"$rendered"
 "$ZENML" stack import vtpose-k8s -f "$rendered"
 echo "stack vtpose-k8s registered; run: zenml pipeline run pipelines.training_pipeline -c configs/training_k8s.yaml --stack vtpose-k8s"

@@ -6,7 +6,8 @@ larger, a second one compiled for latency (one stream, every core) serves a call
 
 The arithmetic is OpenVINO's default for the device unless `inference_precision` says otherwise: on a CPU with
 native bfloat16 (AVX512-BF16 or AMX) that is bf16: faster than f32 at a fraction of a pixel's difference in the
-keypoints (benchmarks/bench_openvino.py measures both IRs at both arithmetics side by side). The variant scoring measures AP and latency as served, so that choice is judged on evidence; `describe()` reports it.
+keypoints (benchmarks/bench_openvino.py measures both IRs at both arithmetics side by side). The variant scoring
+measures AP and latency as served, so that choice is judged on evidence; `describe()` reports it.
 """
 
 from __future__ import annotations

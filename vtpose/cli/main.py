@@ -1,17 +1,21 @@
-"""The `vtpose` command: inference, evaluation, model export and the vtuber studio.
+"""The `vtpose` command: the root group, and every area's commands added to it.
 
+Each area's commands live in their own module: pose.py (`infer`, `evaluate`), avatar.py (`avatar`, `avatars`,
+`animate`, `match`), model.py (`model export`, `model package`), data.py (`data rebuild`, `data check`),
+pipeline.py (`pipeline check`, `pipeline summary`), stack.py (`stack render`); what they share is in options.py.
 Every command turns a `VtposeError` into one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
-from vtpose.cli.options import backend_option, friendly_errors, imgsz_option, resolve_weights, weights_option
-from vtpose.cli.studio import register_studio_commands
+from vtpose.cli.avatar import animate, avatar, avatars, match
+from vtpose.cli.data import data
+from vtpose.cli.model import model
+from vtpose.cli.pipeline import pipeline
+from vtpose.cli.pose import evaluate, infer
+from vtpose.cli.stack import stack
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,92 +24,8 @@ def main() -> None:
     """Human pose estimation: train, evaluate, serve, and pose avatars."""
 
 
-@main.command()
-@click.argument("image", type=click.Path(path_type=Path))
-@weights_option
-@imgsz_option
-@backend_option
-@click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum person confidence.")
-@click.option("--json", "as_json", is_flag=True, help="Print DESIGN.md's inference JSON.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Save the skeleton overlay.")
-@friendly_errors
-def infer(
-    image: Path,
-    weights: Path | None,
-    imgsz: int,
-    backend: str | None,
-    conf: float,
-    as_json: bool,
-    output: Path | None,
-) -> None:
-    """Find the poses in one IMAGE."""
-    from vtpose.backends import open_backend
-    from vtpose.cli.options import runtime_weights
-    from vtpose.pose import load_image
-
-    bgr = load_image(image)
-    predictor = open_backend(runtime_weights(resolve_weights(weights), backend, imgsz), imgsz=imgsz, conf=conf)
-    persons = predictor.predict_one(bgr)
-    height, width = bgr.shape[:2]
-    if output is not None:
-        from vtpose.overlay import draw_skeletons, write_image
-
-        write_image(output, draw_skeletons(bgr, persons))
-    if as_json:
-        record = {"image": {"width": width, "height": height}, "persons": [p.to_json() for p in persons]}
-        click.echo(json.dumps(record))
-        return
-    click.echo(f"{image}: {width}x{height}, {len(persons)} person(s)")
-    for i, person in enumerate(persons):
-        x, y, w, h = person.bbox
-        click.echo(f"  person {i}: score {person.score:.2f}, box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}")
-    if output is not None:
-        click.echo(f"overlay: {output}")
-
-
-# The vtuber studio's commands (avatar, avatars, animate, match) live in vtpose/cli/studio.py.
-register_studio_commands(main)
-
-
-@main.command()
-@click.argument("weights", type=click.Path(path_type=Path))
-@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="person_keypoints JSON.")
-@click.option("--images", type=click.Path(path_type=Path), required=True, help="Folder of the JSON's images.")
-@imgsz_option
-@click.option("--json", "as_json", is_flag=True, help="Print the 10 stats as JSON.")
-@friendly_errors
-def evaluate(weights: Path, annotations: Path, images: Path, imgsz: int, as_json: bool) -> None:
-    """Score WEIGHTS with pycocotools OKS (COCOeval "keypoints") on a COCO split."""
-    from vtpose.training.evaluate import evaluate_weights
-
-    result = evaluate_weights(weights, annotations, images, imgsz=imgsz)
-    if as_json:
-        click.echo(json.dumps(result.stats))
-        return
-    click.echo(f"{weights} on {annotations.name} ({result.num_images} images, imgsz {imgsz}):")
-    for name, value in result.stats.items():
-        click.echo(f"  {name:<5} {value:.4f}")
-
-
-@main.group()
-def model() -> None:
-    """Registered model versions (ZenML Model Control Plane)."""
-
-
-@model.command("export")
-@click.option(
-    "--stage",
-    default="production",
-    show_default=True,
-    help="A stage (production, staging, latest, archived) or a version name/number.",
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Where to write.")
-@friendly_errors
-def model_export(stage: str, output: Path) -> None:
-    """Write the weights of a registered pose-estimator version."""
-    from vtpose.training.registry import export_weights
-
-    click.echo(str(export_weights(stage, output)))
+for command in (infer, evaluate, avatar, avatars, animate, match, model, data, pipeline, stack):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""What every `vtpose` command shares: the one-line error handler and the --weights, --imgsz and --backend options.
+"""What the `vtpose` commands share: the one-line error handler and the --weights, --imgsz and --backend options.
 
-Both vtpose/cli/main.py and vtpose/cli/studio.py import from here, so neither imports the other's module at run time.
+The command modules (vtpose/cli/pose.py, avatar.py, ...) import from here; only vtpose/cli/main.py imports them.
 """
 
 from __future__ import annotations
@@ -83,6 +83,6 @@ def runtime_weights(weights: Path, backend: str | None, imgsz: int) -> Path:
     if backend is None:
         return weights
     from vtpose.backends.export import cached_export
-    from vtpose.studio.video import EXPORT_CACHE_DIR
+    from vtpose.paths import EXPORT_CACHE_DIR
 
     return cached_export(weights, backend, imgsz, EXPORT_CACHE_DIR)

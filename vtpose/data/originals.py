@@ -14,17 +14,15 @@ The recipe lives in `datasources/` in the repository (outside the git-ignored da
 Downloads go through `vtpose.data.fetch.download` (resumable with HTTP Range, sha256-checked, `.part` files
 until verified) into a cache folder; data/ is assembled in a temporary folder beside it and renamed into place only
 when every file matched its pin. The annotations archive is read member by member, never extracted (its six JSON
-members are 800 MB). `python -m vtpose.data.originals` is what `make data` runs when `dvc pull` fails.
+members are 800 MB). `vtpose data rebuild` (vtpose/cli/data.py) is what `make data` runs when `dvc pull` fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import shutil
-import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ __all__ = [
     "Original",
     "RebuildReport",
     "check_data",
+    "failed_pull_note",
     "load_originals",
     "load_pins",
     "mirror_url",
@@ -420,7 +419,7 @@ def register_with_dvc(repo_root: Path = PROJECT_ROOT, dvc_file: str = "data.dvc"
         ) from e
 
 
-def _failed_pull_note(repo_root: Path = PROJECT_ROOT) -> str:
+def failed_pull_note(repo_root: Path = PROJECT_ROOT) -> str:
     """'dvc pull from remote 'sample' (../../shared/dvc-storage) failed', naming the project's default remote."""
     from dvc.config import Config, ConfigError
 
@@ -432,35 +431,3 @@ def _failed_pull_note(repo_root: Path = PROJECT_ROOT) -> str:
         return f"dvc pull failed (unreadable .dvc/config: {e})"
     return f"dvc pull from DVC remote {name!r} ({url}) failed"
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m vtpose.data.originals`: rebuild data/ from its public originals, one line of output."""
-    parser = argparse.ArgumentParser(prog="python -m vtpose.data.originals", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="folder to rebuild (default: data/)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE_DIR, help="download cache")
-    parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV), help=f"mirror base URL (env {MIRROR_ENV})")
-    parser.add_argument("--check", action="store_true", help="only compare data/ with the pins; exit 1 if they differ")
-    parser.add_argument("--no-dvc", action="store_true", help="do not store the rebuilt data/ in DVC's cache")
-    parser.add_argument(
-        "--after-failed-pull", action="store_true", help="say first that `dvc pull` failed (what `make data` runs)"
-    )
-    args = parser.parse_args(argv)
-    prefix = _failed_pull_note() if args.after_failed_pull else ""
-    try:
-        if args.check:
-            missing, differing = check_data(args.data, load_pins())
-            print(f"{args.data}: {len(missing)} pinned file(s) missing, {len(differing)} differ")
-            return 1 if missing or differing else 0
-        report = rebuild_data(args.data, args.cache, mirror=args.mirror)
-        if report.written and not args.no_dvc and Path(args.data).resolve() == (PROJECT_ROOT / "data").resolve():
-            register_with_dvc()
-        print(f"{prefix}; {report.summary()}" if prefix else report.summary())
-    except VtposeError as e:
-        lead = f"{prefix}; " if prefix else ""
-        print(f"{lead}rebuilding data/ from its public originals failed: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

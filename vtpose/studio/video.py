@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from vtpose.errors import VtposeError
-from vtpose.paths import PROJECT_ROOT, atomic_path
+from vtpose.paths import EXPORT_CACHE_DIR, atomic_path
 
 # Container suffix -> FourCC codec that OpenCV's bundled FFmpeg writes without extra libraries.
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
@@ -34,8 +34,6 @@ QUEUE_SIZE = 8
 # on a 2-core machine) spin-wait and run many times slower than one.
 INFERENCE_THREADS = 1
 _DONE = object()  # end-of-stream marker passed down the queues
-# `.pt` weights exported for the ONNX and OpenVINO backends, keyed by content and imgsz (git-ignored, safe to delete).
-EXPORT_CACHE_DIR = PROJECT_ROOT / ".runtime" / "exports"
 # FFmpeg prints its own complaint about a broken file ("moov atom not found") besides ours; ours names the fix.
 # OpenCV reads this when it opens a capture, so setting it here (before any capture) is enough; quiet = -8.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

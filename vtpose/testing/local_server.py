@@ -40,7 +40,7 @@ _INFO_FILE = "bento-info.json"
 
 def package_bento(weights: Path, model_version: str, home: Path, *options: str,
                   env: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """`python -m vtpose.serving.packaging WEIGHTS --model-version V --json OPTIONS` with BENTOML_HOME=`home`.
+    """`vtpose model package WEIGHTS --model-version V --json OPTIONS` with BENTOML_HOME=`home`.
 
     A subprocess, because BentoML reads its home once, at import. Returns the BentoInfo JSON plus "home" and "env"
     (the environment to serve it with).
@@ -52,7 +52,9 @@ def package_bento(weights: Path, model_version: str, home: Path, *options: str,
     command = [
         sys.executable,
         "-m",
-        "vtpose.serving.packaging",
+        "vtpose.cli",
+        "model",
+        "package",
         str(weights),
         "--model-version",
         model_version,

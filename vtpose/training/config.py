@@ -254,24 +254,3 @@ def check_run_config(path: Path) -> dict[str, BaseModel]:
         if not local.exists():
             raise VtposeError(f"{path}: parameters.data.{key}: {local} does not exist; run `make data` (dvc pull).")
     return parsed
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vtpose.training.config CONFIG`: exit 0 if the run config is good, else one line and exit 2."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m vtpose.training.config CONFIG.yaml", file=sys.stderr)
-        return 2
-    try:
-        check_run_config(Path(args[0]))
-    except VtposeError as error:
-        print(f"vtpose: error: {error}", file=sys.stderr)
-        return 2
-    print(f"{args[0]}: ok")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,13 +1,10 @@
-"""`python -m vtpose.training.summary`: the latest training run's evaluation stats and promotion decision.
+"""The latest training run's evaluation stats and promotion decision, and the MLflow tracking URI.
 
-`make run` ends with it. `--mlflow-uri` prints the active stack's MLflow tracking URI instead (for
-`mlflow ui`).
+`vtpose pipeline summary` prints them (`make run` ends with it; `--mlflow-uri` is what `make mlflow-ui` reads).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
 from vtpose.errors import VtposeError
@@ -24,7 +21,7 @@ def mlflow_uri() -> str:
 
     tracker = Client().active_stack.experiment_tracker
     if tracker is None:
-        raise SystemExit("the active ZenML stack has no experiment tracker; run `make stack`")
+        raise VtposeError("the active ZenML stack has no experiment tracker; run `make stack`")
     return tracker.get_tracking_uri()
 
 
@@ -99,24 +96,3 @@ def summary_lines() -> list[str]:
             serving = f", serving {bento['backend']}" if "backend" in bento else ""
             lines.append(f"bento: {bento['tag']} ({bento['size_bytes'] / 1e6:.1f} MB{serving})")
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the summary (or the MLflow URI)."""
-    parser = argparse.ArgumentParser(prog="python -m vtpose.training.summary", description=__doc__)
-    parser.add_argument("--mlflow-uri", action="store_true", help="print the MLflow tracking URI and exit")
-    args = parser.parse_args(argv)
-    if args.mlflow_uri:
-        print(mlflow_uri())
-        return 0
-    try:
-        lines = summary_lines()
-    except VtposeError as error:
-        print(f"vtpose: error: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
