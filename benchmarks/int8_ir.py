@@ -10,8 +10,7 @@ from pathlib import Path
 
 from vtpose.backends.export import cached_export, quantize_openvino_int8
 from vtpose.errors import VtposeError
-from vtpose.paths import COCO_MINI_DIR
-from vtpose.paths import EXPORT_CACHE_DIR
+from vtpose.paths import COCO_MINI_DIR, EXPORT_CACHE_DIR
 
 TRAIN_IMAGES = COCO_MINI_DIR / "images" / "train2017"
 

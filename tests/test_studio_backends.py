@@ -22,11 +22,10 @@ import pytest
 from vtpose.artifacts import sha256_file
 from vtpose.backends import DEFAULT_IMGSZ, open_backend
 from vtpose.backends.packaged import MODEL_FILES
-from vtpose.paths import COCO_MINI_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
+from vtpose.paths import COCO_MINI_DIR, EXPORT_CACHE_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.pose import PersonPose, load_image
 from vtpose.studio.avatar import render_scene, select_persons
 from vtpose.studio.match import pose_similarity
-from vtpose.paths import EXPORT_CACHE_DIR
 from vtpose.testing.tolerances import check_median, joint_errors
 
 pytestmark = pytest.mark.slow
