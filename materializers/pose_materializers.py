@@ -232,7 +232,9 @@ class EvaluationReportMaterializer(BaseMaterializer):
     def save_visualizations(self, data: EvaluationReport) -> dict[str, VisualizationType]:
         """The report table (stats with their intervals, paired differences), a plot of the AP intervals, and a
         sheet of predicted (red) and ground-truth (green) skeletons."""
-        images = [cv2.imdecode(_as_array(png), cv2.IMREAD_COLOR) for png in data.previews]
+        # PNGs the report was built with (prediction_previews): each decodes; the filter only tells the types so.
+        decoded = (cv2.imdecode(_as_array(png), cv2.IMREAD_COLOR) for png in data.previews)
+        images = [image for image in decoded if image is not None]
         visualizations = {_write_text(self.uri, "report.md", data.markdown()): VisualizationType.MARKDOWN}
         intervals = plot_intervals(data)
         if intervals is not None:

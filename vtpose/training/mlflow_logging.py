@@ -69,8 +69,8 @@ def evaluation_metrics(report: EvaluationReport) -> dict[str, float]:
     bootstrap = report.bootstrap_result()
     if bootstrap is None:
         return metrics
-    for role, stats in bootstrap.intervals.items():
-        for name, interval in stats.items():
+    for role, intervals in bootstrap.intervals.items():
+        for name, interval in intervals.items():
             metrics[f"{prefixes[role]}coco_{name}_ci_low"] = interval.low
             metrics[f"{prefixes[role]}coco_{name}_ci_high"] = interval.high
     for role in (PRODUCTION, PRETRAINED):

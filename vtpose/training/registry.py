@@ -88,8 +88,8 @@ def load_production_weights(sha256: str, model_name: str = MODEL_NAME) -> tuple[
     # One lookup and one load: the recorded sha256 says whether production changed, the file's own checks the copy.
     artifact = _weights_artifact(version) if version is not None else None
     weights = artifact.load() if artifact is not None else None
-    recorded = (artifact.run_metadata.get("sha256") or sha256_file(weights.path)) if artifact is not None else None
-    if version is None or recorded != sha256:
+    recorded = (artifact.run_metadata.get("sha256") or sha256_file(weights.path)) if artifact and weights else None
+    if version is None or weights is None or recorded != sha256:
         now = "nothing" if version is None else f"version {version.name} (weights {str(recorded)[:8]})"
         raise VtposeError(
             f"model {model_name!r}: production is now {now}, not weights {sha256[:8]}; run the pipeline again."

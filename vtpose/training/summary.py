@@ -18,10 +18,11 @@ PIPELINE_NAME = "training_pipeline"
 def mlflow_uri() -> str:
     """The tracking URI of the active stack's MLflow experiment tracker."""
     from zenml.client import Client
+    from zenml.integrations.mlflow.experiment_trackers import MLFlowExperimentTracker
 
     tracker = Client().active_stack.experiment_tracker
-    if tracker is None:
-        raise VtposeError("the active ZenML stack has no experiment tracker; run `make stack`")
+    if not isinstance(tracker, MLFlowExperimentTracker):
+        raise VtposeError("the active ZenML stack has no MLflow experiment tracker; run `make stack`")
     return tracker.get_tracking_uri()
 
 
@@ -56,8 +57,8 @@ def report_lines(report: EvaluationReport) -> list[str]:
         lines.append("  paired differences:")
         lines.append(f"  {'stat':<6}" + "".join(f" {'trained - ' + h.split()[0]:>29}" for _, h in references))
         for name in COCO_STAT_NAMES:
-            cells = [bootstrap.difference(CANDIDATE, r, name) for r, _ in references]
-            lines.append(f"  {name:<6}" + "".join(f" {c.format(signed=True) if c else '':>29}" for c in cells))
+            differences = [bootstrap.difference(CANDIDATE, r, name) for r, _ in references]
+            lines.append(f"  {name:<6}" + "".join(f" {d.format(signed=True) if d else '':>29}" for d in differences))
     return lines
 
 
