@@ -4,7 +4,8 @@
   `PoseBackend` (`prepare`, `run`, `predict`, `predict_one`, `describe`).
 - `vtpose.backends.pytorch`: `TorchPoseModel` (`.pt`), `vtpose.backends.onnx`: `OnnxPoseModel` (`.onnx`),
   `vtpose.backends.openvino`: `OpenVinoPoseModel` (`.xml` + `.bin`, FP32 or INT8).
-- `vtpose.backends.export`: `export_onnx`, `export_openvino` (FP32 IR), `quantize_openvino_int8` (NNCF).
+- `vtpose.backends.export`: the one export chain `export_model_variants` (.pt -> ONNX -> OpenVINO FP32 IR -> INT8
+  IR, NNCF) and its steps, and `cached_export` (the CLI's `--backend` cache).
 
 `open_backend(path)` picks the engine from the file's suffix. The ONNX and OpenVINO modules never import PyTorch.
 """
