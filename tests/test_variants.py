@@ -215,6 +215,7 @@ def report(exported: dict[str, ExportedModel]) -> VariantReport:
     )
 
 
+@pytest.mark.slow  # exports and scores every variant (module fixtures)
 def test_export_writes_every_variant_with_sizes_and_checksums(exported: dict[str, ExportedModel]) -> None:
     assert list(exported) == list(VARIANTS)
     assert exported["pytorch"].path == PRETRAINED_WEIGHTS
@@ -231,6 +232,7 @@ def test_export_writes_every_variant_with_sizes_and_checksums(exported: dict[str
     assert exported["openvino-int8"].settings["preset"] == "mixed"
 
 
+@pytest.mark.slow  # exports and scores every variant (module fixtures)
 def test_every_variant_scored_timed_and_the_rule_applied(report: VariantReport) -> None:
     assert [v.name for v in report.variants] == list(VARIANTS) and report.num_images == 108
     ap = {v.name: v.stats["AP"] for v in report.variants}
@@ -244,6 +246,7 @@ def test_every_variant_scored_timed_and_the_rule_applied(report: VariantReport) 
     assert report.machine["cpu_cores"] >= 1 and report.latency_image.startswith("000000000139.jpg")
 
 
+@pytest.mark.slow  # exports and scores every variant (module fixtures)
 def test_exported_model_artifact_round_trips_and_refuses_changed_files(
     exported: dict[str, ExportedModel], tmp_path: Path
 ) -> None:
