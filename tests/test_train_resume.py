@@ -130,7 +130,7 @@ def data_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_data_yaml(yolo.root, absolute=True)
 
 
-@pytest.mark.slow  # trains 3 tiny epochs, twice
+@pytest.mark.slow  # trains for real: epoch 1 in the killed process, epochs 2-3 resumed
 def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     checkpoints = tmp_path / "checkpoints"
     script = textwrap.dedent(
