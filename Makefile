@@ -62,6 +62,10 @@ run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and
 test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)
 	$(BIN)/python -m pytest
 
+.PHONY: test-quick
+test-quick: data  ## The suite without the tests marked slow (pipelines, training, exports, servers, the browser): minutes
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: install  ## ruff check and format check, then mypy over the library (files in pyproject's [tool.mypy])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

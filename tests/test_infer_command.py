@@ -157,6 +157,7 @@ def test_infer_prints_the_design_json_and_writes_the_overlay(tmp_path: Path) -> 
     assert text.startswith(f"{STREAMER}: {width}x{height}, {len(persons)} person(s)")
 
 
+@pytest.mark.slow  # a model registered in a real ZenML store, then the CLI run in several processes
 def test_infer_without_weights_uses_the_production_version(stores: Any) -> None:
     production, empty, production_weights, version_id = stores
     chosen = _vtpose(production, "infer", STREAMER, "--json")
@@ -174,6 +175,7 @@ def test_infer_without_weights_uses_the_production_version(stores: Any) -> None:
     assert json.loads(fallback.stdout) == json.loads(pretrained.stdout)
 
 
+@pytest.mark.slow  # a model registered in a real ZenML store, then the CLI run in several processes
 def test_the_studio_without_weights_uses_the_production_version(stores: Any, tmp_path: Path) -> None:
     production, _, production_weights, version_id = stores
     cached = EXPORT_CACHE / version_id / "weights.pt"

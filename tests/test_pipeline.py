@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
 
+import cv2
 import mlflow
+import numpy as np
 import pytest
+import yaml
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from zenml.client import Client
+from zenml.enums import ModelStages
+from zenml.io import fileio
 
 import steps
 from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset
 from vtpose.keypoints import COCO_STAT_NAMES
-from vtpose.paths import CONFIGS_DIR
+from vtpose.paths import COCO_MINI_DIR, CONFIGS_DIR
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
 from vtpose.training.registry import BOOTSTRAP_METADATA_KEY, MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
 from vtpose.training.reports import EvaluationReport, TrainingCurves
+
+pytestmark = pytest.mark.slow  # every test here reads the smoke pipeline's run (minutes)
 
 EXPECTED_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
 PACKAGES_AROUND_RUN: dict[str, set[str]] = {}  # "before"/"after" the smoke run: the environment's name==version
@@ -44,6 +56,20 @@ def test_the_run_installed_nothing(smoke_run) -> None:  # type: ignore[no-untype
 
 def _output(run, step: str, name: str):  # type: ignore[no-untyped-def]
     return run.steps[step].outputs[name][0]
+
+
+def _sample_split(split: str) -> dict[str, Any]:
+    """The sample's own annotation JSON for a split, read here, not through the code under test."""
+    return json.loads((COCO_MINI_DIR / "annotations" / f"person_keypoints_{split}.json").read_text())
+
+
+def _visualization(artifact, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The decoded PNG of the artifact's visualization whose file is `name`."""
+    (uri,) = [v.uri for v in artifact.visualizations if v.uri.endswith(name)]
+    with fileio.open(uri, "rb") as f:
+        image = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, f"{uri} does not decode as an image"
+    return image
 
 
 def test_every_step_ran_and_handed_on_artifacts(smoke_run) -> None:  # type: ignore[no-untyped-def]
@@ -81,9 +107,47 @@ def test_artifacts_have_dashboard_visualizations(smoke_run) -> None:  # type: ig
     ]:
         artifact = _output(run, step, name)
         assert artifact.visualizations, f"{step}.{name} has no visualization"
-        kinds = {v.type.value for v in artifact.visualizations}
-        if name in ("dataset", "evaluation_report", "training_curves"):
-            assert "image" in kinds
+    # The images decode, at the size their contents fix: contact sheets of 480-pixel cells, 3 to a row.
+    dataset = _output(run, "validate_dataset", "dataset")
+    assert _visualization(dataset, "previews.png").shape == (2 * 480, 3 * 480, 3)  # 6 training previews
+    report = _output(run, "evaluate_model", "evaluation_report")
+    assert _visualization(report, "predictions.png").shape == (480, 3 * 480, 3)  # evaluation.previews: 3
+    intervals = _visualization(report, "intervals.png")
+    assert intervals.shape[0] > 100 and intervals.shape[1] > 100 and intervals.std() > 0  # a plot, not a blank
+    curves = _visualization(_output(run, "train_model", "training_curves"), "curves.png")
+    assert curves.shape[0] > 100 and curves.std() > 0
+
+
+def test_dataset_counts_are_the_samples(smoke_run) -> None:  # type: ignore[no-untyped-def]
+    # Counted here from the sample's JSON; validation (on_error: skip) must have dropped nothing from it.
+    run = Client().get_pipeline_run(smoke_run.id)
+    artifact = _output(run, "validate_dataset", "dataset")
+    metadata = artifact.run_metadata
+    assert metadata.get("skipped_records", 0) == 0
+    for split, images, persons in [("train2017", 130, 143), ("val2017", 108, 95)]:
+        coco = _sample_split(split)
+        with_keypoints = [a for a in coco["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0]
+        assert (len(coco["images"]), len(with_keypoints)) == (images, persons)  # the sample DESIGN.md describes
+        assert metadata[f"{split}_images"] == images and metadata[f"{split}_persons_with_keypoints"] == persons
+    loaded = artifact.load()
+    assert json.loads(loaded.annotation_file("val2017").read_text())["images"] == _sample_split("val2017")["images"]
+
+
+def test_evaluation_stats_are_pycocotools_own(smoke_run) -> None:  # type: ignore[no-untyped-def]
+    # The COCO results the report scored, scored again here by pycocotools against the sample's val JSON.
+    report = _output(Client().get_pipeline_run(smoke_run.id), "evaluate_model", "evaluation_report").load()
+    val = _sample_split("val2017")
+    assert report.num_images == len(val["images"]) == 108
+    assert {d["image_id"] for d in report.results_json} <= {image["id"] for image in val["images"]}
+    assert len(report.results_json) > 50  # a model that finds people, not an empty list scored as zero
+    ground_truth = COCO()
+    ground_truth.dataset = val
+    ground_truth.createIndex()
+    evaluator = COCOeval(ground_truth, ground_truth.loadRes(report.results_json), "keypoints")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    assert report.stats == pytest.approx(dict(zip(COCO_STAT_NAMES, evaluator.stats.tolist(), strict=True)), abs=1e-12)
 
 
 def test_one_mlflow_run_with_params_epoch_metrics_stats_and_weights(smoke_run) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +196,7 @@ def test_model_version_has_metrics_decision_and_weights(smoke_run) -> None:  # t
     assert version.get_artifact(WEIGHTS_ARTIFACT) is not None
 
 
-def test_a_second_run_reuses_cached_steps(smoke_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_run_reuses_cached_steps(smoke_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pipelines import training_pipeline
 
     first = Client().get_pipeline_run(smoke_run.id)
@@ -165,6 +229,30 @@ def test_a_second_run_reuses_cached_steps(smoke_run) -> None:  # type: ignore[no
     assert third.steps["production_reference"].status.value == "completed"
     for step in ("score_production", "evaluate_model", "train_model"):
         assert third.steps[step].status.value == "cached", step
+    production = Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
+    assert production.id == third.model_version.id  # promoted: 0 is above -0.05
+
+    # The default rule on the same numbers: a paired difference of exactly 0 is not significantly better. Only
+    # the gate (never cached) and packaging after it run again; production stays where it was.
+    config = yaml.safe_load((CONFIGS_DIR / "smoke.yaml").read_text())
+    config["parameters"]["promotion"].update(rule="significantly_better", margin=0.0)
+    strict = tmp_path / "smoke-significantly-better.yaml"
+    strict.write_text(yaml.safe_dump(config, sort_keys=False))  # sorted keys reorder train.args: a new cache key
+    fourth = Client().get_pipeline_run(training_pipeline.with_options(config_path=str(strict))().id)
+    assert fourth.status.value == "completed"  # promotion.fail_on_reject is false: rejected, not failed
+    for step in ("train_model", "score_production", "evaluate_model", "export_variants"):
+        assert fourth.steps[step].status.value == "cached", step
+    decision = _output(fourth, "promote_model", "promotion_decision").load()
+    assert decision["promote"] is False and decision["rule"] == "significantly_better"
+    assert decision["reference"] == "production" and decision["production_version"] == str(third.model_version.name)
+    assert decision["difference"] == Interval(0.0, 0.0, 0.0).to_dict()
+    assert "not significantly better" in decision["reason"] and "+0.0000 is not above 0" in decision["reason"]
+    assert fourth.model_version.run_metadata["promotion"] == decision
+    rejected = Client().get_model_version(MODEL_NAME, str(fourth.model_version.name))
+    assert rejected.stage is None
+    (still,) = Client().list_model_versions(MODEL_NAME, stage=ModelStages.PRODUCTION).items
+    assert still.id == third.model_version.id
+    assert _output(fourth, "package_model", "bento").load()["promoted"] is False
 
 
 def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None:  # type: ignore[no-untyped-def]

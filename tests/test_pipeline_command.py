@@ -79,6 +79,7 @@ def cli_run(zenml_stack: str) -> Any:
     return Client().get_pipeline_run(latest.items[0].id), parameters
 
 
+@pytest.mark.slow  # runs the smoke pipeline
 @pytest.mark.timeout(1800)  # the run itself, in the fixture
 def test_the_exact_command_runs_the_pipeline(cli_run: Any) -> None:
     run, parameters = cli_run
@@ -87,6 +88,7 @@ def test_the_exact_command_runs_the_pipeline(cli_run: Any) -> None:
     assert run.config.parameters == parameters
 
 
+@pytest.mark.slow  # runs the smoke pipeline
 @pytest.mark.timeout(1800)  # the run, when this test runs alone
 def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
     """`vtpose pipeline summary` (what `make run` ends with) against the run's own artifacts."""

@@ -171,6 +171,7 @@ def _production_id():  # type: ignore[no-untyped-def]
     return Client().get_model_version(GATE_MODEL, ModelStages.PRODUCTION).id
 
 
+@pytest.mark.slow  # runs a (tiny) pipeline three times
 def test_gate_promotes_then_rejects_then_fails_the_run(zenml_stack: str) -> None:
     client = Client()
     better = {"rule": "significantly_better", "low": 0.01, "high": 0.09}

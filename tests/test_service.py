@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import marshal
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -68,6 +71,11 @@ def _serve(bento: dict[str, Any], log_dir: Path, **env_extra: str) -> Iterator[s
 def server(bento: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Bento's default variant (ONNX), with small limits for the limit tests."""
     env = {"VTPOSE_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES), "VTPOSE_MAX_BATCH_IMAGES": str(MAX_BATCH)}
+    # No bytecode in the Bento before it serves, and the server writes what it compiles (an empty value unsets
+    # it): what appears is what the server imported from the Bento (see the cwd test).
+    for cache in list((Path(bento["path"]) / "src").rglob("__pycache__")):
+        shutil.rmtree(cache)
+    env["PYTHONDONTWRITEBYTECODE"] = ""
     with _serve(bento, tmp_path_factory.mktemp("serve"), **env) as url:
         yield url
 
@@ -385,12 +393,54 @@ def test_health_metrics_and_openapi(client: httpx.Client) -> None:
     assert "image/png" in spec["paths"]["/render"]["post"]["responses"]["200"]["content"]
 
 
-def test_project_root_is_not_the_server_cwd(bento: dict[str, Any]) -> None:
-    """The Bento carries its own copy of the code: the server does not depend on this checkout's cwd."""
+def _server_processes(url: str) -> list[int]:
+    """The pids of the `bentoml serve` listening at `url` and of its descendants (the workers)."""
+    command = ["--port", url.rsplit(":", 1)[1]]  # as vtpose.testing.local_server.bentoml_command writes it
+    parents = {}  # pid -> parent pid, from /proc/PID/stat (its 4th field)
+    for entry in Path("/proc").iterdir():
+        stat = _read_proc(entry, "stat").rsplit(b")", 1)[-1].split()  # after the command name, which may hold spaces
+        if entry.name.isdigit() and stat:
+            parents[int(entry.name)] = int(stat[1])
+    serving = [pid for pid in parents if _has_words(_read_proc(Path(f"/proc/{pid}"), "cmdline").split(b"\0"), command)]
+    assert len(serving) == 1, f"no single `bentoml serve {' '.join(command)}` among the processes: {serving}"
+    family = set(serving)
+    while grown := {pid for pid, parent in parents.items() if parent in family} - family:
+        family |= grown
+    return sorted(family)
+
+
+def _has_words(words: list[bytes], wanted: list[str]) -> bool:
+    encoded = [w.encode() for w in wanted]
+    return any(words[i : i + len(encoded)] == encoded for i in range(len(words)))
+
+
+def _read_proc(process: Path, name: str) -> bytes:
+    try:
+        return (process / name).read_bytes()
+    except OSError:  # the process ended while we looked, or is not ours
+        return b""
+
+
+def test_project_root_is_not_the_server_cwd(bento: dict[str, Any], server: str) -> None:
+    """The Bento carries its own copy of the code, and the running server uses it: neither the server nor its
+    workers run in this checkout, and the package they imported is the Bento's copy."""
     src = Path(bento["path"]) / "src"
-    assert (src / "service" / "service.py").is_file() and (src / "vtpose" / "serving" / "decoding.py").is_file()
     assert not (src / "data").exists()
     assert PROJECT_ROOT.joinpath("service", "service.py").read_bytes() == (src / "service" / "service.py").read_bytes()
+    pids = _server_processes(server)
+    assert len(pids) >= 2, pids  # the arbiter and at least one worker
+    for pid in pids:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        assert cwd != PROJECT_ROOT and PROJECT_ROOT not in cwd.parents, (pid, cwd)
+    assert any(Path(os.readlink(f"/proc/{pid}/cwd")) == src.resolve() for pid in pids)  # the worker: in the Bento
+    # The server fixture emptied the Bento of bytecode before it started: what Python compiled since, it imported
+    # from the Bento. A package is imported from one place only, so vtpose.* and service.* are the Bento's copies.
+    for module in ("vtpose/__init__", "vtpose/serving/decoding", "service/service"):
+        source = src / f"{module}.py"
+        compiled = list(source.parent.glob(f"__pycache__/{source.stem}.*.pyc"))
+        assert compiled, f"the server did not import {source}: it runs other code"
+        code = marshal.loads(compiled[0].read_bytes()[16:])  # after the 16-byte pyc header
+        assert Path(code.co_filename).resolve() == source.resolve(), (compiled[0], code.co_filename)
 
 
 def test_a_tampered_ir_is_refused_at_start_up(bento: dict[str, Any], tmp_path: Path) -> None:

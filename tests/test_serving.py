@@ -53,21 +53,26 @@ def _person(value: float) -> PersonPose:
 
 
 def test_batcher_merges_concurrent_requests_and_keeps_order() -> None:
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
     calls: list[list[float]] = []
 
     def run(items: list[float]) -> list[list[PersonPose]]:
-        release.wait(5)
+        started.set()
+        assert release.wait(30), "the test never released the model call"
         calls.append(list(items))
         return [[_person(item)] for item in items]
 
     batcher = PoseBatcher(run, key=lambda item: int(item) % 2, max_batch_size=8)
 
     async def main() -> list[list[list[PersonPose]]]:
-        first = asyncio.ensure_future(batcher.infer([1.0]))  # occupies the worker until released
-        await asyncio.sleep(0.05)
+        first = asyncio.ensure_future(batcher.infer([1.0]))
+        # The worker is inside the model call for [1.0], held there until `release`.
+        assert await asyncio.to_thread(started.wait, 30), "the batcher never called the model"
         rest = [asyncio.ensure_future(batcher.infer(items)) for items in ([2.0, 3.0], [4.0], [5.0, 6.0, 8.0])]
-        await asyncio.sleep(0.05)
+        # One turn of the loop runs each new task up to its `await` on the answer, its request queued by then
+        # (tasks start in the order they were made, before this coroutine resumes).
+        await asyncio.sleep(0)
+        assert not any(r.done() for r in rest) and calls == []
         release.set()
         return [await first, *[await r for r in rest]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import cv2
@@ -126,10 +127,14 @@ def test_every_prepared_avatar_renders(avatar: str, streamer_persons: list[Perso
 
 def test_animate_writes_every_frame_at_the_source_rate(tmp_path: Path) -> None:
     out = tmp_path / "dance.mp4"
+    started = time.perf_counter()
     code, stdout, _ = run_cli("animate", str(DANCE), "-o", str(out), "--imgsz", FAST_IMGSZ, *W)
+    elapsed = time.perf_counter() - started
     assert code == 0, stdout
     assert stdout.strip().splitlines()[-1].startswith("fps: ")
-    assert float(stdout.strip().splitlines()[-1].split()[1]) > 0
+    # The frames written over the pipeline's wall time, which lies within the command's (model loading included):
+    # at least the frames over the command's time (printed to 0.1).
+    assert float(stdout.strip().splitlines()[-1].split()[1]) >= round(DANCE_FRAMES / elapsed, 1) - 0.1
     capture, info = open_video(out)
     capture.release()
     assert info.frame_count == DANCE_FRAMES

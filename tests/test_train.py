@@ -10,6 +10,8 @@ from vtpose.data import convert_to_yolo, ingest_coco_folder, write_data_yaml
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
 from vtpose.training.train import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # every test here trains, for real
+
 TINY = {"epochs": 1, "imgsz": 96, "batch": 8, "args": {"fraction": 0.25, "val": False, "workers": 0}}
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +15,12 @@ from vtpose.training.train import TrainConfig, ultralytics_train_args
 
 
 def test_every_ultralytics_argument_is_accepted() -> None:
-    config = TrainConfig(args={"lr0": 0.001, "mosaic": 0.0, "freeze": 10, "cos_lr": True})
-    args = config.ultralytics_args()
-    assert args["lr0"] == 0.001 and args["freeze"] == 10 and args["cos_lr"] is True
-    assert args["plots"] is False and args["deterministic"] is True
-    assert set(config.args) <= set(ultralytics_train_args())
+    config = TrainConfig(device="cpu", args={"lr0": 0.001, "mosaic": 0.0, "freeze": 10, "cos_lr": True})
+    assert config.ultralytics_args() == {
+        "epochs": 10, "imgsz": 640, "batch": 16, "seed": 0, "deterministic": True, "device": "cpu", "plots": False,
+        "lr0": 0.001, "mosaic": 0.0, "freeze": 10, "cos_lr": True,
+    }  # fmt: skip
+    assert {"lr0", "mosaic", "freeze", "cos_lr", "fraction", "optimizer"} <= set(ultralytics_train_args())
 
 
 def test_a_typo_names_the_key_and_suggests_the_fix() -> None:
@@ -34,11 +38,23 @@ def test_reserved_arguments_are_refused() -> None:
         TrainConfig(args={"data": "x.yaml"})
 
 
-def test_device_auto_is_cpu_without_gpus() -> None:
-    import torch
+def _auto_device(visible: str) -> str:
+    """`device: auto` as a fresh process resolves it with CUDA_VISIBLE_DEVICES=`visible`."""
+    script = "from vtpose.training.train import TrainConfig; print(TrainConfig().ultralytics_args()['device'])"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1]
 
-    expected = "cpu" if not torch.cuda.is_available() else "0"
-    assert TrainConfig().ultralytics_args()["device"].startswith(expected)
+
+def test_device_auto_is_cpu_without_gpus() -> None:
+    assert _auto_device("") == "cpu"
+    assert TrainConfig(device="0,1").ultralytics_args()["device"] == "0,1"  # an explicit device is kept as is
+
+
+@pytest.mark.skipif(not Path("/dev/nvidia0").exists(), reason="no NVIDIA GPU on this machine")
+def test_device_auto_is_the_visible_gpu() -> None:
+    assert _auto_device("0") == "0"
 
 
 def test_model_yaml_resolves_to_ultralytics_cfg() -> None:

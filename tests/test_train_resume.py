@@ -38,19 +38,29 @@ TINY = {
 WAIT_S = 900
 
 
-def _wait_for_manifest(pattern_root: Path, process: subprocess.Popen[str], glob: str) -> Path:
-    """Poll until a checkpoint manifest of epoch 1 exists under `pattern_root`; the process must still run."""
+HOLD_HOOK = Path(__file__).with_name("hold_after_epoch")  # its sitecustomize.py holds a process after an epoch
+
+
+def _held_after_epoch_1(marker: Path, **env: str) -> dict[str, str]:
+    """The environment of a training process that stops for good after saving epoch 1's checkpoint (it writes
+    `marker` and waits to be killed): epoch 2 never starts before the test kills it."""
+    path = os.pathsep.join(p for p in (str(HOLD_HOOK), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, **env, "PYTHONPATH": path, "VTPOSE_TEST_HOLD_AFTER_EPOCH": "1",
+            "VTPOSE_TEST_HOLD_MARKER": str(marker)}  # fmt: skip
+
+
+def _wait_until_held(marker: Path, process: subprocess.Popen[str]) -> None:
+    """Poll until the process holds after epoch 1's checkpoint (`marker` written); it must still run."""
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        for manifest in pattern_root.glob(glob):
-            if json.loads(manifest.read_text())["epoch"] >= 1:
-                return manifest
+    while not marker.is_file():
         if process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
             pytest.fail(f"training ended (rc {process.returncode}) before its first checkpoint:\n{output[-3000:]}")
+        if time.monotonic() > deadline:
+            _kill(process)
+            pytest.fail(f"no checkpoint of epoch 1 within {WAIT_S} s")
         time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"no checkpoint under {pattern_root} within {WAIT_S} s")
+    assert process.poll() is None and marker.read_text() == "1"
 
 
 def _kill(process: subprocess.Popen[str]) -> str:
@@ -111,7 +121,7 @@ def test_checkpoint_key_follows_inputs_and_config_not_device() -> None:
     assert key != checkpoint_key(config, {**inputs, "yolo_dataset": "c"})
 
 
-# --- the library, killed during epoch 2 ---
+# --- the library, killed right after epoch 1's checkpoint ---
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +131,7 @@ def data_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_data_yaml(yolo.root, absolute=True)
 
 
+@pytest.mark.slow  # trains for real: epoch 1 in the killed process, epochs 2-3 resumed
 def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     checkpoints = tmp_path / "checkpoints"
     script = textwrap.dedent(
@@ -132,14 +143,16 @@ def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: 
               pretrained=Path({str(PRETRAINED_WEIGHTS)!r}), checkpoints=TrainingCheckpoints({str(checkpoints)!r}))
         """
     )
+    marker = tmp_path / "held"
     process = subprocess.Popen(
         [sys.executable, "-c", script],
+        env=_held_after_epoch_1(marker),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    _wait_for_manifest(tmp_path, process, f"checkpoints/{CHECKPOINT_MANIFEST}")
+    _wait_until_held(marker, process)
     _kill(process)
     _assert_complete_set(checkpoints)
 
@@ -163,7 +176,7 @@ def test_killed_training_resumes_from_its_checkpoint(data_yaml: Path, tmp_path: 
     assert not checkpoints.exists()  # finished: nothing stale
 
 
-# --- the smoke pipeline, its process killed during epoch 2, run again ---
+# --- the smoke pipeline, its process killed right after epoch 1's checkpoint, run again ---
 
 
 @pytest.mark.slow
@@ -186,17 +199,19 @@ def test_killed_pipeline_run_resumes_and_completes(zenml_stack: str, tmp_path: P
     store_root = Path(Client().active_stack.artifact_store.path)
     before = Client().list_pipeline_runs(size=1).total
 
+    marker = tmp_path / "held"
     process = subprocess.Popen(
         command,
         cwd=PROJECT_ROOT,
-        env=env,
+        env=_held_after_epoch_1(marker, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
-    manifest = _wait_for_manifest(store_root, process, f"checkpoints/train_model/*/{CHECKPOINT_MANIFEST}")
+    _wait_until_held(marker, process)
     _kill(process)
+    (manifest,) = store_root.glob(f"checkpoints/train_model/*/{CHECKPOINT_MANIFEST}")
     folder = manifest.parent
     _assert_complete_set(folder)
     killed = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
