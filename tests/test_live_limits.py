@@ -207,7 +207,7 @@ def test_an_oversize_background_is_answered_and_the_socket_goes_on(url: str, str
         assert (error["type"], error["code"]) == ("error", "too_large"), error
         assert error["message"] == (
             f"background: {len(too_many_bytes)} bytes is over the {protocol.MAX_BACKGROUND_BYTES}-byte limit; "
-            "downscale it before sending."
+            "send a smaller or more compressed image."
         )
         ws.send(background_message(too_many_pixels))
         error = recv_json(ws)

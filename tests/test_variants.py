@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import vtpose.training.variants as variants_module
+import vtpose.training.variants.timing as variants_timing
 from vtpose.artifacts import ExportedModel, sha256_file
 from vtpose.backends import VARIANTS
 from vtpose.backends.export import export_model_variants, model_file
@@ -123,7 +123,7 @@ def test_measure_latency_calls_warmup_plus_runs_times(monkeypatch: pytest.Monkey
     # A clock only the calls move: the timed calls take 4, 1, 3, 2 and 10 ms, whatever the machine is doing.
     now = [100.0]
     durations_ms = iter([50.0, 50.0, 4.0, 1.0, 3.0, 2.0, 10.0])  # two untimed warm-up calls first
-    monkeypatch.setattr(variants_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))  # its clock only
+    monkeypatch.setattr(variants_timing, "time", SimpleNamespace(perf_counter=lambda: now[0]))  # its clock only
 
     def call() -> None:
         now[0] += next(durations_ms) / 1000.0
