@@ -28,8 +28,22 @@ def _val_rank(image_name: str) -> str:
     return hashlib.sha256(image_name.encode("utf-8")).hexdigest()
 
 
+def assign_splits(names: list[str], split: str, val_fraction: float) -> tuple[dict[str, str], list[str]]:
+    """Each image's split: all in `split`, or `{split}_train` / `{split}_val` ranked by sha256 of the name.
+
+    Returns:
+        image name -> split name, and the split names in order (train first).
+    """
+    if val_fraction <= 0:
+        return dict.fromkeys(names, split), [split]
+    n_val = min(len(names) - 1, int(np.ceil(len(names) * val_fraction)))
+    val_names = set(sorted(names, key=_val_rank)[:n_val])
+    split_of = {n: f"{split}_val" if n in val_names else f"{split}_train" for n in names}
+    return split_of, [f"{split}_train", f"{split}_val"]
+
+
 def mpii_person_to_coco(
-    joints: list[list[float]], joints_vis: list[int], width: int, height: int
+    joints: list[list[float]], joints_vis: list[int], width: int, height: int, keep_outside: bool = False
 ) -> tuple[list[float], list[float], float, int, int]:
     """Map one MPII person to COCO keypoints, box and area.
 
@@ -38,11 +52,13 @@ def mpii_person_to_coco(
         joints_vis: 16 flags, 1 = labelled. (mmpose's JSON keeps no occlusion flag, so labelled joints become
             COCO visibility 2.)
         width / height: image size, pixels.
+        keep_outside: keep labelled joints outside the image as they are, for validation to report (and drop
+            the person with on_error "skip") instead of unlabelling them here.
 
     Returns:
         keypoints: 51 values, COCO order, (x, y, v) with 0-based pixels; unmapped or unlabelled joints (0, 0, 0).
-            Labelled joints outside the image are set to (0, 0, 0) too: COCO never labels off-image points and
-            Ultralytics rejects a label file with coordinates outside [-0.01, 1.01].
+            Labelled joints outside the image are set to (0, 0, 0) too (unless `keep_outside`): COCO never labels
+            off-image points and Ultralytics rejects a label file with coordinates outside [-0.01, 1.01].
         bbox: [x, y, w, h] pixels: the box around all labelled MPII joints (head_top and neck included, since they
             bound the person), padded by `BOX_PADDING` and clipped to the image.
         area: bbox w * h, pixels^2. MPII has no masks; COCO's `area` is the mask area, which COCOeval uses for OKS
@@ -58,7 +74,7 @@ def mpii_person_to_coco(
         if not vis[mpii_idx]:
             continue
         x, y = xy[mpii_idx]
-        if not (0.0 <= x <= width and 0.0 <= y <= height):
+        if not keep_outside and not (0.0 <= x <= width and 0.0 <= y <= height):
             dropped += 1
             continue
         kpts[coco_idx] = (x, y, 2.0)
@@ -142,14 +158,7 @@ def ingest_mpii(
         by_image[p["image"]].append((i, p))
 
     names = sorted(by_image)
-    if val_fraction > 0:
-        n_val = min(len(names) - 1, int(np.ceil(len(names) * val_fraction)))
-        val_names = set(sorted(names, key=_val_rank)[:n_val])
-        split_of = {n: f"{split}_val" if n in val_names else f"{split}_train" for n in names}
-        splits = [f"{split}_train", f"{split}_val"]
-    else:
-        split_of = dict.fromkeys(names, split)
-        splits = [split]
+    split_of, splits = assign_splits(names, split, val_fraction)
 
     dest_dir = Path(dest_dir)
     cocos: dict[str, dict[str, Any]] = {

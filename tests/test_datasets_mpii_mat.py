@@ -1,0 +1,255 @@
+"""MPII's own .mat read directly, checked against mmpose's JSON of the same persons (data/mpii-sample).
+
+The fixture is written with scipy.io.savemat in the structure MATLAB writes `mpii_human_pose_v1_u12_1.mat`: a 1x1
+RELEASE struct whose annolist is a 1xN struct array, annorect 1xK struct arrays, annopoints 1x1 structs holding a
+1xP point struct array, every number a 1x1 double, strings char arrays, empties 0x0 doubles, single_person an Nx1
+cell. The sample's 5 persons go in with the JSON's own coordinates: the JSON was made from this file and keeps its
+1-based pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from vtpose.data import ingest_mpii, validate_dataset
+from vtpose.data.mpii_mat import MPII_MAT, ingest_mpii_mat, read_mpii_mat
+from vtpose.errors import VtposeError
+from vtpose.keypoints import KEYPOINT_INDEX, MPII_JOINT_NAMES
+from vtpose.paths import MPII_SAMPLE_DIR
+
+EMPTY = np.zeros((0, 0))
+RECT_FIELDS = ["x1", "y1", "x2", "y2", "annopoints", "scale", "objpos"]
+HEAD_TOP, UPPER_NECK = MPII_JOINT_NAMES.index("head_top"), MPII_JOINT_NAMES.index("upper_neck")
+
+
+def _num(v: float) -> np.ndarray:
+    return np.array([[float(v)]])
+
+
+def _struct(fields: list[str], records: list[dict[str, Any]]) -> np.ndarray:
+    """A 1xK MATLAB struct array: every record has every field, as MATLAB requires ([] where unset)."""
+    array = np.empty((1, len(records)), dtype=[(f, object) for f in fields])
+    for k, record in enumerate(records):
+        for f in fields:
+            array[f][0, k] = record.get(f, EMPTY)
+    return array
+
+
+def _point(joint_id: int, x: float, y: float, is_visible: Any) -> dict[str, Any]:
+    return {"id": _num(joint_id), "x": _num(x), "y": _num(y), "is_visible": is_visible}
+
+
+def _rect(points: list[dict[str, Any]] | None, head_box: tuple[float, ...] | None = None) -> dict[str, Any]:
+    rect: dict[str, Any] = {"scale": _num(3.0), "objpos": _struct(["x", "y"], [{"x": _num(600), "y": _num(300)}])}
+    if head_box:
+        rect.update({k: _num(v) for k, v in zip(("x1", "y1", "x2", "y2"), head_box, strict=True)})
+    rect["annopoints"] = (
+        _struct(["point"], [{"point": _struct(["id", "x", "y", "is_visible"], points)}]) if points else EMPTY
+    )
+    return rect
+
+
+def _sample_persons() -> list[dict[str, Any]]:
+    return json.loads((MPII_SAMPLE_DIR / "annotations" / "test_mpii.json").read_text())
+
+
+def _head_box(person: dict[str, Any]) -> tuple[float, float, float, float]:
+    """A head box around head_top and upper_neck, 1-based like the file's (the sample JSON has none)."""
+    (tx, ty), (nx, ny) = person["joints"][HEAD_TOP], person["joints"][UPPER_NECK]
+    return (min(tx, nx) - 20.0, min(ty, ny), max(tx, nx) + 20.0, max(ty, ny))
+
+
+def _sample_points(person: dict[str, Any]) -> list[dict[str, Any]]:
+    """The person's labelled joints as MATLAB points, with is_visible written each way MPII writes it."""
+    points = []
+    for j, ((x, y), labelled) in enumerate(zip(person["joints"], person["joints_vis"], strict=True)):
+        if not labelled:
+            continue  # MPII leaves an unlabelled joint out of the point list
+        vis: Any = EMPTY if j in (HEAD_TOP, UPPER_NECK) else ("1" if j % 2 else _num(1))
+        points.append(_point(j, x, y, vis))
+    return points
+
+
+def write_release(path: Path, entries: list[tuple[str, int, list[dict[str, Any]], list[int]]]) -> Path:
+    """Write a RELEASE .mat: entries are (image name, img_train, annorects, single_person indices, 1-based)."""
+    annolist = _struct(
+        ["image", "annorect", "frame_sec", "vididx"],
+        [
+            {
+                "image": _struct(["name"], [{"name": name}]),
+                "annorect": _struct(sorted({f for r in rects for f in r}, key=RECT_FIELDS.index), rects)
+                if rects
+                else EMPTY,
+            }
+            for name, _, rects, _ in entries
+        ],
+    )
+    single = np.empty((len(entries), 1), dtype=object)
+    for i, (_, _, _, singles) in enumerate(entries):
+        single[i, 0] = np.array(singles, dtype=np.float64).reshape(-1, 1) if singles else EMPTY
+    release = _struct(
+        ["annolist", "img_train", "version", "single_person"],
+        [{"annolist": annolist, "img_train": np.array([[float(t) for _, t, _, _ in entries]]), "version": "12",
+          "single_person": single}],
+    )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(path, {"RELEASE": release})
+    return path
+
+
+Entry = tuple[str, int, list[dict[str, Any]], list[int]]
+
+
+def _sample_entries(persons: list[dict[str, Any]] | None = None, head_boxes: bool = True) -> list[Entry]:
+    """One annolist entry per sample person: a training image, one annorect, listed as single person."""
+    return [
+        (p["image"], 1, [_rect(_sample_points(p), _head_box(p) if head_boxes else None)], [1])
+        for p in (persons or _sample_persons())
+    ]
+
+
+def _source(tmp_path: Path, entries: list[Entry]) -> Path:
+    """MPII's folder layout: the .mat beside images/ (the sample's images)."""
+    source = tmp_path / "mpii-mat"
+    source.mkdir(exist_ok=True)
+    if not (source / "images").exists():
+        (source / "images").symlink_to(MPII_SAMPLE_DIR / "images")
+    write_release(source / MPII_MAT, entries)
+    return source
+
+
+def _without_mpii(coco: dict[str, Any]) -> dict[str, Any]:
+    return {**coco, "annotations": [{k: v for k, v in a.items() if k != "mpii"} for a in coco["annotations"]]}
+
+
+@pytest.mark.parametrize("val_fraction", [0.0, 0.4])
+def test_the_mat_gives_the_json_paths_dataset(tmp_path: Path, val_fraction: float) -> None:
+    # Beside the 5 persons: an unlabelled second person in the first image, in the same annorect as MPII stores
+    # it, and a test image (img_train 0: its labels are withheld, its persons have only scale and objpos).
+    entries = _sample_entries()
+    first = _sample_persons()[0]
+    entries[0][2].append(_rect(None))
+    objpos = _struct(["x", "y"], [{"x": _num(1), "y": _num(1)}])
+    source = _source(tmp_path, [*entries, ("099999999.jpg", 0, [{"scale": _num(2.0), "objpos": objpos}], [])])
+
+    from_json = ingest_mpii(MPII_SAMPLE_DIR, tmp_path / "json", val_fraction=val_fraction)
+    from_mat = ingest_mpii_mat(source, tmp_path / "mat", val_fraction=val_fraction)
+    assert from_mat.splits == from_json.splits
+    assert (from_mat.train_split, from_mat.val_split) == (from_json.train_split, from_json.val_split)
+    for split in from_json.splits:
+        coco_json = json.loads(from_json.annotation_file(split).read_text())
+        coco_mat = json.loads(from_mat.annotation_file(split).read_text())
+        assert coco_mat["images"] == coco_json["images"]
+        assert _without_mpii(coco_mat)["annotations"] == coco_json["annotations"]  # ids, keypoints, boxes, areas
+        assert sorted(p.name for p in from_mat.image_dir(split).iterdir()) == sorted(
+            im["file_name"] for im in coco_json["images"]
+        )
+    assert from_mat.info["mat"] == {
+        "file": MPII_MAT, "annolist_images": 6, "test_images": 1, "test_persons": 1, "persons_without_points": 1,
+        "persons_without_head_box": 0, "train_images_without_labelled_persons": 0,
+    }  # fmt: skip
+    assert from_mat.info["splits"] == from_json.info["splits"]
+
+    # The MPII record: 0-based joints and head box, what PCKh scores against.
+    anns = [a for s in from_mat.splits for a in json.loads(from_mat.annotation_file(s).read_text())["annotations"]]
+    record = next(a for a in anns if a["image_id"] == 5808361)["mpii"]
+    assert first["image"] == "005808361.jpg"
+    assert record["record"] == "annolist(1).annorect(1)" and record["single_person"] is True
+    assert record["head_box"] == [round(v - 1.0, 4) for v in _head_box(first)]
+    assert record["joints"][HEAD_TOP] == [round(c - 1.0, 4) for c in first["joints"][HEAD_TOP]] + [2]
+    ankles = next(a for a in anns if a["image_id"] == 51423444)["mpii"]["joints"]
+    assert ankles[0] == ankles[5] == [0.0, 0.0, 0]  # r_ankle, l_ankle unlabelled in the JSON, left out of the .mat
+
+    _, report = validate_dataset(from_mat, tmp_path / "valid", on_error="fail")
+    assert report.ok
+
+
+def test_occluded_joints_are_labelled_but_not_visible(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "images").mkdir(parents=True)
+    (source / "images" / "000000001.jpg").symlink_to(MPII_SAMPLE_DIR / "images" / "005808361.jpg")
+    points = [_point(12, 900.0, 250.0, _num(1)), _point(13, 1000.0, 250.0, _num(0)), _point(11, 800.0, 340.0, "0")]
+    write_release(source / MPII_MAT, [("000000001.jpg", 1, [_rect(points, (900, 100, 960, 180))], [])])
+    dataset = ingest_mpii_mat(source, tmp_path / "out")
+    (ann,) = json.loads(dataset.annotation_file("mpii").read_text())["annotations"]
+    kp = ann["keypoints"]
+    rs, ls, re = KEYPOINT_INDEX["right_shoulder"], KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_elbow"]
+    assert kp[3 * rs : 3 * rs + 3] == [899.0, 249.0, 2]  # is_visible 1
+    assert kp[3 * ls : 3 * ls + 3] == [999.0, 249.0, 1]  # is_visible 0: labelled, occluded
+    assert kp[3 * re : 3 * re + 3] == [799.0, 339.0, 1]  # is_visible '0', a char array in the file
+    assert ann["num_keypoints"] == 3 and ann["mpii"]["single_person"] is False
+    assert ann["mpii"]["joints"][13] == [999.0, 249.0, 1] and ann["mpii"]["head_box"] == [899.0, 99.0, 959.0, 179.0]
+    assert dataset.info["mat"]["occluded_joints"] == 2
+
+
+def test_an_image_with_no_labelled_person_is_skipped_and_counted(tmp_path: Path) -> None:
+    source = _source(tmp_path, [*_sample_entries(), ("052475643.jpg", 1, [_rect(None)], [])])
+    with pytest.raises(VtposeError, match=r"annolist\(6\) '052475643.jpg': image also listed as annolist\(2\)"):
+        read_mpii_mat(source / MPII_MAT)
+    persons = [p for p in _sample_persons() if p["image"] != "052475643.jpg"]
+    _source(tmp_path, [*_sample_entries(persons, head_boxes=False), ("052475643.jpg", 1, [_rect(None)], [])])
+    dataset = ingest_mpii_mat(source, tmp_path / "out")
+    coco = json.loads(dataset.annotation_file("mpii").read_text())
+    assert sorted(im["file_name"] for im in coco["images"]) == sorted(p["image"] for p in persons)
+    counts = dataset.info["mat"]
+    assert counts["train_images_without_labelled_persons"] == 1 and counts["persons_without_points"] == 1
+    assert counts["persons_without_head_box"] == 4
+    assert all(a["mpii"]["head_box"] is None for a in coco["annotations"])
+
+
+def test_a_file_without_release_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / MPII_MAT
+    savemat(path, {"annot": np.zeros((1, 1))})
+    with pytest.raises(VtposeError, match=r"no RELEASE struct \(variables found: \['annot'\]\).*re-download") as e:
+        read_mpii_mat(path)
+    assert str(path) in str(e.value)
+    path.write_bytes(b"not a MATLAB file at all" * 10)
+    with pytest.raises(VtposeError, match="not a readable MATLAB file"):
+        read_mpii_mat(path)
+    with pytest.raises(VtposeError, match="MPII annotation file not found"):
+        ingest_mpii_mat(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_malformed_points_name_the_record(tmp_path: Path) -> None:
+    points = [_point(12, 900.0, 250.0, _num(1)), _point(17, 1.0, 2.0, _num(1)), _point(12, 5.0, 5.0, _num(1))]
+    points.append({"id": _num(3), "x": _num(7), "y": EMPTY, "is_visible": _num(1)})
+    path = write_release(tmp_path / MPII_MAT, [("005808361.jpg", 1, [_rect(points)], [])])
+    with pytest.raises(VtposeError) as e:
+        read_mpii_mat(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: 3 malformed record(s):")
+    assert (
+        "annolist(1).annorect(1) (005808361.jpg) annopoints.point(2): id 17 is not an MPII joint id (0-15)" in message
+    )
+    assert "annopoints.point(3): joint id 12 (r_shoulder) is labelled twice" in message
+    assert "annopoints.point(4): needs a numeric id, x and y, got id=3.0 x=7.0 y=None" in message
+    assert message.endswith("Fix: re-download mpii_human_pose_v1_u12_2.zip from human-pose.mpi-inf.mpg.de and point "
+                            f"data.path at the folder holding its {MPII_MAT} and images/.")  # fmt: skip
+
+
+def test_a_joint_outside_the_image_is_validations_to_report(tmp_path: Path) -> None:
+    persons = _sample_persons()
+    entries = _sample_entries(persons)
+    # 005808361.jpg is 1280x720: its l_wrist (MPII 15, the last point) moved 100 px past the right edge.
+    assert persons[0]["image"] == "005808361.jpg" and persons[0]["joints"][15] == [1142.0, 478.0]
+    points = _sample_points(persons[0])
+    points[-1] = _point(15, 1381.0, 478.0, _num(1))
+    entries[0] = (persons[0]["image"], 1, [_rect(points, _head_box(persons[0]))], [1])
+    source = _source(tmp_path, entries)
+    dataset = ingest_mpii_mat(source, tmp_path / "out")
+    with pytest.raises(VtposeError) as e:
+        validate_dataset(dataset, tmp_path / "valid", on_error="fail")
+    assert (
+        "annotations/person_keypoints_mpii.json: annotation id 2 (image id 5808361): keypoint 9 (left_wrist) at "
+        "(1380, 477) is outside the 1280x720 image by more than 1 px" in str(e.value)
+    )
+    assert "Fix: fix the records, or set validation.on_error: skip" in str(e.value)
+    valid, report = validate_dataset(dataset, tmp_path / "valid", on_error="skip")
+    assert 5808361 not in {a["image_id"] for a in json.loads(valid.annotation_file("mpii").read_text())["annotations"]}
+    assert report.splits["mpii"]["skipped_annotations"] == 1 and report.splits["mpii"]["annotations"] == 4
