@@ -253,3 +253,16 @@ def test_a_joint_outside_the_image_is_validations_to_report(tmp_path: Path) -> N
     valid, report = validate_dataset(dataset, tmp_path / "valid", on_error="skip")
     assert 5808361 not in {a["image_id"] for a in json.loads(valid.annotation_file("mpii").read_text())["annotations"]}
     assert report.splits["mpii"]["skipped_annotations"] == 1 and report.splits["mpii"]["annotations"] == 4
+
+
+def test_mpii_mat_is_a_data_source(tmp_path: Path) -> None:
+    from steps.data.ingest import ingest_dataset
+    from vtpose.training.config import DataConfig, check_run_config
+
+    source = _source(tmp_path, _sample_entries())
+    config = tmp_path / "mpii_mat.yaml"
+    config.write_text(f"parameters:\n  data:\n    source: mpii_mat\n    path: {source}\n")
+    data = check_run_config(config)["data"]
+    assert isinstance(data, DataConfig) and data.source == "mpii_mat"
+    dataset = ingest_dataset.entrypoint(data)  # the step's own function, as the pipeline calls it
+    assert dataset.info["format"] == "mpii (RELEASE .mat)" and dataset.info["splits"]["mpii"]["images"] == 5

@@ -17,7 +17,7 @@ from zenml import step
 from materializers import PoseDatasetMaterializer, PoseWeightsMaterializer
 from vtpose.artifacts import PoseDataset, PoseWeights
 from vtpose.training.config import DataConfig
-from vtpose.data import fetch_coco2017, ingest_coco_folder, ingest_mpii
+from vtpose.data import fetch_coco2017, ingest_coco_folder, ingest_mpii, ingest_mpii_mat
 from vtpose.data.dvc_remote import fetch_tracked
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
@@ -47,6 +47,8 @@ def ingest_dataset(data: DataConfig) -> Annotated[PoseDataset, "raw_dataset"]:
         return ingest_coco_folder(source, dest, train_split=data.train_split, val_split=data.val_split)
     if data.source == "mpii":
         return ingest_mpii(_source(data.path, data, "vtpose-source-"), dest)
+    if data.source == "mpii_mat":
+        return ingest_mpii_mat(_source(data.path, data, "vtpose-source-"), dest)
     # coco2017 downloads by URL already; data.path is its download cache, never a DVC-tracked folder.
     return fetch_coco2017(
         dest,

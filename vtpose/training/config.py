@@ -19,7 +19,7 @@ from vtpose.training.promotion import INTERVAL_RULES, PromotionRule
 from vtpose.training.train import TrainConfig
 from vtpose.training.variants.choice import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, BackendChoice, VariantName
 
-DataSource = Literal["coco_folder", "mpii", "coco2017"]
+DataSource = Literal["coco_folder", "mpii", "mpii_mat", "coco2017"]
 
 
 class _Strict(BaseModel):
@@ -31,16 +31,18 @@ class DataConfig(_Strict):
 
     Attributes:
         source: "coco_folder" (images/{split} + annotations/person_keypoints_{split}.json), "mpii" (mmpose
-            JSON, mapped to COCO-17), or "coco2017" (the official archives, downloaded and checked).
-        path: the folder for coco_folder and mpii; the download cache for coco2017. Relative paths are
+            JSON, mapped to COCO-17), "mpii_mat" (MPII's own mpii_human_pose_v1_u12_1.mat beside images/, mapped
+            the same way), or "coco2017" (the official archives, downloaded and checked).
+        path: the folder for coco_folder, mpii and mpii_mat; the download cache for coco2017. Relative paths are
             resolved against the project root.
         train_split / val_split: split names (COCO folder and archives).
         base_url: where coco2017 archives are fetched from (a mirror, or a server on 127.0.0.1 in tests).
         checksums: archive file name -> expected md5 or sha256 hex digest (length tells which).
         pretrained: the COCO-pretrained checkpoint: the evaluation baseline and the fine-tuning start.
-        dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii) and `pretrained` from this DVC
-            remote URL, at the version pinned by data.dvc, instead of the project folder: how a step container
-            or a Kubernetes pod, which sees no host path, gets the data (README: Containers and Kubernetes).
+        dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii, mpii_mat) and `pretrained` from
+            this DVC remote URL, at the version pinned by data.dvc, instead of the project folder: how a step
+            container or a Kubernetes pod, which sees no host path, gets the data (README: Containers and
+            Kubernetes).
     """
 
     source: DataSource = "coco_folder"
