@@ -152,7 +152,7 @@ def test_the_mat_gives_the_json_paths_dataset(tmp_path: Path, val_fraction: floa
         )
     assert from_mat.info["mat"] == {
         "file": MPII_MAT, "annolist_images": 6, "test_images": 1, "test_persons": 1, "persons_without_points": 1,
-        "persons_without_head_box": 0, "train_images_without_labelled_persons": 0,
+        "persons_without_head_box": 0, "train_images_without_labelled_persons": 0, "occluded_joints": 0,
     }  # fmt: skip
     assert from_mat.info["splits"] == from_json.info["splits"]
 

@@ -48,6 +48,8 @@ MAT_FIX = (
     f"holding its {MPII_MAT} and images/"
 )
 NUM_MPII_JOINTS = len(MPII_JOINT_NAMES)
+# What `read_mpii_mat` counts: skipped records, and persons whose head box (hence PCKh) is missing.
+SKIP_COUNTS = ("test_images", "test_persons", "persons_without_points", "persons_without_head_box")
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,15 @@ def read_mpii_mat(path: Path) -> MpiiRelease:
 
     file = path.name
     issues: list[ValidationIssue] = []
-    release_out = MpiiRelease(path, [])
+    release_out = MpiiRelease(path, [], Counter(dict.fromkeys(SKIP_COUNTS, 0)))
     seen: dict[str, int] = {}
     for i, entry in enumerate(annolist, start=1):
-        image = _structs(_field(entry, "image"))
+        try:
+            image = _structs(_field(entry, "image"))
+            rects = _structs(_field(entry, "annorect"))
+        except TypeError:
+            issues.append(ValidationIssue(file, f"annolist({i})", "image or annorect is not a struct array"))
+            continue
         name = _text(_field(image[0], "name")) if image else None
         if not name:
             issues.append(ValidationIssue(file, f"annolist({i})", "no image.name"))
@@ -239,7 +246,6 @@ def read_mpii_mat(path: Path) -> MpiiRelease:
             )
             continue
         seen[name] = i
-        rects = _structs(_field(entry, "annorect"))
         is_train = bool(img_train[i - 1] == 1)
         persons: list[MatPerson] = []
         if not is_train:
@@ -312,6 +318,7 @@ def ingest_mpii_mat(
     mat_path = source_dir / annotation_file
     release = read_mpii_mat(mat_path)
     counts = Counter(release.counts)
+    counts["occluded_joints"] = 0
     by_image = {im.name: im for im in release.images if im.is_train and im.persons}
     counts["train_images_without_labelled_persons"] = sum(1 for im in release.images if im.is_train and not im.persons)
     if not by_image:
