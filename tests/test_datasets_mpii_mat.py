@@ -22,6 +22,7 @@ from vtpose.data.mpii_mat import MPII_MAT, ingest_mpii_mat, read_mpii_mat
 from vtpose.errors import VtposeError
 from vtpose.keypoints import KEYPOINT_INDEX, MPII_JOINT_NAMES
 from vtpose.paths import MPII_SAMPLE_DIR
+from vtpose.training.pckh import pckh
 
 EMPTY = np.zeros((0, 0))
 RECT_FIELDS = ["x1", "y1", "x2", "y2", "annopoints", "scale", "objpos"]
@@ -130,8 +131,8 @@ def _without_mpii(coco: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("val_fraction", [0.0, 0.4])
 def test_the_mat_gives_the_json_paths_dataset(tmp_path: Path, val_fraction: float) -> None:
-    # Beside the 5 persons: an unlabelled second person in the first image, in the same annorect as MPII stores
-    # it, and a test image (img_train 0: its labels are withheld, its persons have only scale and objpos).
+    # Beside the 5 persons: an unlabelled second person, annorect(2) of the first image, and a test image
+    # (img_train 0: its labels are withheld, its persons have only scale and objpos).
     entries = _sample_entries()
     first = _sample_persons()[0]
     entries[0][2].append(_rect(None))
@@ -165,6 +166,11 @@ def test_the_mat_gives_the_json_paths_dataset(tmp_path: Path, val_fraction: floa
     assert record["joints"][HEAD_TOP] == [round(c - 1.0, 4) for c in first["joints"][HEAD_TOP]] + [2]
     ankles = next(a for a in anns if a["image_id"] == 51423444)["mpii"]["joints"]
     assert ankles[0] == ankles[5] == [0.0, 0.0, 0]  # r_ankle, l_ankle unlabelled in the JSON, left out of the .mat
+
+    # PCKh reads these records: the ground truth scored against itself is 1.0 on every labelled joint.
+    gt = np.array([a["mpii"]["joints"] for a in anns])
+    result = pckh(gt, gt[:, :, :2], np.array([a["mpii"]["head_box"] for a in anns]))
+    assert result.mean == 1.0 and result.labelled["r_ankle"] == 3
 
     _, report = validate_dataset(from_mat, tmp_path / "valid", on_error="fail")
     assert report.ok
