@@ -74,8 +74,11 @@ lint: install  ## ruff check and format check, then mypy over the library (files
 mlflow-ui:  ## Open the MLflow UI of the active stack on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(BIN)/vtpose pipeline summary --mlflow-uri)"
 
-serve:  ## Serve the latest packaged Bento on http://127.0.0.1:3000
-	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port 3000
+# What runs is what `vtpose model bento` names (vtpose.serving.what_runs): the production version's Bento, else
+# the pretrained checkpoint's (packaged on first use); never pose-service:latest, never a rejected candidate.
+serve: data  ## Serve the Bento of what runs (the production version, else the pretrained checkpoint) on http://127.0.0.1:3000
+	@bento="$$($(BIN)/vtpose model bento)"; echo "serving $$bento"; \
+	  exec $(BIN)/bentoml serve "$$bento" --host 127.0.0.1 --port 3000
 
 # --- containers and Kubernetes (issue 5) ---
 # `make run-containers`: the training pipeline with every step in its own container (ZenML's local Docker
@@ -123,10 +126,9 @@ stack-k8s: install  ## Register the Kubernetes stack (configs/stacks/kubernetes.
 	bash scripts/containers/stack_k8s.sh
 
 # --- the live studio (issue 8) ---
-# `make studio` serves the latest Bento (packaging the pretrained checkpoint first if there is none) and its page
-# /studio; `make browser` installs Debian's chromium, which the studio's browser tests drive through Playwright.
+# `make studio` serves the Bento of what runs, as `make serve` does (the pretrained checkpoint's, INT8, packaged
+# first when nothing is in production), and its page /studio; `make browser` installs Debian's chromium, which the studio's browser tests drive through Playwright.
 STUDIO_PORT ?= 3000
-PRETRAINED := data/pretrained/yolo11n-pose.pt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: browser studio
 
@@ -135,8 +137,6 @@ browser:  ## Install Debian's chromium (apt-get) for the studio's browser tests;
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 studio: data  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
-	@$(BIN)/bentoml get pose-service:latest >/dev/null 2>&1 || \
-	  $(BIN)/vtpose model package $(PRETRAINED) --model-version pretrained --openvino \
-	    --int8-images data/coco-person-mini/images/train2017 --backend openvino-int8
-	@echo "studio: open http://127.0.0.1:$(STUDIO_PORT)/studio (frames stay on this machine)"
-	$(BIN)/bentoml serve pose-service:latest --host 127.0.0.1 --port $(STUDIO_PORT)
+	@bento="$$($(BIN)/vtpose model bento)"; \
+	  echo "studio: serving $$bento; open http://127.0.0.1:$(STUDIO_PORT)/studio (frames stay on this machine)"; \
+	  exec $(BIN)/bentoml serve "$$bento" --host 127.0.0.1 --port $(STUDIO_PORT)

@@ -1,4 +1,4 @@
-"""The BentoML pose service: `bentoml serve pose-service:latest`, or `bentoml serve` in this folder's parent.
+"""The BentoML pose service: `make serve` (the Bento `vtpose model bento` names), or `bentoml serve` here.
 
 A thin adapter: decoding, limits, schemas, batching, middlewares and /render live in `vtpose.serving`; this module
 only maps HTTP onto them. Every endpoint calls the model in-process through one `PoseBatcher`: its worker threads take
@@ -8,7 +8,9 @@ shape, so concurrent /predict requests share forward passes without an HTTP hop 
 Which model: the Bento argument `model_tag` (set by `vtpose.serving.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
 else the latest `pose-estimator` in the local model store. Variant: $VTPOSE_BACKEND ("pytorch", "onnx", "openvino"
 or "openvino-int8"), else the Bento argument `backend` (the variant packaging chose), else ONNX. `GET /model` says
-which backend and precision run, and every answer's `model_version` ends in `+<variant>`.
+which backend and precision run and why (`source`, the Bento argument packaging set: "production", "candidate",
+"pretrained" or "packaged"; `description`, the line `vtpose.serving.what_runs` gives the CLI), and every answer's
+`model_version` ends in `+<variant>`. `make serve` serves the Bento `vtpose model bento` names (the resolver's).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from vtpose.serving.memory import limit_malloc_retention
 from vtpose.serving.middleware import AdmissionLimit, InfoRoute, MultipartFieldCheck
 from vtpose.serving.render import RenderStyle, render_png
 from vtpose.serving.schemas import BatchResult, PoseResult, pose_result
+from vtpose.serving.what_runs import PRETRAINED_VERSION, describe
 from vtpose.studio.live import create_studio_app
 from vtpose.studio.live.protocol import live_imgsz
 
@@ -75,6 +78,9 @@ LIMITS = ServingLimits.from_env()
 _args = bentoml.use_arguments()
 MODEL_TAG: str = getattr(_args, "model_tag", None) or os.environ.get(ENV_MODEL_TAG) or DEFAULT_MODEL_TAG
 VARIANT: str = resolve_variant(os.environ.get(ENV_BACKEND) or getattr(_args, "backend", None))
+# What packaging said this is (vtpose.serving.packaging.build_bento). A Bento built before the argument existed, or
+# a bare model tag: "pretrained" for the pretrained checkpoint, else "packaged" (nothing vouches for it).
+SOURCE: str | None = getattr(_args, "source", None)
 
 
 def _pinned(*names: str) -> list[str]:
@@ -164,7 +170,10 @@ class PoseService:
             Path(stored.path), metadata, VARIANT, threads=max(1, CPU_CORES // workers), wide_threads=CPU_CORES
         )
         # `+<variant>` (semver build metadata): the same model version served by another backend is told apart.
-        self.model_version = f"{metadata.get('model_version', stored.tag.version)}+{self.predictor.variant}"
+        version = str(metadata.get("model_version", stored.tag.version))
+        self.model_version = f"{version}+{self.predictor.variant}"
+        self.source = SOURCE or ("pretrained" if version == PRETRAINED_VERSION else "packaged")
+        self.description = describe(self.source, stored.tag.name, version, self.predictor.variant)
         self._decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
         # The first call sizes the runtime's buffers / compiles the graph: pay it before /readyz says yes.
         self.predictor.predict([np.zeros((720, 1280, 3), dtype=np.uint8)])
@@ -178,14 +187,16 @@ class PoseService:
             self.predictor.run, key=lambda item: item.tensor.shape, max_batch_size=max_batch, workers=workers
         )
         logger.info(
-            "serving %s (model version %s) with %s on %s", self.model_tag, self.model_version,
-            self.predictor.variant, self.predictor.device,
+            "serving %s: %s, on %s", self.model_tag, self.description, self.predictor.device,
         )  # fmt: skip
 
     def model_info(self) -> dict[str, Any]:
-        """What `GET /model` answers: model version and tag, backend, precision, variant, device, imgsz, and the
-        studio's live_imgsz."""
-        info = {"model_version": self.model_version, "model_tag": self.model_tag, **self.predictor.describe()}
+        """What `GET /model` answers: model version and tag, which and why (source, description), backend,
+        precision, variant, device, imgsz, and the studio's live_imgsz."""
+        info = {
+            "model_version": self.model_version, "model_tag": self.model_tag, "source": self.source,
+            "description": self.description, **self.predictor.describe(),
+        }  # fmt: skip
         return {**info, "live_imgsz": self._prepare_live.keywords["imgsz"]}
 
     @bentoml.on_shutdown

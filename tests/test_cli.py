@@ -35,6 +35,8 @@ STACK_ENV = {
 TOP_LEVEL = {"infer", "evaluate", "avatar", "avatars", "animate", "match", "model", "data", "pipeline", "stack"}
 # Each group's subcommands and the options each must offer (what the Makefile, the scripts and the README pass).
 SUBCOMMANDS = {
+    ("model", "which"): ["--json"],
+    ("model", "bento"): [],
     ("model", "export"): ["--stage", "--output"],
     ("model", "package"): [
         "--model-version",
@@ -188,3 +190,22 @@ def test_animate_takes_exactly_one_of_a_video_and_a_camera(source: list[str], tm
         "vtpose: error: give either a VIDEO file or --source CAMERA (e.g. --source 0), not both or neither.\n"
     )
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_model_which_names_the_pretrained_checkpoint_when_nothing_is_in_production(tmp_path: Path) -> None:
+    """A fresh ZenML store: `vtpose model which` and the CLI's model line say the pretrained checkpoint runs."""
+    from vtpose.serving.what_runs import PRETRAINED_VARIANT
+
+    (tmp_path / "repo" / ".zen").mkdir(parents=True)
+    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "config"), "ZENML_REPOSITORY_PATH": str(tmp_path / "repo")}
+    env.pop("ZENML_STORE_URL", None)
+    result = _vtpose("model", "which", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["source"], record["version"], record["variant"]) == ("pretrained", "pretrained", PRETRAINED_VARIANT)
+    assert record["weights"] == str(PRETRAINED_WEIGHTS) and record["bento_tag"] is None
+    assert record["reason"] == "no pose-estimator version is in production"
+    line = _vtpose("model", "which", env=env)
+    assert line.stdout == f"model: {record['description']}\n"
+    expected = f"pretrained checkpoint yolo11n-pose.pt (nothing in production), {PRETRAINED_VARIANT}"
+    assert record["description"] == expected

@@ -1,7 +1,8 @@
 """`vtpose infer` (DESIGN.md's JSON, -o), and which weights inference takes without --weights.
 
-Without `--weights`, `vtpose infer`, `vtpose avatar` and `vtpose animate` must use the production version of the
-registered model where there is one, else the pretrained checkpoint. The production weights here are the
+Without `--weights`, `vtpose infer`, `vtpose avatar` and `vtpose animate` must use what `vtpose.serving.what_runs`
+names: the production version of the registered model where there is one, else the pretrained checkpoint (on
+its serving variant), and say so in one stderr line. The production weights here are the
 pretrained checkpoint with its keypoint head shifted (every keypoint's x offset raised), so they find the same
 people but put their keypoints elsewhere: an output made with them cannot be mistaken for the pretrained one's.
 
@@ -26,6 +27,7 @@ import pytest
 
 from vtpose.keypoints import NUM_KEYPOINTS
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
+from vtpose.serving.what_runs import PRETRAINED_VARIANT, PRETRAINED_VERSION, describe
 from vtpose.training.registry import EXPORT_CACHE, MODEL_NAME, WEIGHTS_ARTIFACT
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
@@ -98,7 +100,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Any:
     assert result.returncode == 0, result.stdout + result.stderr
     version_id = result.stdout.strip().splitlines()[-1]
     yield production, _store_env(root / "empty"), production_weights, version_id
-    shutil.rmtree(EXPORT_CACHE / version_id, ignore_errors=True)  # the local copy default_weights() made
+    shutil.rmtree(EXPORT_CACHE / version_id, ignore_errors=True)  # the local copy what_runs() made
 
 
 def _vtpose(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -107,6 +109,17 @@ def _vtpose(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProce
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def _model_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one stderr line naming the model that ran."""
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("model: ")]
+    return line
+
+
+def what_runs_pretrained() -> str:
+    """What the resolver says with nothing in production."""
+    return describe("pretrained", MODEL_NAME, PRETRAINED_VERSION, PRETRAINED_VARIANT)
 
 
 def _keypoints(record: dict[str, Any]) -> np.ndarray:
@@ -128,6 +141,7 @@ def _frames(video: Path) -> list[np.ndarray]:
 def test_infer_prints_the_design_json_and_writes_the_overlay(tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.png"
     result = _vtpose(dict(os.environ), "infer", STREAMER, "--weights", PRETRAINED_WEIGHTS, "--json", "-o", overlay)
+    assert _model_line(result) == f"model: {PRETRAINED_WEIGHTS} (--weights), pytorch"
     record = json.loads(result.stdout)
     photo = cv2.imread(str(STREAMER))
     height, width = photo.shape[:2]
@@ -161,7 +175,9 @@ def test_infer_prints_the_design_json_and_writes_the_overlay(tmp_path: Path) -> 
 def test_infer_without_weights_uses_the_production_version(stores: Any) -> None:
     production, empty, production_weights, version_id = stores
     chosen = _vtpose(production, "infer", STREAMER, "--json")
-    assert f"using weights {EXPORT_CACHE / version_id / 'weights.pt'}" in chosen.stderr
+    # Registered by hand, without a serving variant: its .pt as it is. One line says which model runs.
+    assert (EXPORT_CACHE / version_id / "weights.pt").is_file()
+    assert _model_line(chosen) == f"model: {MODEL_NAME} version 1 (production), pytorch"
     by_file = _vtpose(production, "infer", STREAMER, "--json", "--weights", production_weights)
     pretrained = _vtpose(production, "infer", STREAMER, "--json", "--weights", PRETRAINED_WEIGHTS)
     assert json.loads(chosen.stdout) == json.loads(by_file.stdout)
@@ -169,10 +185,12 @@ def test_infer_without_weights_uses_the_production_version(stores: Any) -> None:
     assert shifted.shape == original.shape
     assert (shifted[..., 0] - original[..., 0]).mean() > 3  # the production head's shift, not the pretrained model
 
-    # A store with nothing in production: the pretrained checkpoint, and it says so.
+    # A store with nothing in production: the pretrained checkpoint on the variant `make serve` packages it as.
     fallback = _vtpose(empty, "infer", STREAMER, "--json")
-    assert f"using weights {PRETRAINED_WEIGHTS}" in fallback.stderr
-    assert json.loads(fallback.stdout) == json.loads(pretrained.stdout)
+    assert _model_line(fallback) == f"model: {what_runs_pretrained()}"
+    int8 = _vtpose(empty, "infer", STREAMER, "--json", "--weights", PRETRAINED_WEIGHTS, "--backend", PRETRAINED_VARIANT)
+    assert _model_line(int8) == f"model: {PRETRAINED_WEIGHTS} (--weights), {PRETRAINED_VARIANT}"
+    assert json.loads(fallback.stdout) == json.loads(int8.stdout)
 
 
 @pytest.mark.slow  # a model registered in a real ZenML store, then the CLI run in several processes
@@ -186,7 +204,8 @@ def test_the_studio_without_weights_uses_the_production_version(stores: Any, tmp
         avatar = _vtpose(production, "avatar", STREAMER, "-o", picture, *extra)
         animate = _vtpose(production, "animate", DANCE, "-o", video, "--max-frames", "3", *extra)
         if weights is None:
-            assert f"using weights {cached}" in avatar.stderr and f"using weights {cached}" in animate.stderr
+            line = f"model: {MODEL_NAME} version 1 (production), pytorch"
+            assert _model_line(avatar) == _model_line(animate) == line and cached.is_file()
         outputs[label] = (cv2.imread(str(picture)), _frames(video))
     (default_picture, default_frames), (picture, frames) = outputs["default"], outputs["production"]
     assert np.array_equal(default_picture, picture)

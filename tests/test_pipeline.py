@@ -23,6 +23,7 @@ import steps
 from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import COCO_MINI_DIR, CONFIGS_DIR
+from vtpose.serving.what_runs import PRETRAINED_VARIANT, ModelChoice, what_runs
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
 from vtpose.training.registry import BOOTSTRAP_METADATA_KEY, MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
 from vtpose.training.reports import EvaluationReport, TrainingCurves
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.slow  # every test here reads the smoke pipeline's run 
 
 EXPECTED_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
 PACKAGES_AROUND_RUN: dict[str, set[str]] = {}  # "before"/"after" the smoke run: the environment's name==version
+CHOICES_AROUND_RUN: dict[str, ModelChoice] = {}  # "before"/"after" the smoke run: what `what_runs()` answered
 
 
 def _installed_packages() -> set[str]:
@@ -42,9 +44,11 @@ def _installed_packages() -> set[str]:
 def smoke_run(zenml_stack: str):  # type: ignore[no-untyped-def]
     from pipelines import training_pipeline
 
+    CHOICES_AROUND_RUN["before"] = what_runs()  # a fresh store: nothing in production
     PACKAGES_AROUND_RUN["before"] = _installed_packages()
     run = training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))()
     PACKAGES_AROUND_RUN["after"] = _installed_packages()
+    CHOICES_AROUND_RUN["after"] = what_runs()
     return run
 
 
@@ -196,6 +200,24 @@ def test_model_version_has_metrics_decision_and_weights(smoke_run) -> None:  # t
     assert version.get_artifact(WEIGHTS_ARTIFACT) is not None
 
 
+def test_what_runs_follows_the_gate(smoke_run) -> None:  # type: ignore[no-untyped-def]
+    """Nothing in production: the pretrained checkpoint, INT8. After the promoted smoke run: that version, on the
+    variant its export step chose, with the weights it trained and the Bento its package step built."""
+    from vtpose.artifacts import sha256_file
+    from vtpose.paths import PRETRAINED_WEIGHTS
+
+    before, after = CHOICES_AROUND_RUN["before"], CHOICES_AROUND_RUN["after"]
+    assert (before.source, before.version, before.variant) == ("pretrained", "pretrained", PRETRAINED_VARIANT)
+    assert before.weights == PRETRAINED_WEIGHTS and before.bento_tag is None
+    assert before.description == f"pretrained checkpoint yolo11n-pose.pt (nothing in production), {PRETRAINED_VARIANT}"
+    run = Client().get_pipeline_run(smoke_run.id)
+    chosen = run.model_version.run_metadata["serving_variant"]["chosen"]
+    assert (after.source, after.version, after.variant) == ("production", str(run.model_version.name), chosen)
+    assert after.description == f"{MODEL_NAME} version {run.model_version.name} (production), {chosen}"
+    assert sha256_file(after.weights) == _output(run, "train_model", "trained_weights").load().sha256
+    assert after.bento_tag == _output(run, "package_model", "bento").load()["tag"]
+
+
 def test_a_second_run_reuses_cached_steps(smoke_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pipelines import training_pipeline
 
@@ -252,7 +274,48 @@ def test_a_second_run_reuses_cached_steps(smoke_run, tmp_path: Path) -> None:  #
     assert rejected.stage is None
     (still,) = Client().list_model_versions(MODEL_NAME, stage=ModelStages.PRODUCTION).items
     assert still.id == third.model_version.id
-    assert _output(fourth, "package_model", "bento").load()["promoted"] is False
+    candidate = _output(fourth, "package_model", "bento").load()
+    assert candidate["promoted"] is False
+    # The rejected version's Bento is a candidate: neither `pose-service:latest` nor what runs (`make serve`).
+    import bentoml
+
+    from vtpose.serving.packaging import CANDIDATE_SERVICE_NAME, SERVICE_NAME
+    from vtpose.serving.what_runs import serving_bento
+
+    assert candidate["tag"].startswith(f"{CANDIDATE_SERVICE_NAME}:")
+    assert bentoml.get(candidate["tag"]).info.labels["source"] == "candidate"
+    production_bento = _output(third, "package_model", "bento").load()["tag"]
+    assert str(bentoml.get(f"{SERVICE_NAME}:latest").tag) == production_bento != candidate["tag"]
+    choice = what_runs()
+    assert (choice.source, choice.version) == ("production", str(third.model_version.name))
+    assert choice.bento_tag == serving_bento(choice) == production_bento
+
+
+def test_make_serve_serves_what_runs(smoke_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The Bento `vtpose model bento` names (what `make serve` runs), served: `GET /model` says what the resolver
+    says, and a real image gets 17 keypoints per person."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from vtpose.paths import MEDIA_DIR
+    from vtpose.testing.local_server import serve_bento
+
+    command = [sys.executable, "-m", "vtpose.cli", "model", "bento"]
+    named = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    choice = what_runs()
+    assert named.stdout.strip() == choice.bento_tag and f"model: {choice.description}" in named.stderr
+    with serve_bento(choice.bento_tag, dict(os.environ), tmp_path, tmp_path / "server.log") as url:
+        info = httpx.get(f"{url}/model", timeout=30).json()
+        image = MEDIA_DIR / "game-streamer-tips.jpg"
+        body = httpx.post(f"{url}/predict", files={"image": (image.name, image.read_bytes(), "image/jpeg")}, timeout=60)
+    assert (info["model_version"], info["source"]) == (choice.model_version, "production")
+    assert (info["variant"], info["description"]) == (choice.variant, choice.description)
+    persons = body.json()["persons"]
+    assert persons and all(len(p["keypoints"]) == 17 for p in persons)
+    assert body.json()["model_version"] == choice.model_version
 
 
 def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None:  # type: ignore[no-untyped-def]

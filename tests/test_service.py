@@ -168,8 +168,10 @@ def test_predict_and_vtpose_infer_give_the_same_keypoints(
 def test_model_endpoint_says_what_runs(client: httpx.Client, bento: dict[str, Any]) -> None:
     info = client.get("/model")
     assert info.status_code == 200, info.text
+    # Packaged by hand (`vtpose model package`): nothing vouches for it, and it says so.
     assert info.json() == {
-        "model_version": "7+onnx", "model_tag": bento["model_tag"], "backend": "onnx", "precision": "fp32",
+        "model_version": "7+onnx", "model_tag": bento["model_tag"], "source": "packaged",
+        "description": "pose-estimator version 7 (packaged by hand), onnx", "backend": "onnx", "precision": "fp32",
         "variant": "onnx", "device": "cpu", "imgsz": 640, "weights": "model.onnx", "live_imgsz": 480,
     }  # fmt: skip
     refused = client.post("/model")

@@ -25,6 +25,7 @@ import pytest
 
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.pose import PersonPose
+from vtpose.serving.what_runs import PRETRAINED_VARIANT, PRETRAINED_VERSION, describe
 from vtpose.studio.avatar.scene import render_scene
 from vtpose.studio.avatar.spec import avatar_files
 from vtpose.studio.live import protocol
@@ -32,6 +33,7 @@ from vtpose.studio.live.protocol import close_reason, live_imgsz
 from vtpose.testing.fake_camera import CHROMIUM, chromium_args, write_y4m
 from vtpose.testing.live_socket import close_of, frame_message, jpeg, recv_json, send_burst, studio_socket, ws_url
 from vtpose.testing.local_server import STUDIO_VARIANT, serve_bento, studio_bento
+from vtpose.training.registry import MODEL_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +155,10 @@ def test_the_page_draws_poses_of_the_int8_variant_make_studio_serves(capture: An
     assert (info["backend"], info["precision"], info["variant"]) == ("openvino", "int8", STUDIO_VARIANT)
     poses = capture.evaluate("window.studio.lastPoses")
     assert poses["model_version"] == info["model_version"] == f"pretrained+{STUDIO_VARIANT}"
+    # The header names the model as `GET /model` (and `vtpose model which`) do.
+    assert info["source"] == "pretrained"
+    assert capture.inner_text("#model") == f"model: {info['description']}"
+    assert info["description"] == describe("pretrained", MODEL_NAME, PRETRAINED_VERSION, PRETRAINED_VARIANT)
     assert capture.evaluate("window.studio.stats.frames.length") >= 10 and poses["persons"]
 
 

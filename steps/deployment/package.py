@@ -12,7 +12,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from vtpose.artifacts import ExportedModel, PoseWeights
-from vtpose.serving.packaging import build_bento
+from vtpose.serving.packaging import CANDIDATE_SERVICE_NAME, SERVICE_NAME, build_bento
 from vtpose.training.config import PackageConfig
 from vtpose.training.variants import VariantReport, bento_variants
 
@@ -30,7 +30,9 @@ def package_model(
     openvino_model: ExportedModel | None = None,
     openvino_int8_model: ExportedModel | None = None,
 ) -> tuple[Annotated[dict[str, Any], "bento"], Annotated[Path | None, "bento_archive"]]:
-    """Build `pose-service:<version>` holding this run's model version (the production one when promoted).
+    """Build `pose-service:<version>` holding this run's model version when the gate promoted it, else
+    `pose-service-candidate:<version>`: a rejected version is never what `pose-service:latest` or the make
+    targets serve (they ask `vtpose.serving.what_runs`, which names the production version's Bento).
 
     The BentoML model holds the `.pt`, the ONNX file and the chosen variant's files, and the service runs the
     chosen variant unless VTPOSE_BACKEND says otherwise. The second output is the Bento as `bentoml export` writes
@@ -47,12 +49,15 @@ def package_model(
         return {"built": False}, None
     exported = [m for m in (onnx_model, openvino_model, openvino_int8_model) if m is not None]
     backend, variants = bento_variants(variant_report, exported)
+    promoted = bool(promotion_decision["promote"])
     info = build_bento(
         trained_weights.path,
         model_version=str(model.version),
         imgsz=package.imgsz,
         backend_default=backend,
         variants=variants,
+        service_name=SERVICE_NAME if promoted else CANDIDATE_SERVICE_NAME,
+        source="production" if promoted else "candidate",
     )
     archive_dir = Path(tempfile.mkdtemp(prefix="vtpose-bento-"))
     archive = Path(bentoml.export_bento(info.tag, str(archive_dir / f"{info.tag.replace(':', '-')}.bento")))
@@ -62,7 +67,7 @@ def package_model(
         "size_bytes": int(info.size_bytes),
         "model_name": model.name,
         "model_version": str(model.version),
-        "promoted": bool(promotion_decision["promote"]),
+        "promoted": promoted,
         "model_tag": str(info.model_tag),
         "backend": backend,
         "packaged_variants": ["pytorch", *variants],

@@ -1,4 +1,5 @@
-"""`vtpose model`: registered model versions out of the registry (`export`), weights into a Bento (`package`)."""
+"""`vtpose model`: which model runs (`which`) and its Bento (`bento`), registered model versions out of the
+registry (`export`), weights into a Bento (`package`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,39 @@ import click
 
 from vtpose.backends import DEFAULT_IMGSZ, VARIANTS
 from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE
-from vtpose.cli.options import friendly_errors
+from vtpose.cli.options import friendly_errors, stdout_on_stderr
 from vtpose.serving.packaging import DEFAULT_MODEL_NAME
 
 
 @click.group()
 def model() -> None:
     """Registered model versions (ZenML Model Control Plane) and their Bentos."""
+
+
+@model.command("which")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolver's record as JSON.")
+@friendly_errors
+def model_which(as_json: bool) -> None:
+    """Which model runs by default: the production version and its serving variant, else the pretrained one."""
+    from vtpose.serving.what_runs import what_runs
+
+    choice = what_runs()
+    click.echo(json.dumps(choice.to_json(), indent=2) if as_json else f"model: {choice.description}")
+
+
+@model.command("bento")
+@friendly_errors
+def model_bento() -> None:
+    """Print the tag of the Bento serving what runs (`vtpose model which`), packaging it first if it is not in the
+    local Bento store: what `make serve` and `make studio` serve. A line on stderr names the model."""
+    from vtpose.serving.what_runs import serving_bento, what_runs
+
+    choice = what_runs()
+    click.echo(f"model: {choice.description}", err=True)
+    # Packaging's exporters and BentoML's console print to stdout; keep it for the tag (`bentoml serve "$(...)"`).
+    with stdout_on_stderr():
+        tag = serving_bento(choice)
+    click.echo(tag)
 
 
 @model.command("export")

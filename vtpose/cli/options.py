@@ -5,9 +5,11 @@ The command modules (vtpose/cli/pose.py, avatar.py, ...) import from here; only 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +32,30 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@contextlib.contextmanager
+def stdout_on_stderr() -> Iterator[None]:
+    """Send everything written to stdout to stderr for a while, down to file descriptor 1, so a command's stdout
+    carries only its answer: BentoML's console and the exporters write to the stdout they captured at import."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def weights_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`--weights`: a .pt, .onnx or .xml file; default the production model version, else the pretrained checkpoint."""
+    """`--weights`: a .pt, .onnx or .xml file; default what `vtpose.serving.what_runs` names."""
     return click.option(
         "--weights",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Weights (.pt, .onnx, or an OpenVINO .xml with its .bin). Default: the production model version, else "
-        "data/pretrained/yolo11n-pose.pt.",
+        help="Weights (.pt, .onnx, or an OpenVINO .xml with its .bin). Default: the production model version on its "
+        "serving variant, else data/pretrained/yolo11n-pose.pt (`vtpose model which` says which).",
     )(func)
 
 
@@ -62,20 +80,33 @@ def backend_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--backend",
         type=click.Choice(VARIANTS),
         default=None,
-        help="Inference engine. Default: the weights' own (.pt PyTorch, .onnx ONNX Runtime, .xml OpenVINO); "
+        help="Inference engine. Default: the serving variant of the default model, else the weights' own (.pt PyTorch, "
+        ".onnx ONNX Runtime, .xml OpenVINO); "
         "onnx/openvino/openvino-int8 export .pt weights once to .runtime/exports (INT8 calibrated on sample images).",
     )(func)
 
 
-def resolve_weights(weights: Path | None) -> Path:
-    """The weights to use: the given file, else the registry's default."""
-    if weights is not None:
-        return weights
-    from vtpose.training.registry import default_weights
+def resolve_model(weights: Path | None, backend: str | None) -> tuple[Path, str | None]:
+    """The weights and backend to run, and one line on stderr naming the model.
 
-    chosen = default_weights()
-    click.echo(f"vtpose: using weights {chosen}", err=True)
-    return chosen
+    With `--weights`: that file on `--backend` (or its own engine). Without: what `vtpose.serving.what_runs` names
+    (the production version on its serving variant, else the pretrained checkpoint), on `--backend` if given.
+
+    Returns:
+        (weights file, backend to export them to or None for the file's own), for `runtime_weights`.
+    """
+    if weights is not None:
+        from vtpose.backends import backend_for
+
+        click.echo(f"model: {weights} (--weights), {backend or backend_for(weights)}", err=True)
+        return weights, backend
+    from vtpose.serving.what_runs import what_runs
+
+    choice = what_runs()
+    variant = backend or choice.variant
+    line = choice.description if variant == choice.variant else f"{choice.description}, run as {variant} (--backend)"
+    click.echo(f"model: {line}", err=True)
+    return choice.weights, variant
 
 
 def runtime_weights(weights: Path, backend: str | None, imgsz: int) -> Path:

@@ -11,7 +11,7 @@ from vtpose.cli.options import (
     backend_option,
     friendly_errors,
     imgsz_option,
-    resolve_weights,
+    resolve_model,
     runtime_weights,
     weights_option,
 )
@@ -40,7 +40,7 @@ def infer(
     from vtpose.pose import load_image
 
     bgr = load_image(image)
-    predictor = open_backend(runtime_weights(resolve_weights(weights), backend, imgsz), imgsz=imgsz, conf=conf)
+    predictor = open_backend(runtime_weights(*resolve_model(weights, backend), imgsz), imgsz=imgsz, conf=conf)
     persons = predictor.predict_one(bgr)
     height, width = bgr.shape[:2]
     if output is not None:

@@ -31,15 +31,28 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "pose-estimator"
 SERVICE_NAME = "pose-service"
+# The Bento name of a version the gate rejected: `pose-service:latest` and the make targets never pick it
+# (`bentoml serve pose-service-candidate:<tag>` stages it by hand). See docs/serving.md.
+CANDIDATE_SERVICE_NAME = "pose-service-candidate"
 # Import path of the service class, relative to the build context (the project root).
 SERVICE_IMPORT = "service.service:PoseService"
 # Each variant's place inside the BentoML model folder is vtpose.backends.packaged.MODEL_FILES (the service's loader
 # reads the same table).
-__all__ = ["BentoInfo", "build_bento", "package_weights", "sanitize_version"]
+__all__ = [
+    "CANDIDATE_SERVICE_NAME",
+    "SERVICE_NAME",
+    "BentoInfo",
+    "build_bento",
+    "package_weights",
+    "sanitize_version",
+    "tag_version",
+]
 # `package_weights(int8_images=DIR)` calibrates on the folder's images with these suffixes, sorted by name.
 CALIBRATION_SUFFIXES = (".jpg", ".png")
-# The Bento argument the service reads its model tag from (`bentoml serve --arg model_tag=...` in development).
+# The Bento arguments the service reads its model tag, default variant and source from
+# (`bentoml serve --arg model_tag=...` in development).
 MODEL_TAG_ARG = "model_tag"
+SOURCE_ARG = "source"
 # What the Bento carries besides the service: the library code it imports, nothing else (no data, no venv).
 BENTO_INCLUDE = ["service/*.py", "vtpose/**/*.py", "vtpose/studio/avatar/assets/**", "vtpose/studio/live/web/**"]
 _TAG_MAX = 63
@@ -60,6 +73,8 @@ class BentoInfo:
             "openvino/model.xml", "openvino/model.bin"...).
         imgsz: the inference size the model was exported for, pixels.
         backend_default: the variant the service uses unless VTPOSE_BACKEND says otherwise.
+        source: what the service says it serves (`vtpose.serving.what_runs.SOURCES`): "production",
+            "candidate", "pretrained" or "packaged".
     """
 
     tag: str
@@ -70,6 +85,7 @@ class BentoInfo:
     sha256: dict[str, str] = field(default_factory=dict)
     imgsz: int = 640
     backend_default: str = "onnx"
+    source: str = "packaged"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (path as a string)."""
@@ -91,6 +107,11 @@ def sanitize_version(version: str) -> str:
     if not cleaned:
         raise ValueError(f"model version {version!r} has no letters or digits to build a tag from")
     return cleaned
+
+
+def tag_version(weights: Path, model_version: str) -> str:
+    """The version part of the tags `build_bento` gives `weights` packaged as `model_version`: "<v>-<sha8>"."""
+    return sanitize_version(f"{sanitize_version(model_version)[: _TAG_MAX - 9]}-{sha256_file(weights)[:8]}")
 
 
 def _dir_size(path: Path) -> int:
@@ -183,6 +204,7 @@ def build_bento(
     service_name: str = SERVICE_NAME,
     labels: dict[str, str] | None = None,
     variants: Mapping[str, str | Path] | None = None,
+    source: str | None = None,
 ) -> BentoInfo:
     """Store `weights` (and their ONNX export) as a BentoML model and build the `pose-service` Bento around it.
 
@@ -198,11 +220,14 @@ def build_bento(
         imgsz: inference size in pixels, exported into the ONNX graph's metadata and used by the service.
         backend_default: the variant the service runs unless VTPOSE_BACKEND overrides it: "pytorch", "onnx",
             "openvino" or "openvino-int8" (the last two need their IR in `variants`).
-        service_name: the Bento name; the service class is named the same.
+        service_name: the Bento name: SERVICE_NAME, or CANDIDATE_SERVICE_NAME for a version the gate rejected.
         labels: extra Bento labels (e.g. the pipeline run id).
         variants: exported variants to package besides the `.pt`: name -> file ("onnx": the `.onnx`;
             "openvino", "openvino-int8": the IR's `.xml`, or the folder holding `model.xml`, with the `.bin`
             beside it). ONNX is exported here when not given.
+        source: what `GET /model` says this is (`vtpose.serving.what_runs.SOURCES`); a Bento argument, so the
+            same BentoML model can sit in a candidate Bento and, once promoted, in a production one. None:
+            "pretrained" for model version "pretrained", else "packaged".
 
     Returns:
         What was built, with its tag, path, size and checksums.
@@ -211,9 +236,14 @@ def build_bento(
         VtposeError: bad weights, export failure, or a stored model of the same tag with other weights.
         ValueError: bad imgsz, backend or version.
     """
+    from vtpose.serving.what_runs import PRETRAINED_VERSION, SOURCES
+
+    source = source or ("pretrained" if model_version == PRETRAINED_VERSION else "packaged")
     weights = Path(weights)
     if not weights.is_file() or weights.suffix != ".pt":
         raise VtposeError(f"{weights}: build_bento needs an existing .pt weights file.")
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {SOURCES}")
     backend_default = resolve_variant(backend_default)
     for name in variants or {}:
         resolve_variant(name)
@@ -223,7 +253,7 @@ def build_bento(
     import bentoml
     from bentoml.exceptions import NotFound
 
-    version = sanitize_version(f"{sanitize_version(model_version)[: _TAG_MAX - 9]}-{sha256_file(weights)[:8]}")
+    version = tag_version(weights, model_version)
     model_tag = f"{model_name}:{version}"
     model, checksums = _store_model(
         weights, model_tag, model_version, imgsz, backend_default,
@@ -245,9 +275,14 @@ def build_bento(
         version=version,
         build_ctx=str(PROJECT_ROOT),
         include=BENTO_INCLUDE,
-        labels={"model_version": sanitize_version(model_version), "model_tag": version, **(labels or {})},
+        labels={
+            "model_version": sanitize_version(model_version),
+            "model_tag": version,
+            "source": source,
+            **(labels or {}),
+        },
         description=f"Pose estimation service for {model_name} version {model_version} (BentoML model {model.tag}).",
-        args={MODEL_TAG_ARG: str(model.tag), "backend": backend_default},
+        args={MODEL_TAG_ARG: str(model.tag), "backend": backend_default, SOURCE_ARG: source},
     )
     bento_path = Path(bento.path)
     return BentoInfo(
@@ -260,6 +295,7 @@ def build_bento(
         sha256=checksums,
         imgsz=imgsz,
         backend_default=backend_default,
+        source=source,
     )
 
 
@@ -291,6 +327,7 @@ def package_weights(
     openvino: bool = False,
     int8_images: Path | None = None,
     int8_size: int = DEFAULT_CALIBRATION_SIZE,
+    source: str | None = None,
 ) -> BentoInfo:
     """Package `.pt` weights by hand: export the variants asked for, then `build_bento` serving `backend`.
 
@@ -308,6 +345,7 @@ def package_weights(
         int8_images: also package an OpenVINO INT8 IR calibrated on this folder's `.jpg`/`.png` images (sorted by
             name); the FP32 IR comes with it.
         int8_size: most calibration images (the first by name).
+        source: what `GET /model` says this is (see `build_bento`).
 
     Returns:
         What `build_bento` built.
@@ -334,7 +372,7 @@ def package_weights(
         )
         return build_bento(
             Path(weights), model_version, model_name=model_name, imgsz=imgsz, backend_default=backend,
-            variants={name: model.path for name, model in exported.items()},
+            variants={name: model.path for name, model in exported.items()}, source=source,
         )  # fmt: skip
 
 

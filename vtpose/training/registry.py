@@ -15,7 +15,7 @@ from typing import Any
 
 from vtpose.artifacts import sha256_file
 from vtpose.errors import VtposeError
-from vtpose.paths import PRETRAINED_WEIGHTS, PROJECT_ROOT, atomic_path
+from vtpose.paths import PROJECT_ROOT, atomic_path
 
 MODEL_NAME = "pose-estimator"
 WEIGHTS_ARTIFACT = "trained_weights"
@@ -152,38 +152,15 @@ def zenml_logs_on_stderr() -> Iterator[None]:
                 handler.setStream(stream)
 
 
-def default_weights() -> Path:
-    """The production model version's weights (cached locally by version id), else the pretrained checkpoint.
+def production_weights_file(version: Any) -> Path:
+    """A local copy of a model version's weights (cached by version id under .runtime/models).
 
-    A store that cannot be reached is not an error here: inference still works, and a note says why the
-    pretrained checkpoint was used. ZenML's own log lines go to stderr.
+    `vtpose.serving.what_runs` calls this for the production version; ZenML's log lines go to stderr.
+
+    Raises:
+        VtposeError: the version has no weights artifact.
     """
-    with zenml_logs_on_stderr():
-        return _default_weights()
-
-
-def _default_weights() -> Path:
-    try:
-        import requests
-        from zenml.client import Client
-        from zenml.enums import ModelStages
-
-        version = Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
-    except KeyError:
-        return _pretrained()
-    except (requests.exceptions.ConnectionError, RuntimeError) as error:
-        print(
-            f"vtpose: note: ZenML store unreachable ({type(error).__name__}); using the pretrained checkpoint",
-            file=sys.stderr,
-        )
-        return _pretrained()
     cached = EXPORT_CACHE / str(version.id) / "weights.pt"
     if not cached.is_file():
         export_weights(str(version.name), cached)
     return cached
-
-
-def _pretrained() -> Path:
-    if not PRETRAINED_WEIGHTS.is_file():
-        raise VtposeError(f"{PRETRAINED_WEIGHTS}: not found; run `dvc pull` to fetch data/, or pass --weights.")
-    return PRETRAINED_WEIGHTS

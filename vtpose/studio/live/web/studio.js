@@ -23,6 +23,19 @@ function showError(text) {
   while ($("errors").childElementCount > ERRORS_SHOWN) $("errors").lastElementChild.remove();
 }
 
+/** The header's model line: the service's `GET /model` (the studio is mounted at /studio/), asked again on each
+ * welcome, so after a redeploy the page names the model now serving. */
+async function showModel() {
+  let text = "model: unknown (no /model beside this page)";
+  try {
+    const response = await fetch("../model");
+    if (response.ok) text = `model: ${(await response.json()).description}`;
+  } catch (error) {
+    text = `model: unknown (${error.message})`;
+  }
+  $("model").textContent = text;
+}
+
 class CapturePage {
   constructor(config) {
     this.config = config;
@@ -84,6 +97,7 @@ class CapturePage {
       this.uploads.resend();
       this.sendSettings();
       this.ready = true;
+      showModel();
     });
     socket.addEventListener("avatar", (event) => {
       const { avatar } = event.detail;
