@@ -145,7 +145,9 @@ def test_infer_prints_the_design_json_and_writes_the_overlay(tmp_path: Path) -> 
     record = json.loads(result.stdout)
     photo = cv2.imread(str(STREAMER))
     height, width = photo.shape[:2]
-    assert set(record) == {"image", "persons"} and record["image"] == {"width": width, "height": height}
+    assert set(record) == {"image", "persons", "model_version"}
+    assert record["image"] == {"width": width, "height": height}
+    assert record["model_version"] == f"{PRETRAINED_WEIGHTS.name}+pytorch"  # --weights: the file stands for a version
     assert record["persons"], "the streamer is in the photo"
     for person in record["persons"]:
         assert set(person) == {"bbox", "score", "keypoints"}
@@ -180,7 +182,9 @@ def test_infer_without_weights_uses_the_production_version(stores: Any) -> None:
     assert _model_line(chosen) == f"model: {MODEL_NAME} version 1 (production), pytorch"
     by_file = _vtpose(production, "infer", STREAMER, "--json", "--weights", production_weights)
     pretrained = _vtpose(production, "infer", STREAMER, "--json", "--weights", PRETRAINED_WEIGHTS)
-    assert json.loads(chosen.stdout) == json.loads(by_file.stdout)
+    answer, by_file_answer = json.loads(chosen.stdout), json.loads(by_file.stdout)
+    assert answer["model_version"] == "1+pytorch" and by_file_answer["model_version"] == "production.pt+pytorch"
+    assert answer["persons"] == by_file_answer["persons"]
     shifted, original = _keypoints(json.loads(chosen.stdout)), _keypoints(json.loads(pretrained.stdout))
     assert shifted.shape == original.shape
     assert (shifted[..., 0] - original[..., 0]).mean() > 3  # the production head's shift, not the pretrained model
@@ -190,7 +194,9 @@ def test_infer_without_weights_uses_the_production_version(stores: Any) -> None:
     assert _model_line(fallback) == f"model: {what_runs_pretrained()}"
     int8 = _vtpose(empty, "infer", STREAMER, "--json", "--weights", PRETRAINED_WEIGHTS, "--backend", PRETRAINED_VARIANT)
     assert _model_line(int8) == f"model: {PRETRAINED_WEIGHTS} (--weights), {PRETRAINED_VARIANT}"
-    assert json.loads(fallback.stdout) == json.loads(int8.stdout)
+    fallback_answer, int8_answer = json.loads(fallback.stdout), json.loads(int8.stdout)
+    assert fallback_answer["model_version"] == f"{PRETRAINED_VERSION}+{PRETRAINED_VARIANT}"
+    assert fallback_answer["persons"] == int8_answer["persons"]
 
 
 @pytest.mark.slow  # a model registered in a real ZenML store, then the CLI run in several processes

@@ -71,7 +71,8 @@ def avatar(
     from vtpose.studio.avatar import render_scene, select_persons
 
     bgr = load_image(image)
-    persons = open_backend(runtime_weights(*resolve_model(weights, backend), imgsz), imgsz=imgsz).predict_one(bgr)
+    model = resolve_model(weights, backend)
+    persons = open_backend(runtime_weights(model.weights, model.backend, imgsz), imgsz=imgsz).predict_one(bgr)
     if not persons:
         raise VtposeError(f"{image}: nobody found in the photo; use a photo with a person in view.")
     chosen = select_persons(persons, person)
@@ -140,17 +141,17 @@ def animate(
         stream = source
     else:
         raise VtposeError("give either a VIDEO file or --source CAMERA (e.g. --source 0), not both or neither.")
-    model_weights, model_backend = resolve_model(weights, backend)
+    model = resolve_model(weights, backend)
     stats = animate_video(
         stream,
         output,
-        model_weights,
+        model.weights,
         imgsz,
         avatar=avatar_name,
         background=background,
         side_by_side=side_by_side,
         max_frames=max_frames,
-        backend=model_backend,
+        backend=model.backend,
     )
     click.echo(f"{output}: {stats.frames} frames")
     click.echo(f"fps: {stats.fps:.1f}")
@@ -188,7 +189,8 @@ def match(
     from vtpose.studio.match import draw_match, pose_similarity
 
     images = [load_image(image_a), load_image(image_b)]  # both checked before the model loads
-    predictor = open_backend(runtime_weights(*resolve_model(weights, backend), imgsz), imgsz=imgsz)
+    model = resolve_model(weights, backend)
+    predictor = open_backend(runtime_weights(model.weights, model.backend, imgsz), imgsz=imgsz)
     poses = []
     for path, bgr in zip((image_a, image_b), images, strict=True):
         persons = predictor.predict_one(bgr)

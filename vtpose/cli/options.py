@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -86,27 +86,35 @@ def backend_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def resolve_model(weights: Path | None, backend: str | None) -> tuple[Path, str | None]:
-    """The weights and backend to run, and one line on stderr naming the model.
+class ResolvedModel(NamedTuple):
+    """What a command runs: the weights, the backend to export them to (None: the file's own engine), and the
+    `model_version` label answers carry, "<version>+<variant>" as the service writes it (with `--weights`, the
+    file's name stands for the version)."""
+
+    weights: Path
+    backend: str | None
+    model_version: str
+
+
+def resolve_model(weights: Path | None, backend: str | None) -> ResolvedModel:
+    """The model to run, and one line on stderr naming it.
 
     With `--weights`: that file on `--backend` (or its own engine). Without: what `vtpose.serving.what_runs` names
     (the production version on its serving variant, else the pretrained checkpoint), on `--backend` if given.
-
-    Returns:
-        (weights file, backend to export them to or None for the file's own), for `runtime_weights`.
     """
     if weights is not None:
         from vtpose.backends import backend_for
 
-        click.echo(f"model: {weights} (--weights), {backend or backend_for(weights)}", err=True)
-        return weights, backend
+        variant = backend or backend_for(weights)
+        click.echo(f"model: {weights} (--weights), {variant}", err=True)
+        return ResolvedModel(weights, backend, f"{weights.name}+{variant}")
     from vtpose.serving.what_runs import what_runs
 
     choice = what_runs()
     variant = backend or choice.variant
     line = choice.description if variant == choice.variant else f"{choice.description}, run as {variant} (--backend)"
     click.echo(f"model: {line}", err=True)
-    return choice.weights, variant
+    return ResolvedModel(choice.weights, variant, f"{choice.version}+{variant}")
 
 
 def runtime_weights(weights: Path, backend: str | None, imgsz: int) -> Path:

@@ -40,7 +40,8 @@ def infer(
     from vtpose.pose import load_image
 
     bgr = load_image(image)
-    predictor = open_backend(runtime_weights(*resolve_model(weights, backend), imgsz), imgsz=imgsz, conf=conf)
+    model = resolve_model(weights, backend)
+    predictor = open_backend(runtime_weights(model.weights, model.backend, imgsz), imgsz=imgsz, conf=conf)
     persons = predictor.predict_one(bgr)
     height, width = bgr.shape[:2]
     if output is not None:
@@ -48,7 +49,11 @@ def infer(
 
         write_image(output, draw_skeletons(bgr, persons))
     if as_json:
-        record = {"image": {"width": width, "height": height}, "persons": [p.to_json() for p in persons]}
+        record = {
+            "image": {"width": width, "height": height},
+            "persons": [p.to_json() for p in persons],
+            "model_version": model.model_version,
+        }
         click.echo(json.dumps(record))
         return
     click.echo(f"{image}: {width}x{height}, {len(persons)} person(s)")
