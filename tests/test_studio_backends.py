@@ -135,7 +135,8 @@ def test_a_backend_the_weights_cannot_run_on_is_a_one_line_error(tmp_path: Path)
         done = _vtpose(*command, "--backend", "pytorch", "--weights", onnx)
         assert done.returncode == 2, (command[0], done.stderr)
         assert done.stderr.splitlines() == [
+            f"model: {onnx} (--weights), pytorch",
             f"vtpose: error: {onnx}: onnx weights cannot run on pytorch; pass the .pt "
-            "(exports go .pt -> .onnx -> OpenVINO)."
+            "(exports go .pt -> .onnx -> OpenVINO).",
         ], command[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # nothing written
