@@ -16,11 +16,11 @@ from zenml import step
 
 from materializers import PoseDatasetMaterializer, PoseWeightsMaterializer
 from vtpose.artifacts import PoseDataset, PoseWeights
-from vtpose.training.config import DataConfig
 from vtpose.data import fetch_coco2017, ingest_coco_folder, ingest_mpii, ingest_mpii_mat
 from vtpose.data.dvc_remote import fetch_tracked
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
+from vtpose.training.config import DataConfig
 
 
 def _source(path: str, data: DataConfig, prefix: str) -> Path:

@@ -10,8 +10,8 @@ from zenml import log_metadata, step
 
 from materializers import PoseDatasetMaterializer
 from vtpose.artifacts import PoseDataset
-from vtpose.training.config import ValidationConfig
 from vtpose.data import validate_dataset as check_records
+from vtpose.training.config import ValidationConfig
 
 
 @step(output_materializers={"dataset": PoseDatasetMaterializer})

@@ -1,4 +1,4 @@
-"""Read, validate and write pose datasets: COCO JSON, MPII (mmpose JSON or its own .mat), fetching COCO 2017, YOLO-pose labels.
+"""Read, validate and write pose datasets: COCO JSON, MPII (mmpose JSON or its own .mat), COCO 2017, YOLO-pose.
 
 Each function here is a plain library call that a thin ZenML step wraps; all write their output folder
 atomically (temp folder + rename) and raise `VtposeError` with the file, the record and the fix.

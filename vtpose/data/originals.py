@@ -430,4 +430,3 @@ def failed_pull_note(repo_root: Path = PROJECT_ROOT) -> str:
     except ConfigError as e:
         return f"dvc pull failed (unreadable .dvc/config: {e})"
     return f"dvc pull from DVC remote {name!r} ({url}) failed"
-
