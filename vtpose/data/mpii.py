@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,27 +158,71 @@ def ingest_mpii(
             )
         by_image[p["image"]].append((i, p))
 
-    names = sorted(by_image)
-    split_of, splits = assign_splits(names, split, val_fraction)
+    dropped_total = 0
 
-    dest_dir = Path(dest_dir)
+    def persons_in(image_name: str, width: int, height: int) -> list[dict[str, Any]]:
+        nonlocal dropped_total
+        records = []
+        for _, p in by_image[image_name]:
+            kpts, bbox, area, nk, dropped = mpii_person_to_coco(p["joints"], p["joints_vis"], width, height)
+            dropped_total += dropped
+            records.append({"keypoints": kpts, "num_keypoints": nk, "bbox": bbox, "area": area})
+        return records
+
+    return write_mpii_dataset(
+        source_dir, Path(dest_dir), name, sorted(by_image), split, val_fraction,
+        annotations=ann_path, images_fix="restore it (dvc pull)", where=lambda image: f"{ann_path} image {image!r}",
+        persons_in=persons_in,
+        info=lambda: {"format": "mpii (mmpose JSON)", "joints_dropped_outside_image": dropped_total},
+    )  # fmt: skip
+
+
+def write_mpii_dataset(
+    source_dir: Path,
+    dest_dir: Path,
+    name: str | None,
+    image_names: list[str],
+    split: str,
+    val_fraction: float,
+    *,
+    annotations: Path,
+    images_fix: str,
+    where: Callable[[str], str],
+    persons_in: Callable[[str, int, int], list[dict[str, Any]]],
+    info: Callable[[], dict[str, Any]],
+) -> PoseDataset:
+    """The COCO dataset both MPII readers write: splits, image records, persons, the manifest, atomically.
+
+    Args:
+        source_dir: the MPII folder, with `images/`.
+        dest_dir: dataset folder to create (replaced atomically if it exists).
+        name: dataset name; defaults to the source folder's name.
+        image_names: the labelled images, in the order ids are given (sorted).
+        split, val_fraction: as `assign_splits` takes them.
+        annotations: the annotation file, for messages and the description.
+        images_fix: what to do about a missing image ("restore it (dvc pull)").
+        where: an image's record as messages name it.
+        persons_in: image name, width, height -> its persons' COCO fields (keypoints, num_keypoints, bbox, area and
+            any extra keys), in order; called once per image, before `info`.
+        info: the reader's own `dataset.info` entries (format, counts), merged over the common ones.
+    """
+    split_of, splits = assign_splits(image_names, split, val_fraction)
     cocos: dict[str, dict[str, Any]] = {
-        s: {"info": {"description": f"MPII via vtpose from {ann_path}"}, "images": [], "annotations": [],
+        s: {"info": {"description": f"MPII via vtpose from {annotations}"}, "images": [], "annotations": [],
             "categories": [PERSON_CATEGORY]}
         for s in splits
     }  # fmt: skip
-    dropped_total = 0
     ann_id = 0
     with atomic_dir(dest_dir) as tmp:
         dataset = PoseDataset(tmp, name or source_dir.name, splits, splits[0], splits[-1], source=str(source_dir))
-        for rank, image_name in enumerate(names, start=1):
-            rel = safe_relative_name(image_name, f"{ann_path} image {image_name!r}")
+        for rank, image_name in enumerate(image_names, start=1):
+            rel = safe_relative_name(image_name, where(image_name))
             src_image = source_dir / "images" / rel
             try:
                 with Image.open(src_image) as im:
                     width, height = im.size
             except FileNotFoundError as e:
-                raise VtposeError(f"{src_image}: image named in {ann_path} is missing; restore it (dvc pull).") from e
+                raise VtposeError(f"{src_image}: image named in {annotations} is missing; {images_fix}.") from e
             except UnidentifiedImageError as e:
                 raise VtposeError(f"{src_image}: not a readable image; re-download it.") from e
             stem = Path(image_name).stem
@@ -185,23 +230,21 @@ def ingest_mpii(
             s = split_of[image_name]
             cocos[s]["images"].append({"id": image_id, "file_name": image_name, "width": width, "height": height})
             link_or_copy(src_image, dataset.image_dir(s) / rel)
-            for _, p in by_image[image_name]:
-                kpts, bbox, area, nk, dropped = mpii_person_to_coco(p["joints"], p["joints_vis"], width, height)
-                dropped_total += dropped
+            for person in persons_in(image_name, width, height):
                 ann_id += 1
                 cocos[s]["annotations"].append(
-                    {"id": ann_id, "image_id": image_id, "category_id": PERSON_CATEGORY["id"], "iscrowd": 0,
-                     "keypoints": kpts, "num_keypoints": nk, "bbox": bbox, "area": area}
-                )  # fmt: skip
+                    {"id": ann_id, "image_id": image_id, "category_id": PERSON_CATEGORY["id"], "iscrowd": 0, **person}
+                )
         for s in splits:
             write_json(dataset.annotation_file(s), cocos[s])
             dataset.image_dir(s).mkdir(parents=True, exist_ok=True)
+        own = info()
         dataset.info = {
-            "format": "mpii (mmpose JSON)",
+            "format": own.pop("format"),
             "joint_map": {MPII_JOINT_NAMES[m]: KEYPOINT_NAMES[c] for m, c in MPII_TO_COCO.items()},
             "box_padding": BOX_PADDING,
             "val_fraction": val_fraction,
-            "joints_dropped_outside_image": dropped_total,
+            **own,
             "splits": {s: split_counts(cocos[s]) for s in splits},
         }
         dataset.write_manifest()

@@ -30,17 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from scipy.io import loadmat
 from scipy.io.matlab import MatReadError, mat_struct
 
 from vtpose.artifacts import PoseDataset
-from vtpose.data._fs import atomic_dir, link_or_copy, safe_relative_name, write_json
-from vtpose.data.coco import split_counts
-from vtpose.data.mpii import BOX_PADDING, assign_splits, mpii_person_to_coco
+from vtpose.data.mpii import mpii_person_to_coco, write_mpii_dataset
 from vtpose.data.validate import MESSAGE_ISSUES, ValidationIssue
 from vtpose.errors import VtposeError
-from vtpose.keypoints import KEYPOINT_NAMES, MPII_JOINT_NAMES, MPII_TO_COCO, PERSON_CATEGORY
+from vtpose.keypoints import MPII_JOINT_NAMES, MPII_TO_COCO
 
 MPII_MAT = "mpii_human_pose_v1_u12_1.mat"
 MAT_FIX = (
@@ -323,62 +320,30 @@ def ingest_mpii_mat(
     counts["train_images_without_labelled_persons"] = sum(1 for im in release.images if im.is_train and not im.persons)
     if not by_image:
         raise VtposeError(f"{mat_path}: no training image has a labelled person; {MAT_FIX}.")
-    names = sorted(by_image)
-    split_of, splits = assign_splits(names, split, val_fraction)
 
-    dest_dir = Path(dest_dir)
-    cocos: dict[str, dict[str, Any]] = {
-        s: {"info": {"description": f"MPII via vtpose from {mat_path}"}, "images": [], "annotations": [],
-            "categories": [PERSON_CATEGORY]}
-        for s in splits
-    }  # fmt: skip
-    ann_id = 0
-    with atomic_dir(dest_dir) as tmp:
-        dataset = PoseDataset(tmp, name or source_dir.name, splits, splits[0], splits[-1], source=str(source_dir))
-        for rank, image_name in enumerate(names, start=1):
-            mat_image = by_image[image_name]
-            rel = safe_relative_name(image_name, f"{mat_path} annolist({mat_image.index}) image {image_name!r}")
-            src_image = source_dir / "images" / rel
-            try:
-                with Image.open(src_image) as im:
-                    width, height = im.size
-            except FileNotFoundError as e:
-                raise VtposeError(
-                    f"{src_image}: image named in {mat_path} is missing; unpack MPII's images/ there."
-                ) from e
-            except UnidentifiedImageError as e:
-                raise VtposeError(f"{src_image}: not a readable image; re-download it.") from e
-            stem = Path(image_name).stem
-            image_id = int(stem) if stem.isdigit() else rank
-            s = split_of[image_name]
-            cocos[s]["images"].append({"id": image_id, "file_name": image_name, "width": width, "height": height})
-            link_or_copy(src_image, dataset.image_dir(s) / rel)
-            for person in mat_image.persons:
-                labelled = person.visibility > 0
-                kpts, bbox, area, nk, _ = mpii_person_to_coco(
-                    person.joints.tolist(), labelled.astype(int).tolist(), width, height, keep_outside=True
-                )
-                for mpii_idx, coco_idx in MPII_TO_COCO.items():
-                    if person.visibility[mpii_idx] == 1:
-                        kpts[3 * coco_idx + 2] = 1
-                        counts["occluded_joints"] += 1
-                ann_id += 1
-                cocos[s]["annotations"].append(
-                    {"id": ann_id, "image_id": image_id, "category_id": PERSON_CATEGORY["id"], "iscrowd": 0,
-                     "keypoints": kpts, "num_keypoints": nk, "bbox": bbox, "area": area,
-                     "mpii": _mpii_record(person)}
-                )  # fmt: skip
-        for s in splits:
-            write_json(dataset.annotation_file(s), cocos[s])
-            dataset.image_dir(s).mkdir(parents=True, exist_ok=True)
-        dataset.info = {
+    def persons_in(image_name: str, width: int, height: int) -> list[dict[str, Any]]:
+        records = []
+        for person in by_image[image_name].persons:
+            labelled = person.visibility > 0
+            kpts, bbox, area, nk, _ = mpii_person_to_coco(
+                person.joints.tolist(), labelled.astype(int).tolist(), width, height, keep_outside=True
+            )
+            for mpii_idx, coco_idx in MPII_TO_COCO.items():
+                if person.visibility[mpii_idx] == 1:
+                    kpts[3 * coco_idx + 2] = 1
+                    counts["occluded_joints"] += 1
+            records.append(
+                {"keypoints": kpts, "num_keypoints": nk, "bbox": bbox, "area": area, "mpii": _mpii_record(person)}
+            )
+        return records
+
+    return write_mpii_dataset(
+        source_dir, Path(dest_dir), name, sorted(by_image), split, val_fraction,
+        annotations=mat_path, images_fix="unpack MPII's images/ there",
+        where=lambda image: f"{mat_path} annolist({by_image[image].index}) image {image!r}",
+        persons_in=persons_in,
+        info=lambda: {
             "format": "mpii (RELEASE .mat)",
-            "joint_map": {MPII_JOINT_NAMES[m]: KEYPOINT_NAMES[c] for m, c in MPII_TO_COCO.items()},
-            "box_padding": BOX_PADDING,
-            "val_fraction": val_fraction,
             "mat": {"file": annotation_file, "annolist_images": len(release.images), **dict(sorted(counts.items()))},
-            "splits": {s: split_counts(cocos[s]) for s in splits},
-        }
-        dataset.write_manifest()
-    dataset.root = dest_dir
-    return dataset
+        },
+    )  # fmt: skip
