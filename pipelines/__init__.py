@@ -1,5 +1,6 @@
-"""ZenML pipelines: `zenml pipeline run pipelines.training_pipeline -c configs/training.yaml`."""
+"""ZenML pipelines: `zenml pipeline run training_pipeline` (or `deployment_pipeline`) `[-c CONFIG]`."""
 
+from pipelines.deployment import deployment_pipeline
 from pipelines.training import training_pipeline
 
-__all__ = ["training_pipeline"]
+__all__ = ["deployment_pipeline", "training_pipeline"]

@@ -3,6 +3,7 @@
 from steps.data.convert import convert_dataset
 from steps.data.ingest import ingest_dataset, ingest_pretrained
 from steps.data.validate import validate_dataset
+from steps.deployment.deploy import choose_bento, deploy_model
 from steps.deployment.export import export_variants
 from steps.deployment.package import package_model
 from steps.evaluation.evaluate import evaluate_model
@@ -11,7 +12,9 @@ from steps.evaluation.promote import promote_model
 from steps.training.train import train_model
 
 __all__ = [
+    "choose_bento",
     "convert_dataset",
+    "deploy_model",
     "evaluate_model",
     "export_variants",
     "ingest_dataset",

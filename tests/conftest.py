@@ -32,6 +32,7 @@ from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT  # noqa
 source_utils.set_custom_source_root(str(PROJECT_ROOT))
 
 MLFLOW_TRACKER = "mlflow_tracker"
+MODEL_DEPLOYER = "bentoml_deployer"
 TEST_STACK = "vtpose-test"
 
 
@@ -43,7 +44,8 @@ def _require_data() -> None:
 
 @pytest.fixture(scope="session")
 def zenml_stack() -> str:
-    """The isolated store with a local stack that has the real MLflow experiment tracker, active."""
+    """The isolated store with a local stack that has the real MLflow experiment tracker and the BentoML model
+    deployer (its services' files live under the isolated ZenML config), active."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
@@ -55,6 +57,12 @@ def zenml_stack() -> str:
             name=MLFLOW_TRACKER, flavor="mlflow", component_type=StackComponentType.EXPERIMENT_TRACKER, configuration={}
         )
     try:
+        client.get_stack_component(StackComponentType.MODEL_DEPLOYER, MODEL_DEPLOYER)
+    except KeyError:
+        client.create_stack_component(
+            name=MODEL_DEPLOYER, flavor="bentoml", component_type=StackComponentType.MODEL_DEPLOYER, configuration={}
+        )
+    try:
         client.get_stack(TEST_STACK)
     except KeyError:
         client.create_stack(
@@ -63,6 +71,7 @@ def zenml_stack() -> str:
                 StackComponentType.ORCHESTRATOR: "default",
                 StackComponentType.ARTIFACT_STORE: "default",
                 StackComponentType.EXPERIMENT_TRACKER: MLFLOW_TRACKER,
+                StackComponentType.MODEL_DEPLOYER: MODEL_DEPLOYER,
             },
         )
     client.activate_stack(TEST_STACK)

@@ -17,6 +17,8 @@ MEDIA_DIR = DATA_DIR / "media"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 # The run config of `make run` and of `zenml pipeline run training_pipeline` without -c.
 DEFAULT_CONFIG = CONFIGS_DIR / "training.yaml"
+# ...and of `zenml pipeline run deployment_pipeline` without -c.
+DEPLOYMENT_CONFIG = CONFIGS_DIR / "deployment.yaml"
 # `.pt` weights exported for the ONNX and OpenVINO backends (`--backend`, `vtpose animate`), keyed by content and
 # imgsz (git-ignored, safe to delete).
 EXPORT_CACHE_DIR = PROJECT_ROOT / ".runtime" / "exports"

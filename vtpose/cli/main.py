@@ -1,7 +1,8 @@
 """The `vtpose` command: the root group, and every area's commands added to it.
 
 Each area's commands live in their own module: pose.py (`infer`, `evaluate`), avatar.py (`avatar`, `avatars`,
-`animate`, `match`), model.py (`model export`, `model package`), data.py (`data rebuild`, `data check`),
+`animate`, `match`), model.py (`model export`, `model package`),
+deployment.py (`deployment status`, `attach`, `stop`), data.py (`data rebuild`, `data check`),
 pipeline.py (`pipeline check`, `pipeline summary`), stack.py (`stack render`); what they share is in options.py.
 Every command turns a `VtposeError` into one line on stderr and exit status 2, never a traceback.
 """
@@ -12,6 +13,7 @@ import click
 
 from vtpose.cli.avatar import animate, avatar, avatars, match
 from vtpose.cli.data import data
+from vtpose.cli.deployment import deployment
 from vtpose.cli.model import model
 from vtpose.cli.pipeline import pipeline
 from vtpose.cli.pose import evaluate, infer
@@ -24,7 +26,7 @@ def main() -> None:
     """Human pose estimation: train, evaluate, serve, and pose avatars."""
 
 
-for command in (infer, evaluate, avatar, avatars, animate, match, model, data, pipeline, stack):
+for command in (infer, evaluate, avatar, avatars, animate, match, model, deployment, data, pipeline, stack):
     main.add_command(command)
 
 

@@ -20,9 +20,10 @@ from typing import Any, Literal
 from vtpose.paths import PRETRAINED_WEIGHTS
 
 # Where the answer came from. "candidate" and "packaged" only ever describe a Bento someone serves by its tag
-# (a version the gate rejected; weights packaged by hand); the resolver answers "production" or "pretrained".
-Source = Literal["production", "pretrained", "candidate", "packaged"]
-SOURCES: tuple[Source, ...] = ("production", "pretrained", "candidate", "packaged")
+# (a version the gate rejected; weights packaged by hand), "pinned" a version a deployment config names (a
+# rollback); the resolver answers "production" or "pretrained".
+Source = Literal["production", "pretrained", "candidate", "packaged", "pinned"]
+SOURCES: tuple[Source, ...] = ("production", "pretrained", "candidate", "packaged", "pinned")
 # The pretrained checkpoint's model version name and the variant it is served as (INT8 won on the sample data for
 # the trained model, and the pretrained network is the same architecture).
 PRETRAINED_VERSION = "pretrained"
@@ -40,6 +41,7 @@ __all__ = [
     "ModelChoice",
     "Source",
     "describe",
+    "pinned_version",
     "serving_bento",
     "what_runs",
 ]
@@ -59,6 +61,8 @@ def describe(source: str, model_name: str, version: str, variant: str) -> str:
         return f"{model_name} version {version} (candidate: not promoted by the gate), {variant}"
     if source == "packaged":
         return f"{model_name} version {version} (packaged by hand), {variant}"
+    if source == "pinned":
+        return f"{model_name} version {version} (pinned by the deployment config, not production), {variant}"
     raise ValueError(f"source {source!r} is not one of {SOURCES}")
 
 
@@ -121,8 +125,6 @@ def _what_runs(model_name: str) -> ModelChoice:
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    from vtpose.training.registry import production_weights_file
-
     try:
         version = Client().get_model_version(model_name, ModelStages.PRODUCTION)
     except KeyError:
@@ -130,16 +132,40 @@ def _what_runs(model_name: str) -> ModelChoice:
     except (requests.exceptions.ConnectionError, RuntimeError) as error:
         print(f"vtpose: note: ZenML store unreachable ({type(error).__name__})", file=sys.stderr)
         return _pretrained(model_name, f"ZenML store unreachable ({type(error).__name__})")
+    return _version_choice(model_name, version, "production", "in the production stage")
+
+
+def pinned_version(version_name: str, model_name: str | None = None) -> ModelChoice:
+    """A named version of `model_name` (default `pose-estimator`) with its serving variant, as `what_runs` answers
+    for production: source "production" when it is in production now, else "pinned".
+
+    Raises:
+        VtposeError: no such version, or it has no weights.
+    """
+    from vtpose.training.registry import MODEL_NAME, get_model_version, zenml_logs_on_stderr
+
+    name = model_name or MODEL_NAME
+    with zenml_logs_on_stderr():
+        version = get_model_version(version_name)
+        stage = str(getattr(version.stage, "value", version.stage) or "")
+        if stage == "production":
+            return _version_choice(name, version, "production", "in the production stage")
+        return _version_choice(name, version, "pinned", f"named by the deployment config (stage {stage or 'none'})")
+
+
+def _version_choice(model_name: str, version: Any, source: Source, reason: str) -> ModelChoice:
+    from vtpose.training.registry import production_weights_file
+
     bento = _record(version.run_metadata, BENTO_KEY)
     chosen = _record(version.run_metadata, SERVING_VARIANT_KEY).get("chosen")
     return ModelChoice(
         model_name=model_name,
         version=str(version.name),
         variant=str(chosen or bento.get("backend") or UNRECORDED_VARIANT),
-        source="production",
+        source=source,
         weights=production_weights_file(version),
-        bento_tag=_production_bento(bento),
-        reason="in the production stage",
+        bento_tag=_production_bento(bento) if source == "production" else None,
+        reason=reason,
     )
 
 
