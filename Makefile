@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/training.yaml
+DEPLOYMENT_CONFIG ?= configs/deployment.yaml
 TORCH := torch==2.14.1 torchvision==0.29.1
 
 # No usage reporting, no browser popping up, nothing fetched at run time.
@@ -54,9 +55,12 @@ dashboard: zenml-init  ## Start the local ZenML server and dashboard on http://1
 stack: dashboard  ## Register and activate the local stack with the MLflow experiment tracker
 	bash scripts/setup_stack.sh
 
-run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml) and print its summary
+# After a promotion the deployment pipeline serves the new version (checked before it replaces what was serving);
+# after a rejection the served service stays as it was, and the summary's last line says what serves.
+run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml), deploy a promoted version, print the summary
 	$(BIN)/vtpose pipeline check $(CONFIG)
 	$(BIN)/zenml pipeline run training_pipeline -c $(CONFIG)
+	if $(BIN)/vtpose pipeline promoted; then $(BIN)/zenml pipeline run deployment_pipeline -c $(DEPLOYMENT_CONFIG); fi
 	$(BIN)/vtpose pipeline summary
 
 test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)
@@ -74,11 +78,13 @@ lint: install  ## ruff check and format check, then mypy over the library (files
 mlflow-ui:  ## Open the MLflow UI of the active stack on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(BIN)/vtpose pipeline summary --mlflow-uri)"
 
-# What runs is what `vtpose model bento` names (vtpose.serving.what_runs): the production version's Bento, else
-# the pretrained checkpoint's (packaged on first use); never pose-service:latest, never a rejected candidate.
-serve: data  ## Serve the Bento of what runs (the production version, else the pretrained checkpoint) on http://127.0.0.1:3000
-	@bento="$$($(BIN)/vtpose model bento)"; echo "serving $$bento"; \
-	  exec $(BIN)/bentoml serve "$$bento" --host 127.0.0.1 --port 3000
+# What runs is what `vtpose model which` names (vtpose.serving.what_runs): the production version's Bento, else the
+# pretrained checkpoint's (packaged on first use); never pose-service:latest, never a rejected candidate. The
+# deployment pipeline serves it (nothing changes when it already serves), then `attach` follows the service's log;
+# Ctrl-C stops following, `.venv/bin/vtpose deployment stop` stops the service.
+serve: data stack  ## Deploy what runs (the production version, else the pretrained checkpoint) on http://127.0.0.1:3000 and follow its log
+	$(BIN)/zenml pipeline run deployment_pipeline -c $(DEPLOYMENT_CONFIG)
+	$(BIN)/vtpose deployment attach
 
 # --- containers and Kubernetes (issue 5) ---
 # `make run-containers`: the training pipeline with every step in its own container (ZenML's local Docker
@@ -126,9 +132,9 @@ stack-k8s: install  ## Register the Kubernetes stack (configs/stacks/kubernetes.
 	bash scripts/containers/stack_k8s.sh
 
 # --- the live studio (issue 8) ---
-# `make studio` serves the Bento of what runs, as `make serve` does (the pretrained checkpoint's, INT8, packaged
-# first when nothing is in production), and its page /studio; `make browser` installs Debian's chromium, which the studio's browser tests drive through Playwright.
-STUDIO_PORT ?= 3000
+# `make studio` deploys what runs, as `make serve` does (the pretrained checkpoint's Bento, INT8, packaged first
+# when nothing is in production), and names its page /studio; `make browser` installs Debian's chromium, which the
+# studio's browser tests drive through Playwright.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: browser studio
 
@@ -136,7 +142,7 @@ browser:  ## Install Debian's chromium (apt-get) for the studio's browser tests;
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-studio: data  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
-	@bento="$$($(BIN)/vtpose model bento)"; \
-	  echo "studio: serving $$bento; open http://127.0.0.1:$(STUDIO_PORT)/studio (frames stay on this machine)"; \
-	  exec $(BIN)/bentoml serve "$$bento" --host 127.0.0.1 --port $(STUDIO_PORT)
+studio: data stack  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
+	$(BIN)/zenml pipeline run deployment_pipeline -c $(DEPLOYMENT_CONFIG)
+	@echo "studio: open http://127.0.0.1:3000/studio (frames stay on this machine)"
+	$(BIN)/vtpose deployment attach --path /studio

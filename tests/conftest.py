@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 # Before anything imports zenml: every test session gets its own ZenML config and SQLite store, so tests never
 # touch the user's store or the dashboard server that `make run` uses.
@@ -25,6 +27,7 @@ os.environ["BENTOML_HOME"] = str(_ZENML_HOME / "bentoml")
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from zenml.utils import source_utils  # noqa: E402
 
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT  # noqa: E402
@@ -76,3 +79,47 @@ def zenml_stack() -> str:
         )
     client.activate_stack(TEST_STACK)
     return TEST_STACK
+
+
+@pytest.fixture(scope="session")
+def pretrained_bento() -> dict[str, Any]:
+    """What runs with nothing in production (the pretrained checkpoint, INT8), packaged in the test session's BentoML
+    home with a few calibration images, as `vtpose model bento` packages it with many (the deployment pipeline then
+    finds and reuses it)."""
+    from vtpose.testing.local_server import STUDIO_CALIBRATION_DIR, package_bento
+
+    options = ("--openvino", "--int8-images", str(STUDIO_CALIBRATION_DIR), "--int8-size", "8",
+               "--backend", "openvino-int8")  # fmt: skip
+    return package_bento(PRETRAINED_WEIGHTS, "pretrained", Path(os.environ["BENTOML_HOME"]), *options)
+
+
+@pytest.fixture(scope="module")
+def deploy_port() -> int:
+    """A free serving port per test module, so tests never meet a `make serve` on 3000."""
+    from vtpose.testing.local_server import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def deployments(
+    zenml_stack: str, deploy_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Any]]:
+    """`deployments(**overrides)` runs the deployment pipeline on `deploy_port` (config keys as overrides) and
+    returns the run; the services it started are stopped and deleted after the module."""
+    from zenml.client import Client
+
+    from pipelines import deployment_pipeline
+    from vtpose.serving.deployment import active_deployer, deployed_services
+
+    folder = tmp_path_factory.mktemp("deployment-configs")
+
+    def run(**overrides: Any) -> Any:
+        config = {"parameters": {"deployment": {"port": deploy_port, **overrides}}}
+        path = folder / f"deployment-{len(list(folder.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return Client().get_pipeline_run(deployment_pipeline.with_options(config_path=str(path))().id)
+
+    yield run
+    for service in deployed_services():
+        active_deployer().delete_model_server(service.uuid)

@@ -9,52 +9,15 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from vtpose.paths import PRETRAINED_WEIGHTS, PROJECT_ROOT
-from vtpose.testing.local_server import STUDIO_CALIBRATION_DIR, free_port, package_bento
+from vtpose.testing.local_server import package_bento
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def port() -> int:
-    """A free serving port, so the test never meets a `make serve` on 3000."""
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def pretrained_bento() -> dict[str, Any]:
-    """What runs with nothing in production (the pretrained checkpoint, INT8), packaged in the test's BentoML home
-    with a few calibration images, as `vtpose model bento` packages it with many (the pipeline then reuses it)."""
-    home = Path(os.environ["BENTOML_HOME"])
-    options = ("--openvino", "--int8-images", str(STUDIO_CALIBRATION_DIR), "--int8-size", "8",
-               "--backend", "openvino-int8")  # fmt: skip
-    return package_bento(PRETRAINED_WEIGHTS, "pretrained", home, *options)
-
-
-@pytest.fixture(scope="module")
-def deployments(zenml_stack: str, port: int, pretrained_bento: dict[str, Any]) -> Iterator[Any]:
-    """Runs the deployment pipeline with a config on `port`; every service it started is deleted afterwards."""
-    from pipelines import deployment_pipeline
-    from vtpose.serving.deployment import active_deployer, deployed_services
-
-    def run(tmp: Path, **overrides: Any) -> Any:
-        from zenml.client import Client
-
-        config = {"parameters": {"deployment": {"port": port, "start_timeout_s": 180, **overrides}}}
-        path = tmp / f"deployment-{len(list(tmp.glob('deployment-*.yaml')))}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return Client().get_pipeline_run(deployment_pipeline.with_options(config_path=str(path))().id)
-
-    yield run
-    for service in deployed_services():
-        active_deployer().delete_model_server(service.uuid, force=True)
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -66,15 +29,15 @@ def _record(run: Any) -> dict[str, Any]:
     return run.steps["deploy_model"].outputs["deployment"][0].load()
 
 
-def test_deploy_redeploy_refuse_and_swap(deployments: Any, port: int, tmp_path: Path) -> None:
+def test_deploy_redeploy_refuse_and_swap(deployments: Any, deploy_port: int, pretrained_bento: dict[str, Any]) -> None:
     from zenml.client import Client
 
     from vtpose.serving.deployment import deployed_services
     from vtpose.serving.packaging import SERVICE_NAME
 
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{deploy_port}"
     # 1. Nothing in production: the pretrained checkpoint, served as ZenML's BentoML local deployment.
-    first = deployments(tmp_path)
+    first = deployments()
     assert first.status.value == "completed"
     record = _record(first)
     assert record["changed"] is True and record["replaced"] == [] and record["url"] == url
@@ -97,7 +60,7 @@ def test_deploy_redeploy_refuse_and_swap(deployments: Any, port: int, tmp_path: 
     assert str(service.uuid) in table and "bentoml" in table and "deployment_pipeline" in table
 
     # 2. Again with nothing new: the same service, the same process.
-    second = _record(deployments(tmp_path))
+    second = _record(deployments())
     assert second["changed"] is False and second["service_id"] == record["service_id"]
     assert second["pid"] == record["pid"]
 
@@ -105,18 +68,22 @@ def test_deploy_redeploy_refuse_and_swap(deployments: Any, port: int, tmp_path: 
     broken = package_bento(PRETRAINED_WEIGHTS, "broken", Path(os.environ["BENTOML_HOME"]), "--backend", "pytorch")
     model_dir = Path(os.environ["BENTOML_HOME"]) / "models" / broken["model_tag"].replace(":", "/")
     (model_dir / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception) as failure:  # noqa: PT011 (the step's error, as ZenML re-raises it)
-        deployments(tmp_path, bento=broken["tag"], start_timeout_s=60)
-    assert broken["tag"] in str(failure.value) and "keeps serving" in str(failure.value)
+    with pytest.raises(RuntimeError, match=r"failure in step.*deploy_model"):
+        deployments(bento=broken["tag"], start_timeout_s=60)
     assert _get(f"{url}/model")["model_version"] == "pretrained+openvino-int8"
     runs = Client().list_pipeline_runs(pipeline_name="deployment_pipeline", sort_by="desc:created", size=1)
-    assert runs.items[0].status.value == "failed"
+    failed = Client().get_pipeline_run(runs.items[0].id)
+    assert failed.status.value == "failed"
+    reason = failed.steps["deploy_model"].exception_info.message
+    assert f"{broken['tag']} failed its check, so it was not deployed" in reason
+    assert f"{record['target']['bento_tag']} keeps serving" in reason
+    assert "its process exited" in reason or "not ready within 60 s" in reason
     [still] = deployed_services()
     assert str(still.uuid) == record["service_id"] and still.is_running
 
     # 4. Another Bento: checked on a free port, then swapped in on the serving port; the old record is gone.
     other = package_bento(PRETRAINED_WEIGHTS, "7", Path(os.environ["BENTOML_HOME"]), "--backend", "pytorch")
-    swapped = _record(deployments(tmp_path, bento=other["tag"]))
+    swapped = _record(deployments(bento=other["tag"]))
     assert swapped["changed"] is True and swapped["replaced"] == [record["target"]["bento_tag"]]
     assert _get(f"{url}/model")["model_version"] == "7+pytorch"
     [now] = deployed_services()
@@ -141,7 +108,7 @@ def test_no_deployer_in_the_stack_names_the_fix(zenml_stack: str) -> None:
         )
     client.activate_stack(bare)
     try:
-        with pytest.raises(VtposeError, match="no BentoML model deployer.*make stack"):
+        with pytest.raises(VtposeError, match=r"no BentoML model deployer.*make stack"):
             active_deployer()
     finally:
         client.activate_stack(zenml_stack)

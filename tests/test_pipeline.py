@@ -291,31 +291,48 @@ def test_a_second_run_reuses_cached_steps(smoke_run, tmp_path: Path) -> None:  #
     assert choice.bento_tag == serving_bento(choice) == production_bento
 
 
-def test_make_serve_serves_what_runs(smoke_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The Bento `vtpose model bento` names (what `make serve` runs), served: `GET /model` says what the resolver
-    says, and a real image gets 17 keypoints per person."""
-    import os
+def test_make_serve_serves_what_runs(smoke_run, deployments, deploy_port: int) -> None:  # type: ignore[no-untyped-def]
+    """What `make serve` does (the deployment pipeline, then the deployed service): `GET /model`, `vtpose infer
+    --json` and the studio page's header name the same model, the production version the resolver names, and a
+    real image gets 17 keypoints per person."""
     import subprocess
     import sys
 
     import httpx
 
     from vtpose.paths import MEDIA_DIR
-    from vtpose.testing.local_server import serve_bento
+    from vtpose.testing.fake_camera import CHROMIUM
 
-    command = [sys.executable, "-m", "vtpose.cli", "model", "bento"]
-    named = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    run = deployments()
+    record = _output(run, "deploy_model", "deployment").load()
     choice = what_runs()
-    assert named.stdout.strip() == choice.bento_tag and f"model: {choice.description}" in named.stderr
-    with serve_bento(choice.bento_tag, dict(os.environ), tmp_path, tmp_path / "server.log") as url:
-        info = httpx.get(f"{url}/model", timeout=30).json()
-        image = MEDIA_DIR / "game-streamer-tips.jpg"
-        body = httpx.post(f"{url}/predict", files={"image": (image.name, image.read_bytes(), "image/jpeg")}, timeout=60)
+    assert choice.source == "production" and record["target"]["model_version"] == choice.model_version
+    url = record["url"]
+    info = httpx.get(f"{url}/model", timeout=30).json()
+    image = MEDIA_DIR / "game-streamer-tips.jpg"
+    body = httpx.post(f"{url}/predict", files={"image": (image.name, image.read_bytes(), "image/jpeg")}, timeout=60)
     assert (info["model_version"], info["source"]) == (choice.model_version, "production")
     assert (info["variant"], info["description"]) == (choice.variant, choice.description)
     persons = body.json()["persons"]
     assert persons and all(len(p["keypoints"]) == 17 for p in persons)
     assert body.json()["model_version"] == choice.model_version
+    command = [sys.executable, "-m", "vtpose.cli", "infer", str(image), "--json"]
+    infer = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    assert json.loads(infer.stdout)["model_version"] == choice.model_version
+    assert f"model: {choice.description}" in infer.stderr
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{url}/studio/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('version')", timeout=60_000)
+        header = page.text_content("#model")
+        browser.close()
+    assert header == f"model: {choice.description}"
+    # The record is the model version's too (its deployment, as the dashboard shows it).
+    version = Client().get_model_version(MODEL_NAME, choice.version)
+    assert version.run_metadata["deployment"]["service_id"] == record["service_id"]
 
 
 def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None:  # type: ignore[no-untyped-def]

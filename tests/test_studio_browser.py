@@ -489,3 +489,55 @@ def test_the_page_draws_the_avatar_as_vtpose_avatar_does(browser: Any, server: s
     assert iou >= MIN_MASK_IOU, f"{avatar}: silhouettes overlap {iou:.3f} (IoU)"
     assert mismatch <= MAX_MISMATCH, f"{avatar}: {mismatch:.2%} of the avatar's pixels differ by > {EDGE_DIFF}"
     print(f"{avatar}: IoU {iou:.3f}, {mismatch:.2%} of the avatar's pixels differ (blurred) by > {EDGE_DIFF}")
+
+
+def test_a_redeploy_and_a_restart_while_live_keep_both_pages_going(
+    chromium: Any, deployments: Any, deploy_port: int, pretrained_bento: dict[str, Any]
+) -> None:
+    """The capture page and its output view open on the deployed service (the deployment pipeline's), then another
+    Bento deployed, then the service stopped and started again: each time both pages reconnect by themselves, keep
+    their settings, avatar and pairing, and the header names the model now serving."""
+    import os
+    import subprocess
+    import sys
+
+    from vtpose.testing.local_server import package_bento
+
+    url = f"http://127.0.0.1:{deploy_port}"
+    assert deployments().status.value == "completed"  # nothing in production: the pretrained checkpoint, INT8
+    context = chromium.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    capture = context.new_page()
+    capture.goto(f"{url}/studio/")
+    _wait(capture, "window.studio.stats.frames.length >= 5")
+    assert describe("pretrained", MODEL_NAME, PRETRAINED_VERSION, PRETRAINED_VARIANT) in capture.text_content("#model")
+    avatar = sorted(avatar_files())[-1]
+    _choose(capture, "#avatar", avatar)
+    capture.check("#mirror")
+    pair = capture.evaluate("window.studio.socket.pair")
+    output = context.new_page()
+    output.goto(f"{url}/studio/output?pair={pair}")
+    _wait(output, f"window.studio.settings && window.studio.settings.avatar === '{avatar}'")
+    _wait(output, "window.studio.stats.frames.length >= 3")
+    settings = capture.evaluate("window.studio.look.settings")
+
+    other = package_bento(PRETRAINED_WEIGHTS, "7", Path(os.environ["BENTOML_HOME"]), "--backend", "pytorch")
+    now_serving = describe("packaged", MODEL_NAME, "7", "pytorch")
+    vtpose = [sys.executable, "-m", "vtpose.cli", "deployment"]
+
+    def restart() -> None:
+        stop = subprocess.run([*vtpose, "stop", "--port", str(deploy_port)], capture_output=True, text=True)
+        assert stop.returncode == 0, stop.stderr
+        assert deployments().steps["deploy_model"].outputs["deployment"][0].load()["changed"] is False
+
+    for change in (lambda: deployments(bento=other["tag"]), restart):
+        change()
+        started = time.monotonic()
+        _wait(capture, f"document.getElementById('model').textContent.includes({json.dumps(now_serving)})")
+        _frames_after(capture, 3)
+        _frames_after(output, 3)
+        print(f"both pages drawing again {time.monotonic() - started:.1f} s after the deployment run returned")
+        assert capture.evaluate("window.studio.look.settings") == settings
+        assert capture.evaluate("window.studio.socket.pair") == pair
+        assert output.evaluate("window.studio.settings")["avatar"] == avatar
+        assert capture.evaluate("window.studio.lastPoses.persons.length") > 0
+    context.close()

@@ -1,4 +1,5 @@
-"""`vtpose pipeline`: before a training run, its config checked (`check`); after it, what it found (`summary`)."""
+"""`vtpose pipeline`: before a training run, its config checked (`check`); after it, what it found (`summary`) and
+whether it promoted (`promoted`, which `make run` asks before it deploys)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,24 @@ def summary(mlflow_uri: bool) -> None:
         click.echo(training_summary.mlflow_uri())
         return
     click.echo("\n".join(training_summary.summary_lines()))
+
+
+@pipeline.command()
+@friendly_errors
+def promoted() -> None:
+    """Exit 0 when the latest training run promoted its model version (then `make run` deploys it), else 1; one
+    line says which."""
+    import sys
+
+    from vtpose.training.summary import last_decision
+
+    decision = last_decision()
+    version = decision["model_version"]
+    if decision["promote"]:
+        click.echo(f"pose-estimator version {version} was promoted: deploying it (deployment_pipeline)")
+        sys.exit(0)
+    click.echo(
+        f"pose-estimator version {version} was not promoted: the deployed service is unchanged "
+        "(`zenml pipeline run deployment_pipeline` serves what runs)"
+    )
+    sys.exit(1)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -60,6 +62,10 @@ CHECK_IMAGE = MEDIA_DIR / "game-streamer-tips.jpg"
 # Starting a Bento here (import, model load, OpenVINO compile) takes 10-30 s on 2 busy cores.
 DEFAULT_START_TIMEOUT_S = 180
 KEYPOINTS = 17
+# The service's own settings (vtpose.serving.limits, the studio's) travel with a deployment.
+SERVICE_ENV_PREFIX = "VTPOSE_"
+# A BentoML server stops its workers on SIGTERM within a few seconds; SIGKILL would orphan them.
+STOP_TIMEOUT_S = 30
 # The service's APIs, as `zenml model-deployer models describe` lists them (service/service.py's routes).
 SERVICE_APIS = ("predict", "predict_batch", "render")
 # The flavor and name `make stack` registers the deployer under (scripts/setup_stack.sh).
@@ -229,7 +235,9 @@ def deploy(target: Target, config: DeploymentConfig, pipeline_name: str = DEPLOY
     deployer = active_deployer()
     url = f"http://{config.host}:{config.port}"
     current = [service for service in deployed_services(deployer, pipeline_name) if service.config.port == config.port]
-    for service in [service for service in current if service.config.bento_tag == target.bento_tag]:
+    environment = service_environment()
+    same = [s for s in current if s.config.bento_tag == target.bento_tag and _environment(s) == environment]
+    for service in same:
         if not service.is_running:
             logger.info("restarting the stopped service of %s", target.bento_tag)
             deployer.start_model_server(service.uuid, timeout=config.start_timeout_s)
@@ -237,32 +245,38 @@ def deploy(target: Target, config: DeploymentConfig, pipeline_name: str = DEPLOY
             _drop_others(deployer, current, keep=service)
             return Deployment(target, url, str(service.uuid), _pid(service), False, [])
         # The same Bento, serving wrongly (or not at all): nothing to keep, deployed anew below.
-        deployer.delete_model_server(service.uuid, force=True)
+        with _reaped(service):
+            deployer.delete_model_server(service.uuid)
         current.remove(service)
     # The new Bento on a free port first: a failure here leaves the old service untouched.
     staging = _service(target, config.model_copy(update={"port": _free_port(config.host)}), pipeline_name)
     try:
-        staging.start(timeout=config.start_timeout_s)
-        problem = _startup_problem(staging) or check_service(f"http://{config.host}:{staging.config.port}", target)
+        problem = _start(staging, config.start_timeout_s) or check_service(
+            f"http://{config.host}:{staging.config.port}", target
+        )
         if problem:
+            log = staging.status.log_file
             raise DeploymentRefused(
                 f"{target.bento_tag} failed its check, so it was not deployed and "
-                f"{_serving_phrase(current)} ({problem}); its log: {staging.status.log_file}"
+                f"{_serving_phrase(current)} ({problem}{_last_error(log)}; its log: {log})"
             )
     finally:
-        staging.stop(timeout=30, force=True)
+        with _reaped(staging):
+            staging.stop(timeout=STOP_TIMEOUT_S)
     # Through the deployer, so the store's record of each service says it stopped.
     for service in current:
-        deployer.stop_model_server(service.uuid, timeout=30)
+        with _reaped(service):
+            deployer.stop_model_server(service.uuid, timeout=STOP_TIMEOUT_S)
     new: BentoMLLocalDeploymentService | None = None
     try:
         new = _register_and_start(deployer, _service(target, config, pipeline_name), config.start_timeout_s)
-        problem = _startup_problem(new) or check_service(url, target)
+        problem = check_service(url, target)
     except RuntimeError as error:
         problem = str(error)
     if problem or new is None:
         if new is not None:
-            deployer.delete_model_server(new.uuid, force=True)
+            with _reaped(new):
+                deployer.delete_model_server(new.uuid)
         for old in current:
             deployer.start_model_server(old.uuid, timeout=config.start_timeout_s)
         raise DeploymentRefused(
@@ -270,7 +284,7 @@ def deploy(target: Target, config: DeploymentConfig, pipeline_name: str = DEPLOY
             f"{_serving_phrase(current)} again ({problem})"
         )
     for old in current:
-        deployer.delete_model_server(old.uuid, force=True)
+        deployer.delete_model_server(old.uuid)
     replaced = [old.config.bento_tag for old in current]
     return Deployment(target, url, str(new.uuid), _pid(new), True, replaced)
 
@@ -317,12 +331,10 @@ def serving_now(port: int = DEFAULT_PORT) -> BentoMLLocalDeploymentService | Non
 
 def _service(target: Target, config: DeploymentConfig, pipeline_name: str) -> BentoMLLocalDeploymentService:
     """ZenML's local BentoML service for `target` on `config.port` (not started, not registered)."""
-    from zenml.integrations.bentoml.services import BentoMLLocalDeploymentConfig
-
-    from vtpose.serving.deployment_service import PoseDeploymentService
+    from vtpose.serving.deployment_service import PoseDeploymentConfig, PoseDeploymentService
 
     registered = target.source in ("production", "pinned")
-    service_config = BentoMLLocalDeploymentConfig(
+    service_config = PoseDeploymentConfig(
         # model_name and model_version link the service to the model version in the dashboard; the pretrained
         # checkpoint is no version of pose-estimator (and an empty version would be read as the latest one).
         model_name=target.model_name if registered else f"{target.model_name}-{target.version}",
@@ -337,6 +349,7 @@ def _service(target: Target, config: DeploymentConfig, pipeline_name: str) -> Be
         pipeline_step_name=DEPLOY_STEP,
         # Another port would be a service the studio page and `make serve` cannot find.
         service_name=f"pose-service-{config.port}",
+        environment=service_environment(),
     )
     # The endpoint is built by the class from the config (mypy reads the pydantic field as required).
     service = PoseDeploymentService(uuid=uuid.uuid4(), config=service_config)  # type: ignore[call-arg]
@@ -366,12 +379,12 @@ def _register_and_start(
     config.root_runtime_path = deployer.local_path
     registered = type(service)(uuid=response.id, config=config)
     registered.endpoint.config.allocate_port = False
-    try:
-        registered.start(timeout=timeout_s)
-    except Exception as error:
-        registered.stop(timeout=30, force=True)
+    problem = _start(registered, timeout_s)
+    if problem:
+        with _reaped(registered):
+            registered.stop(timeout=STOP_TIMEOUT_S)
         client.delete_service(response.id)
-        raise RuntimeError(f"the service did not start: {error}") from error
+        raise RuntimeError(problem)
     client.update_service(
         id=registered.uuid,
         name=config.service_name,
@@ -385,23 +398,81 @@ def _register_and_start(
     return registered
 
 
+@contextlib.contextmanager
+def _reaped(service: BentoMLLocalDeploymentService) -> Iterator[None]:
+    """Stop `service` inside the block; afterwards end any of its server's worker processes still alive (a worker
+    whose arbiter was killed lives on, holding a model in memory)."""
+    import psutil
+
+    workers: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error, TypeError):
+        workers = psutil.Process(service.status.pid).children(recursive=True)
+    yield
+    for worker in workers:
+        with contextlib.suppress(psutil.Error):
+            worker.terminate()
+    _, alive = psutil.wait_procs(workers, timeout=STOP_TIMEOUT_S)
+    for worker in alive:
+        with contextlib.suppress(psutil.Error):
+            worker.kill()
+
+
+def service_environment() -> dict[str, str]:
+    """The VTPOSE_* variables of the caller's environment, which the deployed service gets
+    (`VTPOSE_STUDIO_AVATAR_DIR=~/my-avatars make studio`)."""
+    return {name: value for name, value in sorted(os.environ.items()) if name.startswith(SERVICE_ENV_PREFIX)}
+
+
+def _environment(service: BentoMLLocalDeploymentService) -> dict[str, str]:
+    return dict(getattr(service.config, "environment", None) or {})
+
+
 def _service_type() -> Any:
     from zenml.integrations.bentoml.services import BentoMLLocalDeploymentService
 
     return BentoMLLocalDeploymentService.SERVICE_TYPE
 
 
-def _startup_problem(service: BentoMLLocalDeploymentService) -> str | None:
-    if service.is_running:
-        return None
-    return f"the service did not become ready: {service.status.last_error or service.status.state.value}"
+def _start(service: BentoMLLocalDeploymentService, timeout_s: int) -> str | None:
+    """Start the service's daemon and wait until /readyz answers 200; None when it does, else why not.
+
+    ZenML's own wait (`start(timeout=...)`) counts one second per poll however long each health request hangs (a
+    server whose worker keeps crashing accepts connections and never answers), so it can outlast its timeout many
+    times over: this one has a deadline and notices a daemon that exited.
+    """
+    import psutil
+
+    service.start(timeout=0)
+    url = f"http://{service.endpoint.config.ip_address}:{service.config.port}/readyz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid = service.status.pid
+        if not pid or not psutil.pid_exists(pid):
+            return "its process exited"
+        with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                service.update_status()
+                return None
+        time.sleep(1)
+    return f"it was not ready within {timeout_s} s"
 
 
 def _drop_others(deployer: BentoMLModelDeployer, services: list[BentoMLLocalDeploymentService], keep: Any) -> None:
     """Delete stale records of earlier services on the same port (stopped ones a crash left behind)."""
     for service in services:
         if service.uuid != keep.uuid:
-            deployer.delete_model_server(service.uuid, force=True)
+            with _reaped(service):
+                deployer.delete_model_server(service.uuid)
+
+
+def _last_error(log_file: str | None) -> str:
+    """The last line of a service log that names an error, as ": <line>" ("" when none)."""
+    with contextlib.suppress(OSError, TypeError):
+        lines = Path(str(log_file)).read_text(errors="replace").splitlines()
+        errors = [line.strip() for line in lines if "Error" in line or "error:" in line]
+        if errors:
+            return f": {errors[-1][:300]}"
+    return ""
 
 
 def _serving_phrase(current: list[BentoMLLocalDeploymentService]) -> str:
@@ -473,3 +544,16 @@ class _LogWriter:
 
     def flush(self) -> None:
         """Nothing buffered."""
+
+
+def served_line(port: int = DEFAULT_PORT) -> str:
+    """One line for `vtpose pipeline summary`: what the deployment serves on `port`, or the command that serves."""
+    service = serving_now(port)
+    if service is None:
+        return f"served: nothing deployed on port {port}; `zenml pipeline run deployment_pipeline` serves what runs"
+    if not service.is_running:
+        return (
+            f"served: {service.config.bento_tag} is deployed on port {port} but stopped; "
+            "`zenml pipeline run deployment_pipeline` starts it (or what runs now)"
+        )
+    return f"served: {service.config.bento_tag} on http://{service.config.host}:{port} (ZenML service {service.uuid})"

@@ -62,18 +62,41 @@ def report_lines(report: EvaluationReport) -> list[str]:
     return lines
 
 
-def summary_lines() -> list[str]:
-    """Lines describing the latest run of the training pipeline."""
+def _last_run() -> Any:
+    """The latest run of the training pipeline.
+
+    Raises:
+        VtposeError: there is none yet (with the command that makes one).
+    """
     from zenml.client import Client
-    from zenml.utils.dashboard_utils import get_run_url
 
     try:
-        run = Client().get_pipeline(PIPELINE_NAME).last_run
+        return Client().get_pipeline(PIPELINE_NAME).last_run
     except (KeyError, RuntimeError) as error:  # no such pipeline / a pipeline without runs
         raise VtposeError(
             f"no run of {PIPELINE_NAME} in this ZenML store yet; run `make run` "
             "(or `zenml pipeline run training_pipeline`) first."
         ) from error
+
+
+def last_decision() -> dict[str, Any]:
+    """The latest training run's promotion decision (`promote_model`'s record).
+
+    Raises:
+        VtposeError: no run yet, or its gate did not run (the run failed before it).
+    """
+    run = _last_run()
+    if "promote_model" not in run.steps or run.steps["promote_model"].status.value != "completed":
+        raise VtposeError(f"the latest run of {PIPELINE_NAME} ({run.name}, {run.status.value}) made no decision.")
+    decision: dict[str, Any] = _load(run, "promote_model", "promotion_decision")
+    return decision
+
+
+def summary_lines() -> list[str]:
+    """Lines describing the latest run of the training pipeline."""
+    from zenml.utils.dashboard_utils import get_run_url
+
+    run = _last_run()
     lines = [f"run: {run.name} ({run.status.value})"]
     url = get_run_url(run)
     if url:
@@ -96,4 +119,7 @@ def summary_lines() -> list[str]:
         if bento.get("built"):
             serving = f", serving {bento['backend']}" if "backend" in bento else ""
             lines.append(f"bento: {bento['tag']} ({bento['size_bytes'] / 1e6:.1f} MB{serving})")
+    from vtpose.serving.deployment import served_line
+
+    lines.append(served_line())
     return lines
