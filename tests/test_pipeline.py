@@ -333,6 +333,8 @@ def test_make_serve_serves_what_runs(smoke_run, deployments, deploy_port: int) -
     # The record is the model version's too (its deployment, as the dashboard shows it).
     version = Client().get_model_version(MODEL_NAME, choice.version)
     assert version.run_metadata["deployment"]["service_id"] == record["service_id"]
+    linked = Client().list_services(model_version_id=version.id).items
+    assert [str(service.id) for service in linked] == [record["service_id"]]
 
 
 def test_model_export_writes_the_registered_weights(smoke_run, tmp_path) -> None:  # type: ignore[no-untyped-def]
