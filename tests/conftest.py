@@ -31,6 +31,11 @@ import yaml  # noqa: E402
 from zenml.utils import source_utils  # noqa: E402
 
 from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT  # noqa: E402
+from vtpose.training.promotion import ENV_TEST_STORE  # noqa: E402
+
+# This store is a test store: a `promotion.test_only` config (configs/smoke.yaml) may promote into it, never into a
+# user's. Subprocesses inherit it; a step container gets it from the run config (tests/test_containers.py).
+os.environ[ENV_TEST_STORE] = "1"
 
 source_utils.set_custom_source_root(str(PROJECT_ROOT))
 

@@ -19,6 +19,7 @@ from zenml.client import Client
 import steps
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.paths import CONFIGS_DIR
+from vtpose.training.promotion import ENV_TEST_STORE
 from vtpose.training.registry import MODEL_NAME, STATS_METADATA_KEY
 
 pytestmark = [
@@ -38,6 +39,10 @@ def _config(tmp_path: Path, dvc_remote: bool) -> Path:
     containers = yaml.safe_load((CONFIGS_DIR / "containers.yaml").read_text())
     smoke = yaml.safe_load((CONFIGS_DIR / "smoke.yaml").read_text())
     config: dict[str, Any] = {**smoke, "settings": containers["settings"]}
+    # A step container sees only the environment ZenML passes it (the run config's `environment`, set at run
+    # time, not baked into the image): without the test-store marker smoke's `promotion.test_only` would keep
+    # the model out of production, unlike the same run on the host.
+    config["environment"] = {**config.get("environment", {}), ENV_TEST_STORE: "1"}
     if dvc_remote:
         config["parameters"]["data"]["dvc_remote"] = containers["parameters"]["data"]["dvc_remote"]
     path = tmp_path / f"containers-smoke-{dvc_remote}.yaml"

@@ -22,15 +22,18 @@ from zenml.io import fileio
 import steps
 from vtpose.artifacts import PoseDataset, PoseWeights, YoloPoseDataset
 from vtpose.keypoints import COCO_STAT_NAMES
-from vtpose.paths import COCO_MINI_DIR, CONFIGS_DIR
+from vtpose.paths import COCO_MINI_DIR, CONFIGS_DIR, DEFAULT_CONFIG
 from vtpose.serving.what_runs import PRETRAINED_VARIANT, ModelChoice, what_runs
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval
+from vtpose.training.config import PromotionConfig
+from vtpose.training.promotion import GateRule
 from vtpose.training.registry import BOOTSTRAP_METADATA_KEY, MODEL_NAME, STATS_METADATA_KEY, WEIGHTS_ARTIFACT
 from vtpose.training.reports import EvaluationReport, TrainingCurves
 
 pytestmark = pytest.mark.slow  # every test here reads the smoke pipeline's run (minutes)
 
 EXPECTED_STEPS = set(steps.__all__)  # every step the package exports runs in the pipeline
+NSW = "not_significantly_worse"
 PACKAGES_AROUND_RUN: dict[str, set[str]] = {}  # "before"/"after" the smoke run: the environment's name==version
 CHOICES_AROUND_RUN: dict[str, ModelChoice] = {}  # "before"/"after" the smoke run: what `what_runs()` answered
 
@@ -50,6 +53,13 @@ def smoke_run(zenml_stack: str):  # type: ignore[no-untyped-def]
     PACKAGES_AROUND_RUN["after"] = _installed_packages()
     CHOICES_AROUND_RUN["after"] = what_runs()
     return run
+
+
+def _smoke_rules() -> list[GateRule]:
+    """configs/smoke.yaml's gate rules."""
+    return PromotionConfig(
+        **yaml.safe_load((CONFIGS_DIR / "smoke.yaml").read_text())["parameters"]["promotion"]
+    ).gate_rules()
 
 
 def test_the_run_installed_nothing(smoke_run) -> None:  # type: ignore[no-untyped-def]
@@ -189,13 +199,24 @@ def test_model_version_has_metrics_decision_and_weights(smoke_run) -> None:  # t
     assert metadata[f"pretrained_{STATS_METADATA_KEY}"] == pytest.approx(report.baseline_stats, abs=1e-12)
     assert metadata[BOOTSTRAP_METADATA_KEY] == report.bootstrap
     decision = metadata["promotion"]
-    assert decision["reference"] == "pretrained"  # the first version in this store
-    assert decision["rule"] == "not_significantly_worse" and decision["margin"] == 0.05  # configs/smoke.yaml
-    difference = report.bootstrap_result().difference(CANDIDATE, PRETRAINED, "AP")
-    assert decision["difference"] == pytest.approx(difference.to_dict(), abs=1e-12)
-    assert decision["promote"] == (difference.high >= -0.05)
-    # One epoch at a tiny learning rate cannot lose 5 AP points: the first version reaches production, so the
-    # second run below is judged against it.
+    assert decision["reference"] == "pretrained" and not decision["production_below_pretrained"]  # a first version
+    # configs/smoke.yaml's rules, every one applied to the report's own numbers, the first one's on the top level.
+    rules = _smoke_rules()
+    assert [(c["metric"], c["rule"], c["margin"]) for c in decision["checks"]] == [
+        (r.metric, r.rule, r.margin) for r in rules
+    ]
+    assert len(rules) > 1 and (decision["metric"], decision["rule"], decision["margin"]) == ("AP", NSW, 0.05)
+    bootstrap = report.bootstrap_result()
+    for rule, check in zip(rules, decision["checks"], strict=True):
+        difference = bootstrap.difference(CANDIDATE, PRETRAINED, rule.metric)
+        assert check["difference"] == pytest.approx(difference.to_dict(), abs=1e-12)
+        assert check["candidate"] == report.stats[rule.metric]
+        assert check["reference_value"] == report.baseline_stats[rule.metric]
+        assert check["passed"] == (difference.high >= -rule.margin), check
+    assert decision["difference"] == decision["checks"][0]["difference"]
+    assert decision["promote"] == all(c["passed"] for c in decision["checks"])
+    # One epoch at a tiny learning rate cannot lose 5 points of AP or APl: the first version reaches production,
+    # so the runs below are judged against it.
     assert decision["promote"] is True and version.stage == "production"
     assert version.get_artifact(WEIGHTS_ARTIFACT) is not None
 
@@ -242,8 +263,19 @@ def test_a_second_run_reuses_cached_steps(smoke_run, tmp_path: Path) -> None:  #
     for name in COCO_STAT_NAMES:
         assert report.bootstrap_result().difference(CANDIDATE, PRODUCTION, name) == Interval(0.0, 0.0, 0.0)
     decision = _output(run, "promote_model", "promotion_decision").load()
-    assert decision["reference"] == "production" and decision["production_version"] == str(first.model_version.name)
-    assert decision["reference_value"] == report.stats["AP"] and decision["promote"] is True  # 0 is above -0.05
+    assert decision["production_version"] == str(first.model_version.name)
+    # Production (these same weights) below the pretrained checkpoint on smoke's first rule's stat, AP, on this
+    # split: the rules are applied against the pretrained checkpoint, as in the first run, with the same draws of
+    # images (the bootstrap's seed), so the same verdict. Not below: against production, all differences 0.
+    below = report.production_stats["AP"] < report.baseline_stats["AP"]
+    assert decision["production_below_pretrained"] is below
+    assert decision["reference"] == ("pretrained" if below else "production")
+    assert decision["reference_value"] == (report.baseline_stats if below else report.stats)["AP"]
+    assert decision["production_value"] == report.production_stats["AP"]
+    assert ("scores below the pretrained checkpoint" in decision["reason"]) is below
+    first_decision = _output(first, "promote_model", "promotion_decision").load()
+    assert [c["passed"] for c in decision["checks"]] == [c["passed"] for c in first_decision["checks"]]
+    assert decision["promote"] is True  # multi-metric rules, a real run promoted
 
     # The same production weights and data again: the production score and the evaluation come from the cache.
     third = Client().get_pipeline_run(training_pipeline.with_options(config_path=str(CONFIGS_DIR / "smoke.yaml"))().id)
@@ -252,23 +284,44 @@ def test_a_second_run_reuses_cached_steps(smoke_run, tmp_path: Path) -> None:  #
     for step in ("score_production", "evaluate_model", "train_model"):
         assert third.steps[step].status.value == "cached", step
     production = Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
-    assert production.id == third.model_version.id  # promoted: 0 is above -0.05
+    assert production.id == third.model_version.id  # promoted, as the second run was
 
-    # The default rule on the same numbers: a paired difference of exactly 0 is not significantly better. Only
-    # the gate (never cached) and packaging after it run again; production stays where it was.
+    # The default rules (configs/training.yaml) on the same numbers: APl significantly better is refused either
+    # way. Against production (these same weights) every paired difference is exactly 0: not significantly
+    # better, and not significantly worse. Against the pretrained checkpoint (production below it on APl) the
+    # APl difference is negative. Only the gate (never cached) and packaging after it run again; production
+    # stays where it was.
     config = yaml.safe_load((CONFIGS_DIR / "smoke.yaml").read_text())
-    config["parameters"]["promotion"].update(rule="significantly_better", margin=0.0)
-    strict = tmp_path / "smoke-significantly-better.yaml"
+    config["parameters"]["promotion"] = yaml.safe_load(DEFAULT_CONFIG.read_text())["parameters"]["promotion"]
+    config["parameters"]["promotion"]["test_only"] = True  # still a test config, in a test store
+    strict = tmp_path / "smoke-default-rules.yaml"
     strict.write_text(yaml.safe_dump(config, sort_keys=False))  # sorted keys reorder train.args: a new cache key
     fourth = Client().get_pipeline_run(training_pipeline.with_options(config_path=str(strict))().id)
     assert fourth.status.value == "completed"  # promotion.fail_on_reject is false: rejected, not failed
     for step in ("train_model", "score_production", "evaluate_model", "export_variants"):
         assert fourth.steps[step].status.value == "cached", step
     decision = _output(fourth, "promote_model", "promotion_decision").load()
-    assert decision["promote"] is False and decision["rule"] == "significantly_better"
-    assert decision["reference"] == "production" and decision["production_version"] == str(third.model_version.name)
-    assert decision["difference"] == Interval(0.0, 0.0, 0.0).to_dict()
-    assert "not significantly better" in decision["reason"] and "+0.0000 is not above 0" in decision["reason"]
+    report = _output(fourth, "evaluate_model", "evaluation_report").load()
+    rules = PromotionConfig().gate_rules()
+    assert decision["promote"] is False and (decision["metric"], decision["rule"]) == ("APl", "significantly_better")
+    assert [(c["metric"], c["rule"]) for c in decision["checks"]] == [(r.metric, r.rule) for r in rules]
+    assert decision["production_version"] == str(third.model_version.name)
+    below = report.production_stats["APl"] < report.baseline_stats["APl"]
+    assert decision["production_below_pretrained"] is below
+    assert decision["checks"][0]["passed"] is False
+    if below:
+        assert decision["reference"] == "pretrained" and "scores below the pretrained checkpoint" in decision["reason"]
+        bootstrap = report.bootstrap_result()
+        for rule, check in zip(rules, decision["checks"], strict=True):
+            difference = bootstrap.difference(CANDIDATE, PRETRAINED, rule.metric)
+            assert check["difference"] == difference.to_dict()
+            assert check["passed"] == (difference.high >= 0 if rule.rule == NSW else difference.low > 0), check
+    else:
+        assert decision["reference"] == "production"
+        assert [c["passed"] for c in decision["checks"]] == [False, True, True, True, True]
+        assert all(c["difference"] == Interval(0.0, 0.0, 0.0).to_dict() for c in decision["checks"])
+        assert decision["reason"].startswith("1 of 5 rules failed: APl ")
+        assert "not significantly better" in decision["reason"] and "+0.0000 is not above 0" in decision["reason"]
     assert fourth.model_version.run_metadata["promotion"] == decision
     rejected = Client().get_model_version(MODEL_NAME, str(fourth.model_version.name))
     assert rejected.stage is None

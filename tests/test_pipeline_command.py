@@ -116,6 +116,15 @@ def test_summary_prints_the_runs_numbers_and_decision(cli_run: Any) -> None:
     verdict = "PROMOTED to production" if decision["promote"] else "NOT promoted"
     promotion = [line for line in lines if line.startswith("promotion")]
     assert len(promotion) == 1 and f"version {decision['model_version']} {verdict}" in promotion[0]
+    assert promotion[0].endswith(decision["reason"]) and len(decision["checks"]) > 1  # smoke's rules
+    # One line per rule check, right after the verdict (and the note on a production version below pretrained).
+    start = lines.index(promotion[0]) + 1 + bool(decision["production_below_pretrained"])
+    for offset, check in enumerate(decision["checks"]):
+        outcome = "passed" if check["passed"] else "FAILED"
+        margin = f", margin {check['margin']:g}" if check["margin"] else ""
+        assert (
+            lines[start + offset] == f"  rule {check['metric']} {check['rule']}{margin}: {outcome}: {check['reason']}"
+        )
     uri = subprocess.run(
         [str(VTPOSE), "pipeline", "summary", "--mlflow-uri"],
         cwd=PROJECT_ROOT,

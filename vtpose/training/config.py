@@ -15,7 +15,16 @@ from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, DEFAULT_INT8_IGNORE
 from vtpose.errors import VtposeError
 from vtpose.paths import resolve_project_path
 from vtpose.training.bootstrap import DEFAULT_RESAMPLES, MIN_GATE_RESAMPLES
-from vtpose.training.promotion import INTERVAL_RULES, PromotionRule
+from vtpose.training.promotion import (
+    DEFAULT_GATE_RULES,
+    INTERVAL_RULES,
+    SINGLE_FORM_METRIC,
+    SINGLE_FORM_RULE,
+    GateMetric,
+    GateRule,
+    PromotionRule,
+    margin_problem,
+)
 from vtpose.training.train import TrainConfig
 from vtpose.training.variants.choice import AUTO, DEFAULT_MAX_AP_DROP, REFERENCE_VARIANT, BackendChoice, VariantName
 
@@ -85,41 +94,83 @@ class EvaluationConfig(_Strict):
 class PromotionConfig(_Strict):
     """The quality gate (vtpose/training/promotion.py).
 
+    Two forms: `rules`, a list of per-metric rules that must all pass, or the single-rule form `metric` + `rule`
+    (+ `margin`) of configs written before the list, read as a one-rule list. Giving both is an error.
+
     Attributes:
-        metric: the stat compared (COCO AP by default).
-        rule: no_worse (point estimates, ties promote), not_significantly_worse (the paired 95% interval of
-            candidate - reference reaches -margin or above) or significantly_better (its lower bound is above 0).
-        margin: the loss not_significantly_worse tolerates, in units of the metric (0.01 = one AP point).
+        rules: each {metric, rule, margin} (`GateRule`): metric one of AP, AP50, AP75, APm, APl, AR; rule
+            no_worse (point estimates, ties pass), not_significantly_worse (the paired 95% interval of
+            candidate - reference reaches -margin or above) or significantly_better (its lower bound is above
+            0); margin only with not_significantly_worse, in units of the metric (0.01 = one AP point). None (the
+            key left out) with no single-rule key: `DEFAULT_GATE_RULES`, as configs/training.yaml spells them.
+        metric / rule / margin: the single-rule form; a key left out means AP, significantly_better, 0.
         fail_on_reject: end the run with an error when the gate rejects the model.
+        test_only: a config for tests (lenient rules): its runs move the production stage only in a test store
+            (ENV_TEST_STORE set to 1, as tests/conftest.py does), never in a user's.
     """
 
-    metric: Literal["AP", "AP50", "AP75", "APm", "APl", "AR"] = "AP"
-    rule: PromotionRule = "significantly_better"
-    margin: float = Field(0.0, ge=0.0, lt=1.0)
+    rules: list[GateRule] | None = None
+    metric: GateMetric | None = None
+    rule: PromotionRule | None = None
+    margin: float | None = Field(None, ge=0.0, lt=1.0)
     fail_on_reject: bool = False
+    test_only: bool = False
+
+    def _single_form_keys(self) -> list[str]:
+        return [key for key in ("metric", "rule", "margin") if getattr(self, key) is not None]
 
     @model_validator(mode="after")
-    def _margin_belongs_to_its_rule(self) -> PromotionConfig:
-        if self.margin and self.rule != "not_significantly_worse":
+    def _one_form(self) -> PromotionConfig:
+        single = self._single_form_keys()
+        if self.rules is not None and single:
+            keys = ", ".join(f"promotion.{key}" for key in single)
             raise ValueError(
-                f"margin {self.margin} is used only by rule not_significantly_worse, not {self.rule}; "
-                "drop it or change the rule"
+                f"both promotion.rules and the single-rule form ({keys}) are given; keep one: move the single rule "
+                "into the rules list as {metric, rule, margin}, or drop promotion.rules"
             )
+        if self.rules is not None and not self.rules:
+            raise ValueError("promotion.rules is empty; list at least one rule, or drop the key for the default rules")
+        if single:
+            problem = margin_problem(self.rule or SINGLE_FORM_RULE, self.margin or 0.0)
+            if problem:
+                raise ValueError(problem)
         return self
+
+    def gate_rules(self) -> list[GateRule]:
+        """The rules the gate applies, whichever form the config used."""
+        if self.rules is not None:
+            return list(self.rules)
+        if self._single_form_keys():
+            return [
+                GateRule(
+                    metric=self.metric or SINGLE_FORM_METRIC,
+                    rule=self.rule or SINGLE_FORM_RULE,
+                    margin=self.margin or 0.0,
+                )
+            ]
+        return list(DEFAULT_GATE_RULES)
+
+    def rule_key(self, index: int) -> str:
+        """Where rule `index` of `gate_rules()` is set in the config, for messages: `promotion.rules[1].rule`."""
+        if self.rules is None and self._single_form_keys():
+            return "promotion.rule"
+        return f"promotion.rules[{index}].rule" if self.rules is not None else "promotion.rules (the default)"
 
 
 def check_gate(evaluation: EvaluationConfig, promotion: PromotionConfig) -> None:
-    """The gate's rule must have the intervals it reads.
+    """Every interval rule of the gate must have the intervals it reads.
 
     Raises:
         VtposeError: an interval rule with too few bootstrap resamples, naming both keys and the fix.
     """
-    if promotion.rule in INTERVAL_RULES and evaluation.bootstrap_resamples < MIN_GATE_RESAMPLES:
-        raise VtposeError(
-            f"parameters.promotion.rule {promotion.rule} reads the bootstrap interval, but "
-            f"parameters.evaluation.bootstrap_resamples is {evaluation.bootstrap_resamples}; set it to at least "
-            f"{MIN_GATE_RESAMPLES} ({DEFAULT_RESAMPLES} recommended) or use rule no_worse."
-        )
+    for index, gate_rule in enumerate(promotion.gate_rules()):
+        if gate_rule.rule in INTERVAL_RULES and evaluation.bootstrap_resamples < MIN_GATE_RESAMPLES:
+            raise VtposeError(
+                f"parameters.{promotion.rule_key(index)} {gate_rule.rule} (on {gate_rule.metric}) reads the "
+                f"bootstrap interval, but parameters.evaluation.bootstrap_resamples is "
+                f"{evaluation.bootstrap_resamples}; set it to at least {MIN_GATE_RESAMPLES} "
+                f"({DEFAULT_RESAMPLES} recommended) or use rule no_worse."
+            )
 
 
 Int8Preset = Literal[INT8_PRESETS]  # type: ignore[valid-type]

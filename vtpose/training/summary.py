@@ -10,6 +10,7 @@ from typing import Any
 from vtpose.errors import VtposeError
 from vtpose.keypoints import COCO_STAT_NAMES
 from vtpose.training.bootstrap import CANDIDATE
+from vtpose.training.registry import MODEL_NAME
 from vtpose.training.reports import EvaluationReport
 
 PIPELINE_NAME = "training_pipeline"
@@ -62,6 +63,29 @@ def report_lines(report: EvaluationReport) -> list[str]:
     return lines
 
 
+def decision_lines(decision: dict[str, Any]) -> list[str]:
+    """The promotion record (`promotion_decision`) as text: the verdict, then a note when production scored below
+    the pretrained checkpoint, then one line per rule check. Records older than the rules list have no checks."""
+    verdict = "PROMOTED to production" if decision["promote"] else "NOT promoted"
+    checks = decision.get("checks") or []
+    if len(checks) > 1:
+        rule = f" ({len(checks)} rules, all must pass)"
+    else:
+        rule = f" (rule {decision['rule']})" if "rule" in decision else ""
+    lines = [f"promotion{rule}: {MODEL_NAME} version {decision['model_version']} {verdict}: {decision['reason']}"]
+    if decision.get("production_below_pretrained"):
+        lines.append(
+            f"  production version {decision.get('production_version')} scores below the pretrained checkpoint on "
+            f"this split ({decision['metric']} {decision['production_value']:.4f} against "
+            f"{decision['reference_value']:.4f}): the rules were applied against the pretrained checkpoint"
+        )
+    for check in checks:
+        margin = f", margin {check['margin']:g}" if check["margin"] else ""
+        outcome = "passed" if check["passed"] else "FAILED"
+        lines.append(f"  rule {check['metric']} {check['rule']}{margin}: {outcome}: {check['reason']}")
+    return lines
+
+
 def _last_run() -> Any:
     """The latest run of the training pipeline.
 
@@ -104,12 +128,7 @@ def summary_lines() -> list[str]:
     if "evaluate_model" in run.steps:
         lines += report_lines(_load(run, "evaluate_model", "evaluation_report"))
     if "promote_model" in run.steps:
-        decision = _load(run, "promote_model", "promotion_decision")
-        verdict = "PROMOTED to production" if decision["promote"] else "NOT promoted"
-        rule = f" (rule {decision['rule']})" if "rule" in decision else ""
-        lines.append(
-            f"promotion{rule}: pose-estimator version {decision['model_version']} {verdict}: {decision['reason']}"
-        )
+        lines += decision_lines(_load(run, "promote_model", "promotion_decision"))
     if "export_variants" in run.steps:
         variants = _load(run, "export_variants", "variant_report")
         if variants is not None:
