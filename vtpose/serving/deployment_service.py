@@ -32,14 +32,15 @@ class PoseDeploymentService(BentoMLLocalDeploymentService):
     """The integration's service (same type, same records, same `zenml model-deployer` commands) whose daemon
     serves the Bento with BentoML 1.2+'s server, as `bentoml serve` does."""
 
-    config: PoseDeploymentConfig
+    # A record written before `environment` existed holds the integration's own config: still loadable.
+    config: PoseDeploymentConfig | BentoMLLocalDeploymentConfig
 
     def run(self) -> None:
         """Serve the Bento until stopped: load it, apply its service config, run the HTTP server (blocking)."""
         from _bentoml_impl.server import serve_http
         from bentoml._internal.service.loader import load
 
-        os.environ.update(self.config.environment)
+        os.environ.update(getattr(self.config, "environment", None) or {})
         self.endpoint.prepare_for_start()
         working_dir = self.config.working_dir or "."
         service = load(bento_identifier=self.config.bento_tag, working_dir=working_dir)
