@@ -32,7 +32,7 @@ from vtpose.backends.export import DEFAULT_CALIBRATION_SIZE, cached_export
 from vtpose.paths import EXPORT_CACHE_DIR, MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.studio.avatar import FrameRenderer
 from vtpose.studio.motion import PoseSmoother, PoseTracker
-from vtpose.studio.video import INFERENCE_THREADS, _torch_threads, animate_video, read_frames
+from vtpose.studio.video import INFERENCE_THREADS, animate_video, read_frames, torch_threads
 
 VIDEO = MEDIA_DIR / "dance.avi"
 ISOLATED_FRAMES = 60
@@ -47,7 +47,7 @@ def isolated(weights: Path, imgsz: int) -> dict[str, float]:
     frames = list(read_frames(VIDEO, ISOLATED_FRAMES))
     decode = (time.perf_counter() - t0) / len(frames)
     predictor = open_backend(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
-    with _torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
+    with torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
         predictor.predict_one(frames[0])
         t0 = time.perf_counter()
         detections = [predictor.predict_one(f) for f in frames]
@@ -75,7 +75,7 @@ def batching(weights: Path, imgsz: int) -> dict[str, float]:
     frames = list(read_frames(VIDEO, ISOLATED_FRAMES))
     predictor = open_backend(weights, imgsz=imgsz, threads=INFERENCE_THREADS)
     times: dict[str, list[float]] = {"two single calls": [], "one call of two": []}
-    with _torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
+    with torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
         predictor.predict(frames[:2])  # sizes the runtime's buffers for a batch of two
         for first, second in zip(frames[0::2], frames[1::2], strict=False):
             t0 = time.perf_counter()

@@ -1,5 +1,6 @@
 """ZenML materializers for vtpose's artifacts (importing this registers them)."""
 
+from materializers.inference_materializers import InferenceResultsMaterializer, MediaBatchMaterializer
 from materializers.pose_materializers import (
     EvaluationReportMaterializer,
     ExportedModelMaterializer,
@@ -13,6 +14,8 @@ from materializers.pose_materializers import (
 __all__ = [
     "EvaluationReportMaterializer",
     "ExportedModelMaterializer",
+    "InferenceResultsMaterializer",
+    "MediaBatchMaterializer",
     "PoseDatasetMaterializer",
     "PoseWeightsMaterializer",
     "TrainingCurvesMaterializer",

@@ -19,6 +19,8 @@ CONFIGS_DIR = PROJECT_ROOT / "configs"
 DEFAULT_CONFIG = CONFIGS_DIR / "training.yaml"
 # ...and of `zenml pipeline run deployment_pipeline` without -c.
 DEPLOYMENT_CONFIG = CONFIGS_DIR / "deployment.yaml"
+# ...and of `zenml pipeline run inference_pipeline` without -c.
+INFERENCE_CONFIG = CONFIGS_DIR / "inference.yaml"
 # `.pt` weights exported for the ONNX and OpenVINO backends (`--backend`, `vtpose animate`), keyed by content and
 # imgsz (git-ignored, safe to delete).
 EXPORT_CACHE_DIR = PROJECT_ROOT / ".runtime" / "exports"

@@ -368,7 +368,7 @@ def animate_video(
             tqdm(total=total, unit="frame", disable=not progress, leave=False) as bar,
         ):
             try:
-                with _torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
+                with torch_threads(INFERENCE_THREADS) if predictor.name == "pytorch" else nullcontext():
                     return run_video_pipeline(capture, analyse, renderer.render, writer.write, bar.update, max_frames)
             except KeyboardInterrupt:
                 if not live:
@@ -380,7 +380,7 @@ def animate_video(
 
 
 @contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
+def torch_threads(count: int) -> Iterator[None]:
     """Run the block with PyTorch using `count` intra-op threads, then restore the previous number."""
     import torch
 

@@ -1,4 +1,4 @@
-"""MLflow logging of a training run and its evaluation.
+"""MLflow logging of a training run and its evaluation, and of an inference run (`log_inference`).
 
 Steps call these inside the MLflow run ZenML's experiment tracker opened; with no active run (a stack
 without a tracker) they do nothing, on purpose.
@@ -135,4 +135,20 @@ def log_variants(report: VariantReport) -> bool:
         plot = Path(tmp) / "variants.png"
         plot.write_bytes(report.plot())
         mlflow.log_artifact(str(plot), artifact_path="packaging")
+    return True
+
+
+def log_inference(summary: dict[str, Any]) -> bool:
+    """Log an inference run: its model version and variant as params, its counts and throughput as metrics.
+
+    Returns:
+        Whether there was an active MLflow run to log to.
+    """
+    if not _active():
+        return False
+    import mlflow
+
+    mlflow.log_params({"model_version": summary["model_version"], "model": str(summary["model"])[:500]})
+    numbers = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    mlflow.log_metrics({**numbers, "bad_inputs": float(len(summary["bad_inputs"]))})
     return True
