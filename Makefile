@@ -86,6 +86,11 @@ serve: data stack  ## Deploy what runs (the production version, else the pretrai
 	$(BIN)/zenml pipeline run deployment_pipeline -c $(DEPLOYMENT_CONFIG)
 	$(BIN)/vtpose deployment attach
 
+INFERENCE_CONFIG ?= configs/inference.yaml
+.PHONY: inference
+inference: data stack  ## Run the inference pipeline (INFERENCE_CONFIG=configs/inference.yaml: the bundled media through what runs)
+	$(BIN)/zenml pipeline run inference_pipeline -c $(INFERENCE_CONFIG)
+
 # --- containers and Kubernetes (issue 5) ---
 # `make run-containers`: the training pipeline with every step in its own container (ZenML's local Docker
 # orchestrator on podman's Docker API), images built by ZenML from docker/; `make stack-k8s`: the Kubernetes
@@ -122,6 +127,13 @@ run-containers: containers-base containers-stack .runtime/containers/wheels/.com
 	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
 	  $(BIN)/zenml pipeline run pipelines.training_pipeline -c $(CONTAINERS_CONFIG) --stack $(CONTAINERS_STACK)
 	$(BIN)/vtpose pipeline summary
+
+INFERENCE_CONTAINERS_CONFIG ?= configs/inference_containers.yaml
+.PHONY: run-inference-containers
+run-inference-containers: containers-base containers-stack .runtime/containers/wheels/.complete  ## The inference pipeline, every step (and each shard) in its own container
+	$(SOURCES_SH) start >/dev/null
+	eval "$$($(PODMAN_SH) env)"; trap '$(SOURCES_SH) stop' EXIT; \
+	  $(BIN)/zenml pipeline run pipelines.inference_pipeline -c $(INFERENCE_CONTAINERS_CONFIG) --stack $(CONTAINERS_STACK)
 
 test-containers: containers-base containers-stack .runtime/containers/wheels/.complete  ## The container run's test (minutes; not in `make test`)
 	$(SOURCES_SH) start >/dev/null

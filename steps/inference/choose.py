@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,15 @@ def choose_inference_model(
 
     choice = pinned_version(inference.version) if inference.version else what_runs()
     variant = inference.variant or choice.variant
-    path = runtime_weights(choice.weights, variant, inference.imgsz)
+    weights = choice.weights
+    if not weights.is_file() and inference.dvc_remote is not None:
+        # A step container or a pod has no data/: the pretrained checkpoint comes from the DVC remote too.
+        from vtpose.data.dvc_remote import fetch_tracked
+        from vtpose.paths import PROJECT_ROOT
+
+        local = Path(tempfile.mkdtemp(prefix="vtpose-inference-weights-")) / weights.name
+        weights = fetch_tracked(weights.relative_to(PROJECT_ROOT).as_posix(), inference.dvc_remote, local)
+    path = runtime_weights(weights, variant, inference.imgsz)
     # An IR is its folder (model.xml, model.bin beside it); ONNX and PyTorch are one file.
     model_path = path.parent if path.suffix == ".xml" else path
     record = {
@@ -38,7 +47,7 @@ def choose_inference_model(
         "source": choice.source,
         "model_version": f"{choice.version}+{variant}",
         "description": describe(choice.source, choice.model_name, choice.version, variant),
-        "weights_sha256": sha256_file(choice.weights),
+        "weights_sha256": sha256_file(weights),
     }
     logger.info("Inference with %s", record["description"])
     sha256 = str(record["weights_sha256"])

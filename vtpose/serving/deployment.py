@@ -240,7 +240,7 @@ def deploy(target: Target, config: DeploymentConfig, pipeline_name: str = DEPLOY
     for service in same:
         if not service.is_running:
             logger.info("restarting the stopped service of %s", target.bento_tag)
-            deployer.start_model_server(service.uuid, timeout=config.start_timeout_s)
+            _restart(service, config.start_timeout_s)
         if check_service(url, target) is None:
             _drop_others(deployer, current, keep=service)
             return Deployment(target, url, str(service.uuid), _pid(service), False, [])
@@ -278,7 +278,7 @@ def deploy(target: Target, config: DeploymentConfig, pipeline_name: str = DEPLOY
             with _reaped(new):
                 deployer.delete_model_server(new.uuid)
         for old in current:
-            deployer.start_model_server(old.uuid, timeout=config.start_timeout_s)
+            _restart(old, config.start_timeout_s)
         raise DeploymentRefused(
             f"{target.bento_tag} passed its check on a free port but not on port {config.port}, so "
             f"{_serving_phrase(current)} again ({problem})"
@@ -425,6 +425,21 @@ def service_environment() -> dict[str, str]:
 
 def _environment(service: BentoMLLocalDeploymentService) -> dict[str, str]:
     return dict(getattr(service.config, "environment", None) or {})
+
+
+def _restart(service: BentoMLLocalDeploymentService, timeout_s: int) -> str | None:
+    """Start a stopped, recorded service again (bounded, as `_start`) and record how it runs; None when ready."""
+    from zenml.client import Client
+
+    service.endpoint.config.allocate_port = False
+    problem = _start(service, timeout_s)
+    Client().update_service(
+        id=service.uuid,
+        admin_state=service.admin_state,
+        status=service.status.model_dump(),
+        endpoint=service.endpoint.model_dump(),
+    )
+    return problem
 
 
 def _service_type() -> Any:
