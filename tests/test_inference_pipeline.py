@@ -22,7 +22,9 @@ from vtpose.studio.avatar import background_files
 
 pytestmark = pytest.mark.slow
 
-VAL_IMAGES = ["000000000785.jpg", "000000001000.jpg", "000000002153.jpg"]
+# The first val images (by name) with a person big enough to pose: each must give an avatar.
+VAL_IMAGE_COUNT = 3
+MIN_AREA = 96 * 96
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 16, 25.0, (640, 360)
 IMGSZ = 320
 BAD = {
@@ -39,7 +41,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inference")
     media = root / "media"
     (media / "photos").mkdir(parents=True)
-    for name in VAL_IMAGES:
+    ground_truth = json.loads((COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json").read_text())
+    posed = {a["image_id"] for a in ground_truth["annotations"] if a["num_keypoints"] >= 10 and a["area"] > MIN_AREA}
+    chosen = sorted((i for i in ground_truth["images"] if i["id"] in posed), key=lambda i: i["file_name"])
+    names = [image["file_name"] for image in chosen[:VAL_IMAGE_COUNT]]
+    for name in names:
         (media / "photos" / name).write_bytes((COCO_MINI_DIR / "images" / "val2017" / name).read_bytes())
     capture = cv2.VideoCapture(str(MEDIA_DIR / "dance.avi"))
     writer = cv2.VideoWriter(str(media / "clip.avi"), cv2.VideoWriter.fourcc(*"MJPG"), CLIP_FPS, CLIP_SIZE)
@@ -54,8 +60,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (media / "notes.csv").write_text("a,b\n1,2\n")
     (media / "README.md").write_text("excluded by the default patterns\n")
     (media / "empty_room.jpg").write_bytes(next(iter(background_files().values())).read_bytes())
-    ground_truth = json.loads((COCO_MINI_DIR / "annotations" / "person_keypoints_val2017.json").read_text())
-    ids = {image["id"] for image in ground_truth["images"] if image["file_name"] in VAL_IMAGES}
+    ids = {image["id"] for image in ground_truth["images"] if image["file_name"] in names}
     subset = {
         **ground_truth,
         "images": [image for image in ground_truth["images"] if image["id"] in ids],
