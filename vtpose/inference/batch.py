@@ -131,7 +131,7 @@ def _image(
     try:
         bgr = load_image(source)
     except VtposeError as error:
-        raise VtposeError(f"{name}: cannot be read as an image ({error})") from error
+        raise VtposeError(f"{name}: cannot be read as an image ({_without(error, source)})") from error
     detected: list[PersonPose] = predictor.predict_one(bgr)
     persons = [p for p in detected if p.score >= config.display_conf]
     if not persons:
@@ -168,7 +168,7 @@ def _video(
     try:
         capture, info = open_video(source)
     except VtposeError as error:
-        raise VtposeError(f"{name}: cannot be read as a video ({error})") from error
+        raise VtposeError(f"{name}: cannot be read as a video ({_without(error, source)})") from error
     if info.frame_count is None:
         capture.release()
         raise VtposeError(f"{name}: not a video file (no frame count)")
@@ -222,6 +222,11 @@ def _video(
         frames=stats.frames, fps=info.fps, tracks=len(tracks), width=info.width, height=info.height,
         busy_fps=stats.fps,
     )  # fmt: skip
+
+
+def _without(error: Exception, source: Path) -> str:
+    """The error's message without the input's temporary path (the record names the file already)."""
+    return str(error).replace(f"{source}: ", "").replace(str(source), source.name)
 
 
 def _thumbnail(frame: np.ndarray) -> np.ndarray:
