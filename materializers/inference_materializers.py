@@ -71,9 +71,8 @@ class InferenceResultsMaterializer(BaseMaterializer):
         data.write_index()
         upload_folder(data.root, self.uri)
 
-    def compute_content_hash(self, data: InferenceResults) -> str:
-        """The files' paths and bytes."""
-        return hash_folder(data.root)
+    # No content hash: the index records each file's timing, so two runs' results never hash alike, and reading
+    # every video again to find that out would only slow the step (benchmarks/bench_inference.py).
 
     def save_visualizations(self, data: InferenceResults) -> dict[str, VisualizationType]:
         """The summary table, then one image per input: overlay beside avatar, or a video's strip of frames."""
