@@ -32,7 +32,9 @@ STACK_ENV = {
     "MLFLOW_TRACKING_URI": "http://mlflow.example.com:5000",
 }
 # Every command of the contract (shared/DESIGN.md) and every group, as `vtpose --help` lists them.
-TOP_LEVEL = {"infer", "evaluate", "avatar", "avatars", "animate", "match", "model", "data", "pipeline", "stack"}
+TOP_LEVEL = {
+    "infer", "evaluate", "avatar", "avatars", "animate", "match", "model", "deployment", "data", "pipeline", "stack",
+}  # fmt: skip
 # Each group's subcommands and the options each must offer (what the Makefile, the scripts and the README pass).
 SUBCOMMANDS = {
     ("model", "which"): ["--json"],
@@ -52,6 +54,10 @@ SUBCOMMANDS = {
     ("data", "check"): ["--data"],
     ("pipeline", "check"): [],
     ("pipeline", "summary"): ["--mlflow-uri"],
+    ("pipeline", "promoted"): [],
+    ("deployment", "status"): ["--port"],
+    ("deployment", "attach"): ["--port", "--path"],
+    ("deployment", "stop"): ["--port"],
     ("stack", "render"): [],
 }
 
@@ -209,3 +215,16 @@ def test_model_which_names_the_pretrained_checkpoint_when_nothing_is_in_producti
     assert line.stdout == f"model: {record['description']}\n"
     expected = f"pretrained checkpoint yolo11n-pose.pt (nothing in production), {PRETRAINED_VARIANT}"
     assert record["description"] == expected
+
+
+def test_deployment_commands_name_the_fix_when_nothing_is_deployed(zenml_stack: str) -> None:
+    from vtpose.testing.local_server import free_port
+
+    port = str(free_port())
+    for command in ("status", "attach", "stop"):
+        result = _vtpose("deployment", command, "--port", port)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"vtpose: error: nothing is deployed on port {port}; run `zenml pipeline run deployment_pipeline` "
+            "(or `make serve`)."
+        )
