@@ -33,11 +33,12 @@ from bentoml.validators import ContentType
 from starlette.responses import JSONResponse, Response
 
 from vtpose.backends import ENV_BACKEND, resolve_variant
+from vtpose.backends.base import Letterboxed
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import RequestRejected, VtposeError
 from vtpose.pose import PersonPose
 from vtpose.serving import decoding
-from vtpose.serving.batcher import PoseBatcher, gather_in_order
+from vtpose.serving.batcher import PoseBatcher
 from vtpose.serving.limits import ServingLimits, check_batch_size
 from vtpose.serving.memory import limit_malloc_retention
 from vtpose.serving.middleware import (
@@ -81,7 +82,7 @@ CPU_CORES = len(os.sched_getaffinity(0))
 # (the backends' wide session / latency-compiled model): on a quiet machine /predict p50 went from 54 to 45 ms
 # with throughput unchanged. PyTorch's thread pool is process-wide, so PyTorch always gets one worker.
 MODEL_WORKERS = int(os.environ.get(ENV_MODEL_WORKERS, "2"))
-# Images decoded at once: more than the cores only adds contention (and glibc malloc arenas, one per thread).
+# /render's images decoded and drawn at once: more than the cores only adds contention (and malloc arenas).
 DECODE_THREADS = CPU_CORES
 LIMITS = ServingLimits.from_env()
 
@@ -143,7 +144,7 @@ def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Re
     name="pose-service",
     image=IMAGE,
     workers=1,
-    # Every endpoint is async; the model runs on PoseBatcher's own threads, decoding on anyio's.
+    # Every endpoint is async; decoding and the model run on PoseBatcher's own threads (/render's drawing on anyio's).
     threads=1,
     # Above ours (AdmissionLimit), so a full queue is our 503 + Retry-After rather than BentoML's bare 429.
     traffic={"timeout": 60, "max_concurrency": 2 * MAX_IN_FLIGHT},
@@ -188,8 +189,8 @@ class PoseService:
         # The first call sizes the runtime's buffers / compiles the graph: pay it before /readyz says yes.
         self.predictor.predict([np.zeros((720, 1280, 3), dtype=np.uint8)])
         max_batch = MAX_BATCH_SIZE_CPU if self.predictor.device.startswith("cpu") else MAX_BATCH_SIZE_GPU
-        # Letterboxing runs in the request's decode thread (the same rule for every backend); the batcher's workers
-        # only run the model, one call per input shape.
+        # Uploads and studio frames are decoded and letterboxed (the same rule for every backend) on the batcher's
+        # workers, just before their model call, one call per input shape; /render decodes in a thread of its own.
         self._prepare: Callable[[np.ndarray], Any] = self.predictor.prepare
         # The studio's frames run smaller (vtpose.studio.live.protocol.live_imgsz: fps is one over the round trip).
         self._prepare_live = functools.partial(self.predictor.prepare, imgsz=live_imgsz())
@@ -213,31 +214,34 @@ class PoseService:
     def _stop_batcher(self) -> None:
         self.batcher.close()
 
-    async def _decode(self, image: Path | bytes, field: str = "image") -> tuple[np.ndarray, Any]:
-        """The decoded BGR image and the model's input made from it, from the upload's bytes or the file BentoML
-        wrote them to (read, decoded and letterboxed in one worker thread: one hop there and back)."""
+    def _upload_input(self, upload: tuple[str, Path | bytes]) -> Letterboxed:
+        """An upload's model input, made on a batcher worker just before its model call: the bytes (or the file
+        BentoML wrote them to) checked and decoded by the one decoder (refused before any pixel is allocated), then
+        letterboxed. `upload` is (the field messages name it by, the image)."""
+        field, image = upload
+        data = image.read_bytes() if isinstance(image, Path) else image
+        return self._prepare(decoding.decode_image(data, self.image_policy, field=field))
+
+    async def _decode(self, image: Path, field: str = "image") -> tuple[np.ndarray, Any]:
+        """/render's image decoded and its model input, in a worker thread (the drawing needs the pixels)."""
 
         def decode() -> tuple[np.ndarray, Any]:
-            data = image.read_bytes() if isinstance(image, Path) else image
-            bgr = decoding.decode_image(data, self.image_policy, field=field)
+            bgr = decoding.decode_image(image.read_bytes(), self.image_policy, field=field)
             return bgr, self._prepare(bgr)
 
         return await anyio.to_thread.run_sync(decode, limiter=self._decode_limiter)
 
     async def _predict(self, image: Path | bytes) -> PoseResult:
-        bgr, item = await self._decode(image)
-        (persons,) = await self.batcher.infer([item])
-        return pose_result(bgr, persons, self.model_version)
+        ((item, persons),) = await self.batcher.prepare_and_infer([("image", image)], self._upload_input)
+        return pose_result(item.orig_shape, persons, self.model_version)
 
     async def _predict_batch(self, images: Sequence[Path | bytes]) -> BatchResult:
         check_batch_size(len(images), self.limits)
-        # Decoded side by side (DECODE_THREADS at a time); a refusal is the first bad image's in request order,
-        # as when they were decoded one after the other.
-        decoded = await gather_in_order(self._decode(image, field=f"images[{i}]") for i, image in enumerate(images))
-        persons = await self.batcher.infer([item for _, item in decoded])
-        results = [
-            pose_result(bgr, found, self.model_version) for (bgr, _), found in zip(decoded, persons, strict=True)
-        ]
+        # Split across the workers when larger than a model call (PoseBatcher); a refusal is the first bad image's
+        # in request order, as when they were decoded one after the other.
+        uploads = [(f"images[{i}]", image) for i, image in enumerate(images)]
+        found = await self.batcher.prepare_and_infer(uploads, self._upload_input)
+        results = [pose_result(item.orig_shape, persons, self.model_version) for item, persons in found]
         return BatchResult(results=results, model_version=self.model_version)
 
     @json_errors
@@ -254,8 +258,7 @@ class PoseService:
 
     async def live_poses(self, bgr: np.ndarray) -> list[PersonPose]:
         """The studio's model call for one decoded frame: the same preparation and batcher as /predict."""
-        item = await anyio.to_thread.run_sync(self._prepare_live, bgr, limiter=self._decode_limiter)
-        (persons,) = await self.batcher.infer([item])
+        ((_, persons),) = await self.batcher.prepare_and_infer([bgr], self._prepare_live)
         return persons
 
     @bentoml.api(route="/predict")

@@ -257,3 +257,32 @@ def test_malloc_settings_are_accepted() -> None:
     import platform
 
     assert limit_malloc_retention() == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_prepare_runs_on_the_worker_and_a_refusal_is_that_requests_alone() -> None:
+    """Raw items are made model inputs on the worker thread; a request whose item `prepare` refuses gets that
+    error (its first refused item's, in order), the others their answers; the inputs come back with the persons."""
+    threads: set[str] = set()
+
+    def prepare(item: str) -> float:
+        threads.add(threading.current_thread().name)
+        if item.startswith("bad"):
+            raise RequestRejected(f"{item}: refused", field=item)
+        return float(item)
+
+    batcher = PoseBatcher(lambda items: [[_person(item)] for item in items], key=lambda item: 0, max_batch_size=2)
+
+    async def main() -> list[Any]:
+        requests = (["1", "2"], ["3", "bad-4", "bad-5"], ["6"])
+        return await asyncio.gather(
+            *(batcher.prepare_and_infer(items, prepare) for items in requests), return_exceptions=True
+        )
+
+    try:
+        first, refused, last = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert [(item, persons[0].bbox[0]) for item, persons in first] == [(1.0, 1.0), (2.0, 2.0)]
+    assert isinstance(refused, RequestRejected) and refused.field == "bad-4"
+    assert [item for item, _ in last] == [6.0]
+    assert threads == {"pose-batcher-0"}
