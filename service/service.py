@@ -172,7 +172,8 @@ class PoseService:
         self.model_tag = str(stored.tag)
         self.limits = LIMITS
         self.image_policy = LIMITS.image_policy()
-        # Before any worker thread exists: freed image buffers go back to the system (RSS plateaus under load).
+        # Before any worker thread exists: malloc's thresholds fixed and its arenas capped (RSS plateaus under load,
+        # a request's buffers are reused).
         limit_malloc_retention()
         # PyTorch: one worker (its thread pool is process-wide). ONNX Runtime / OpenVINO: MODEL_WORKERS calls at
         # once, a share of the cores each under load, all of them for a call that runs alone.

@@ -7,16 +7,12 @@ from __future__ import annotations
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-# glibc's own ceiling for its sliding mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX).
-GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
 
 def limit_malloc_retention(
-    mmap_threshold_bytes: int = GLIBC_MMAP_THRESHOLD_MAX,
-    trim_threshold_bytes: int = GLIBC_MMAP_THRESHOLD_MAX,
-    arena_max: int = 4,
+    mmap_threshold_bytes: int = 8 << 20, trim_threshold_bytes: int = 16 << 20, arena_max: int = 2
 ) -> bool:
-    """Fix glibc's malloc thresholds and cap its arenas, so a long-running server's memory plateaus and a request's
+    """Fix glibc's malloc thresholds and cap its arenas, so a long-running server's memory plateaus while a request's
     buffers are reused rather than mapped afresh.
 
     Left alone, glibc slides its mmap and trim thresholds up after large frees and gives each thread's burst its own
@@ -24,13 +20,16 @@ def limit_malloc_retention(
     40 s: worker RSS 721 to 752 MiB). Fixing the mmap threshold at 1 MiB stopped the creep but made every decoded
     image, letterbox and model input (1-3 MB each for a 720p photo) a fresh mmap, page-faulted in and unmapped per
     request: measured once on 2 cores (issue 18, no script prints it), `decode_image` of the streamer photo took 7.0
-    ms against 2.4 with the settings here, the letterbox 4.7 against 2.0, and the server's read-decode-letterbox
-    stage 12.1 against 5.5 ms. So the thresholds are fixed instead at glibc's own ceiling: buffers under 32 MiB (a
-    10 MP image decoded) come from the arenas and are reused; larger ones are mapped and returned at once; an arena
-    gives memory back once more than `trim_threshold_bytes` lies free at its top; and at most `arena_max` arenas
-    exist, so what is kept is bounded by that many high-water marks (benchmarks/bench_serve.py --soak shows the
-    plateau). Call it once, early, before the worker threads start. No-op (False) where the C library is not
-    glibc.
+    ms against 2.4 with reused memory, the letterbox 4.7 against 2.0, and the server's read-decode-letterbox stage
+    12.1 against 5.5 ms. With the default 8 MiB, a request's own buffers for a photo up to about 2.8 MP (1920x1080
+    decoded is 6.2 MB; a 640 letterbox at most 4.9 MB) come from the arenas and are reused; larger ones (a bigger
+    photo, a batch's stacked input) are mapped and given back when freed; an arena returns memory once more than
+    `trim_threshold_bytes` lies free at its top; and there are at most `arena_max` arenas, so what is kept is
+    bounded by that many high-water marks. Measured the same way, 60 s at concurrency 16 on 2 busy cores (the
+    server's one process, no arbiter): RSS 710-760 MiB with these values, 712-720 with the 1 MiB threshold, 786-821
+    with 32 MiB ones (OpenVINO's larger working buffers then stay in the arenas too); benchmarks/bench_serve.py
+    --soak prints the served figure. Call it once, early, before the worker threads start. No-op (False) where the
+    C library is not glibc.
 
     Args:
         mmap_threshold_bytes: allocations at least this large are mmapped (and unmapped when freed).
