@@ -180,12 +180,18 @@ class Client:
         SystemExit: an answer other than 200 (nothing is retried).
     """
 
-    def __init__(self, port: int, fresh: bool = False) -> None:
-        self.port, self.fresh = port, fresh
+    def __init__(self, port: int, fresh: bool = False, reopen_idle: bool = False) -> None:
+        self.port, self.fresh, self.reopen_idle = port, fresh, reopen_idle
         self._connection: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, upload: Upload | None = None) -> int:
-        """The answer's status, its body read to the end."""
+        """The answer's status, its body read to the end.
+
+        With `reopen_idle`, a kept-alive connection the server closed while it sat idle (its keep-alive timeout;
+        the rounds leave seconds between a server's turns while models warm up) is opened again and the request
+        sent once more, as pooling clients do. Otherwise, and on a new connection, a failure raises.
+        """
+        reused = self._connection is not None
         if self._connection is None:
             self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         body, headers = (upload.content, {"Content-Type": upload.content_type}) if upload else (None, {})
@@ -193,6 +199,11 @@ class Client:
             self._connection.request(method, path, body, headers)
             response = self._connection.getresponse()
             response.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self.close()
+            if not (reused and self.reopen_idle):
+                raise
+            return self.request(method, path, upload)
         finally:
             if self.fresh:
                 self.close()
@@ -232,7 +243,7 @@ def serving(label: str, home: Path, tag: str, env: dict[str, str]) -> Iterator[S
     """`bentoml serve TAG` from HOME on a free loopback port, once ready; its log is HOME/bench-serve-LABEL.log."""
     log_path = home / f"bench-serve-{label.replace(' ', '-')}.log"
     proc, port = start_bento(tag, {**env, "BENTOML_HOME": str(home)}, home, log_path)
-    kept, fresh = Client(port), Client(port, fresh=True)
+    kept, fresh = Client(port, reopen_idle=True), Client(port, fresh=True)
     try:
         try:
             wait_ready(proc, f"http://127.0.0.1:{port}", log_path)
