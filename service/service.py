@@ -3,7 +3,10 @@
 A thin adapter: decoding, limits, schemas, batching, middlewares and /render live in `vtpose.serving`; this module
 only maps HTTP onto them. Every endpoint calls the model in-process through one `PoseBatcher`: its worker threads take
 whatever requests are queued (single images and batches alike) and run them together, one model call per input
-shape, so concurrent /predict requests share forward passes without an HTTP hop between endpoints.
+shape, so concurrent /predict requests share forward passes without an HTTP hop between endpoints. A well-formed
+upload to /predict or /predict_batch is answered by `UploadRoutes` straight from memory, by the same methods as the
+endpoints, without BentoML's form parsing and temporary file (a few ms a request: benchmarks/bench_serve.py); the
+`@bentoml.api` methods answer everything else and are what the OpenAPI page and BentoML's clients describe.
 
 Which model: the Bento argument `model_tag` (set by `vtpose.serving.packaging.build_bento`), else $VTPOSE_MODEL_TAG,
 else the latest `pose-estimator` in the local model store. Variant: $VTPOSE_BACKEND ("pytorch", "onnx", "openvino"
@@ -18,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar, cast
@@ -30,6 +33,7 @@ from bentoml.validators import ContentType
 from starlette.responses import JSONResponse, Response
 
 from vtpose.backends import ENV_BACKEND, resolve_variant
+from vtpose.backends.base import Letterboxed
 from vtpose.backends.packaged import load_packaged_backend
 from vtpose.errors import RequestRejected, VtposeError
 from vtpose.pose import PersonPose
@@ -37,14 +41,21 @@ from vtpose.serving import decoding
 from vtpose.serving.batcher import PoseBatcher
 from vtpose.serving.limits import ServingLimits, check_batch_size
 from vtpose.serving.memory import limit_malloc_retention
-from vtpose.serving.middleware import AdmissionLimit, InfoRoute, MultipartFieldCheck
+from vtpose.serving.middleware import (
+    SERVICE_LOGGER,
+    AdmissionLimit,
+    InfoRoute,
+    MultipartFieldCheck,
+    UploadRoute,
+    UploadRoutes,
+)
 from vtpose.serving.render import RenderStyle, render_png
 from vtpose.serving.schemas import BatchResult, PoseResult, pose_result
 from vtpose.serving.what_runs import PRETRAINED_VERSION, describe
 from vtpose.studio.live import create_studio_app
 from vtpose.studio.live.protocol import live_imgsz
 
-logger = logging.getLogger("bentoml.service.pose")
+logger = logging.getLogger(SERVICE_LOGGER)
 
 ENV_MODEL_TAG = "VTPOSE_MODEL_TAG"
 ENV_MAX_IN_FLIGHT = "VTPOSE_MAX_IN_FLIGHT"
@@ -71,7 +82,7 @@ CPU_CORES = len(os.sched_getaffinity(0))
 # (the backends' wide session / latency-compiled model): on a quiet machine /predict p50 went from 54 to 45 ms
 # with throughput unchanged. PyTorch's thread pool is process-wide, so PyTorch always gets one worker.
 MODEL_WORKERS = int(os.environ.get(ENV_MODEL_WORKERS, "2"))
-# Images decoded at once: more than the cores only adds contention (and glibc malloc arenas, one per thread).
+# /render's images decoded and drawn at once: more than the cores only adds contention (and malloc arenas).
 DECODE_THREADS = CPU_CORES
 LIMITS = ServingLimits.from_env()
 
@@ -133,7 +144,7 @@ def json_errors(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | Re
     name="pose-service",
     image=IMAGE,
     workers=1,
-    # Every endpoint is async; the model runs on PoseBatcher's own threads, decoding on anyio's.
+    # Every endpoint is async; decoding and the model run on PoseBatcher's own threads (/render's drawing on anyio's).
     threads=1,
     # Above ours (AdmissionLimit), so a full queue is our 503 + Retry-After rather than BentoML's bare 429.
     traffic={"timeout": 60, "max_concurrency": 2 * MAX_IN_FLIGHT},
@@ -161,7 +172,8 @@ class PoseService:
         self.model_tag = str(stored.tag)
         self.limits = LIMITS
         self.image_policy = LIMITS.image_policy()
-        # Before any worker thread exists: freed image buffers go back to the system (RSS plateaus under load).
+        # Before any worker thread exists: malloc's thresholds fixed and its arenas capped (RSS plateaus under load,
+        # a request's buffers are reused).
         limit_malloc_retention()
         # PyTorch: one worker (its thread pool is process-wide). ONNX Runtime / OpenVINO: MODEL_WORKERS calls at
         # once, a share of the cores each under load, all of them for a call that runs alone.
@@ -178,8 +190,8 @@ class PoseService:
         # The first call sizes the runtime's buffers / compiles the graph: pay it before /readyz says yes.
         self.predictor.predict([np.zeros((720, 1280, 3), dtype=np.uint8)])
         max_batch = MAX_BATCH_SIZE_CPU if self.predictor.device.startswith("cpu") else MAX_BATCH_SIZE_GPU
-        # Letterboxing runs in the request's decode thread (the same rule for every backend); the batcher's workers
-        # only run the model, one call per input shape.
+        # Uploads and studio frames are decoded and letterboxed (the same rule for every backend) on the batcher's
+        # workers, just before their model call, one call per input shape; /render decodes in a thread of its own.
         self._prepare: Callable[[np.ndarray], Any] = self.predictor.prepare
         # The studio's frames run smaller (vtpose.studio.live.protocol.live_imgsz: fps is one over the round trip).
         self._prepare_live = functools.partial(self.predictor.prepare, imgsz=live_imgsz())
@@ -203,41 +215,64 @@ class PoseService:
     def _stop_batcher(self) -> None:
         self.batcher.close()
 
-    async def _decode(self, path: Path, field: str = "image") -> tuple[np.ndarray, Any]:
-        """The decoded BGR image and the model's input made from it (both in a worker thread)."""
-        data = await anyio.Path(path).read_bytes()
+    def _upload_input(self, upload: tuple[str, Path | bytes]) -> Letterboxed:
+        """An upload's model input, made on a batcher worker just before its model call: the bytes (or the file
+        BentoML wrote them to) checked and decoded by the one decoder (refused before any pixel is allocated), then
+        letterboxed. `upload` is (the field messages name it by, the image)."""
+        field, image = upload
+        data = image.read_bytes() if isinstance(image, Path) else image
+        return self._prepare(decoding.decode_image(data, self.image_policy, field=field))
+
+    async def _decode(self, image: Path, field: str = "image") -> tuple[np.ndarray, Any]:
+        """/render's image decoded and its model input, in a worker thread (the drawing needs the pixels)."""
 
         def decode() -> tuple[np.ndarray, Any]:
-            bgr = decoding.decode_image(data, self.image_policy, field=field)
+            bgr = decoding.decode_image(image.read_bytes(), self.image_policy, field=field)
             return bgr, self._prepare(bgr)
 
         return await anyio.to_thread.run_sync(decode, limiter=self._decode_limiter)
 
+    async def _predict(self, image: Path | bytes) -> PoseResult:
+        ((item, persons),) = await self.batcher.prepare_and_infer([("image", image)], self._upload_input)
+        return pose_result(item.orig_shape, persons, self.model_version)
+
+    async def _predict_batch(self, images: Sequence[Path | bytes]) -> BatchResult:
+        check_batch_size(len(images), self.limits)
+        # Split across the workers when larger than a model call (PoseBatcher); a refusal is the first bad image's
+        # in request order, as when they were decoded one after the other.
+        uploads = [(f"images[{i}]", image) for i, image in enumerate(images)]
+        found = await self.batcher.prepare_and_infer(uploads, self._upload_input)
+        results = [pose_result(item.orig_shape, persons, self.model_version) for item, persons in found]
+        return BatchResult(results=results, model_version=self.model_version)
+
+    @json_errors
+    async def predict_uploaded(self, images: list[bytes]) -> Response:
+        """/predict's answer to a well-formed upload (`UploadRoutes`): the same JSON, without BentoML's form
+        handling."""
+        (image,) = images
+        return _json(await self._predict(image))
+
+    @json_errors
+    async def predict_batch_uploaded(self, images: list[bytes]) -> Response:
+        """/predict_batch's answer to a well-formed upload (`UploadRoutes`)."""
+        return _json(await self._predict_batch(images))
+
     async def live_poses(self, bgr: np.ndarray) -> list[PersonPose]:
         """The studio's model call for one decoded frame: the same preparation and batcher as /predict."""
-        item = await anyio.to_thread.run_sync(self._prepare_live, bgr, limiter=self._decode_limiter)
-        (persons,) = await self.batcher.infer([item])
+        ((_, persons),) = await self.batcher.prepare_and_infer([bgr], self._prepare_live)
         return persons
 
     @bentoml.api(route="/predict")
     @json_errors
     async def predict(self, image: Annotated[Path, ContentType("image/*")]) -> PoseResult:
         """Poses in one image: image size, persons with bbox [x, y, w, h], score and 17 [x, y, confidence]."""
-        bgr, item = await self._decode(image)
-        (persons,) = await self.batcher.infer([item])
-        return pose_result(bgr, persons, self.model_version)
+        return await self._predict(image)
 
     @bentoml.api(route="/predict_batch")
     @json_errors
     async def predict_batch(self, images: list[Annotated[Path, ContentType("image/*")]]) -> BatchResult:
         """Poses in several images (repeat the `images` field), in request order."""
-        check_batch_size(len(images), self.limits)
-        decoded = [await self._decode(path, field=f"images[{i}]") for i, path in enumerate(images)]
-        persons = await self.batcher.infer([item for _, item in decoded])
-        results = [
-            pose_result(bgr, found, self.model_version) for (bgr, _), found in zip(decoded, persons, strict=True)
-        ]
-        return BatchResult(results=results, model_version=self.model_version)
+        return await self._predict_batch(images)
 
     @bentoml.api(route="/render")
     @json_errors
@@ -259,19 +294,49 @@ class PoseService:
         return Response(png, media_type="image/png")  # type: ignore[return-value]
 
 
-def _model_info() -> dict[str, Any] | None:
+def _json(result: PoseResult | BatchResult) -> Response:
+    # The bytes BentoML's JSON serde writes for a returned model (`model_dump_json`).
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+def _instance() -> PoseService | None:
+    """The service instance once it is loaded (BentoML makes it at start-up, before /readyz says yes)."""
     service = bentoml.get_current_service()
-    return service.model_info() if service is not None and hasattr(service, "predictor") else None
+    return service if service is not None and hasattr(service, "batcher") else None
+
+
+def _model_info() -> dict[str, Any] | None:
+    service = _instance()
+    return service.model_info() if service is not None else None
+
+
+async def _upload_predict(images: list[bytes]) -> Response:
+    return await cast("PoseService", _instance()).predict_uploaded(images)
+
+
+async def _upload_predict_batch(images: list[bytes]) -> Response:
+    return await cast("PoseService", _instance()).predict_batch_uploaded(images)
 
 
 # @bentoml.service turns the class into a bentoml.Service, but BentoML types the decorator as returning the class.
 SERVICE = cast("bentoml.Service[PoseService]", PoseService)
+# A batch may carry max_batch_images images plus multipart framing.
+MAX_BODY_BYTES = LIMITS.max_image_bytes * LIMITS.max_batch_images + 64 * 1024
+# Outermost first: BentoML's own middlewares (metrics, tracing, access log, timeout) run outside all of these.
 SERVICE.add_asgi_middleware(InfoRoute, path="/model", info=_model_info)
-SERVICE.add_asgi_middleware(MultipartFieldCheck, fields=PUBLIC_FIELDS)
 SERVICE.add_asgi_middleware(
-    AdmissionLimit,
-    max_in_flight=MAX_IN_FLIGHT,
-    paths=tuple(PUBLIC_FIELDS),
-    # A batch may carry max_batch_images images plus multipart framing.
-    max_body_bytes=LIMITS.max_image_bytes * LIMITS.max_batch_images + 64 * 1024,
+    AdmissionLimit, max_in_flight=MAX_IN_FLIGHT, paths=tuple(PUBLIC_FIELDS), max_body_bytes=MAX_BODY_BYTES
 )
+# /predict and /predict_batch given well-formed uploads: answered from memory, the same JSON as their endpoints;
+# anything else (and /render) takes BentoML's path, through the field check.
+SERVICE.add_asgi_middleware(
+    UploadRoutes,
+    routes={
+        "/predict": UploadRoute(PUBLIC_FIELDS["/predict"][0], batch=False, answer=_upload_predict),
+        "/predict_batch": UploadRoute(PUBLIC_FIELDS["/predict_batch"][0], batch=True, answer=_upload_predict_batch),
+    },
+    ready=lambda: _instance() is not None,
+    max_body_bytes=MAX_BODY_BYTES,
+    server_name=f"BentoML Service/{SERVICE.name}",
+)
+SERVICE.add_asgi_middleware(MultipartFieldCheck, fields=PUBLIC_FIELDS)

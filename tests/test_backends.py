@@ -81,6 +81,16 @@ def test_letterbox_geometry() -> None:
     assert input_shape((720, 1280, 3), 640) == (384, 640) and input_shape((375, 500), 320) == (256, 320)
 
 
+def test_letterbox_pixels_are_rgb_over_255_in_float32() -> None:
+    """Every value is the BGR pixel's channel, reversed to RGB, divided by 255 in float32 (Ultralytics' scaling),
+    exactly: on random pixels of an image that is already the model's size, so nothing is resized."""
+    bgr = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    box = letterbox(bgr, 96)
+    assert box.tensor.shape == (3, 64, 96) and box.tensor.flags.c_contiguous
+    expected = bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+    assert np.array_equal(box.tensor, expected)
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 10, 9]], dtype=np.float32)
     scores = np.array([0.5, 0.9, 0.8, 0.1], dtype=np.float32)

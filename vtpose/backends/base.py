@@ -100,8 +100,19 @@ def letterbox(image: np.ndarray, imgsz: int, stride: int = MODEL_STRIDE) -> Lett
     if top or bottom or left or right:
         fill = (LETTERBOX_FILL,) * 3
         resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
-    tensor = np.divide(resized[:, :, ::-1].transpose(2, 0, 1), 255.0, dtype=np.float32)
-    return Letterboxed(tensor, (height, width), (new_w / width, new_h / height), (left, top))
+    return Letterboxed(_rgb_planes(resized), (height, width), (new_w / width, new_h / height), (left, top))
+
+
+def _rgb_planes(bgr: np.ndarray) -> np.ndarray:
+    """(3, h, w) float32 RGB in [0, 1] from (h, w, 3) uint8 BGR: x / 255 in float32, as Ultralytics scales.
+
+    Plane by plane from contiguous channels: the same numbers as dividing the transposed, channel-reversed view in
+    one go, in a fifth of the time (0.28 against 1.5 ms for 640x384 here; a strided read is slow).
+    """
+    tensor = np.empty((3, *bgr.shape[:2]), dtype=np.float32)
+    for plane, channel in zip(tensor, reversed(cv2.split(bgr)), strict=True):
+        np.divide(channel, 255.0, out=plane, dtype=np.float32)
+    return tensor
 
 
 def input_shape(image_shape: tuple[int, ...], imgsz: int, stride: int = MODEL_STRIDE) -> tuple[int, int]:
@@ -252,7 +263,10 @@ class PoseBackend(ABC):
             groups.setdefault(item.tensor.shape, []).append(index)
         with self._running() as alone:
             for indices in groups.values():
-                outputs = self._forward(np.stack([prepared[i].tensor for i in indices]), alone)
+                # One image: a view with the batch axis, not a copy (np.stack copies even one).
+                tensors = [prepared[i].tensor for i in indices]
+                batch = tensors[0][np.newaxis] if len(tensors) == 1 else np.stack(tensors)
+                outputs = self._forward(batch, alone)
                 if outputs.shape[0] != len(indices):
                     raise VtposeError(
                         f"{self.weights}: the model answered {outputs.shape[0]} images for {len(indices)}."

@@ -1,13 +1,25 @@
 """ASGI middlewares around the BentoML app: admission control (503 + Retry-After, body size), the read-only
-`/model` route, and the multipart field-name check that turns BentoML's 500 for a misnamed part into a 400."""
+`/model` route, well-formed image uploads answered without BentoML's form handling (`UploadRoutes`), and the
+multipart field-name check that turns BentoML's 500 for a misnamed part into a 400."""
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtpose.errors import RequestRejected
+from vtpose.serving.multipart import MultipartError, Part, PartHeader, PartParser, multipart_boundary
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+# The service's logger, under BentoML's: what goes wrong in an answer given here is logged where BentoML logs its own.
+SERVICE_LOGGER = "bentoml.service.pose"
+logger = logging.getLogger(SERVICE_LOGGER)
 
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
@@ -60,13 +72,7 @@ class AdmissionLimit:
 
         declared = _content_length(scope)
         if self.max_body_bytes is not None and declared is not None and declared > self.max_body_bytes:
-            rejected = RequestRejected(
-                f"request body: {declared} bytes is over the limit of {self.max_body_bytes} bytes; "
-                "send fewer or smaller images.",
-                field="body",
-                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            )
-            await JSONResponse(rejected.to_json(), status_code=rejected.status)(scope, receive, send)
+            await _too_large(declared, self.max_body_bytes)(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:
             response = JSONResponse(
@@ -162,20 +168,19 @@ class MultipartFieldCheck:
     ) -> None:
         """Pass the request on, watching its multipart part names."""
         allowed = self.fields.get(scope.get("path", "")) if scope["type"] == "http" else None
-        boundary = _multipart_boundary(scope) if allowed is not None else None
+        boundary = multipart_boundary(scope.get("headers", ())) if allowed is not None else None
         if allowed is None or boundary is None:
             await self.app(scope, receive, send)
             return
-        from python_multipart.exceptions import MultipartParseError
         from starlette.responses import JSONResponse
 
         unknown: list[str] = []
 
-        def on_name(name: str) -> None:
-            if name not in allowed:
-                unknown.append(name)
+        def on_header(header: PartHeader) -> None:
+            if header.name not in allowed:
+                unknown.append(header.name)
 
-        parser: Any = _part_name_parser(boundary, on_name)
+        parser: PartParser | None = PartParser(boundary, on_header, keep_data=False)
         replaced = False
 
         async def watched_receive() -> Any:
@@ -184,7 +189,7 @@ class MultipartFieldCheck:
             if parser is not None and message["type"] == "http.request":
                 try:
                     parser.write(message.get("body", b""))
-                except MultipartParseError:
+                except MultipartError:
                     parser = None  # malformed framing: BentoML's own parser answers it
             return message
 
@@ -205,37 +210,155 @@ class MultipartFieldCheck:
         await self.app(scope, watched_receive, guarded_send)
 
 
-def _multipart_boundary(scope: MutableMapping[str, Any]) -> bytes | None:
-    from python_multipart.multipart import parse_options_header
+@dataclass(frozen=True)
+class UploadRoute:
+    """An endpoint `UploadRoutes` answers itself, given the bytes of its uploaded images.
 
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            media_type, options = parse_options_header(value)
-            if media_type == b"multipart/form-data" and options.get(b"boundary"):
-                return options[b"boundary"]
-            return None
-    return None
+    Attributes:
+        field: the multipart field the images come in (the endpoint's parameter name).
+        batch: several parts of that field (a list parameter), or exactly one.
+        answer: the endpoint's work on the images' bytes, in body order; returns the whole response.
+        content_type: the part Content-Type the endpoint declares (`ContentType`), as BentoML matches it
+            (`fnmatch`; a part without one passes).
+    """
+
+    field: str
+    batch: bool
+    answer: Callable[[list[bytes]], Awaitable[Response]]
+    content_type: str = "image/*"
+
+    def takes(self, parts: Sequence[Part]) -> bool:
+        """Whether BentoML would hand these parts to the endpoint as its one parameter, file for file."""
+        if not parts or (len(parts) > 1 and not self.batch):
+            return False
+        return all(
+            part.header.name == self.field
+            and part.header.filename is not None  # a part without a filename is a string to BentoML, not a file
+            and (not part.header.content_type or fnmatch.fnmatch(part.header.content_type, self.content_type))
+            for part in parts
+        )
 
 
-def _part_name_parser(boundary: bytes, on_name: Callable[[str], None]) -> Any:
-    """A streaming multipart parser that only reads part headers, calling `on_name` with each part's name."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
+class UploadRoutes:
+    """ASGI middleware: a well-formed image upload to one of `routes` is answered here, in memory; any other
+    request goes on to the app untouched (its body replayed), so every odd case gets BentoML's own answer.
 
-    header: dict[str, bytearray] = {"field": bytearray(), "value": bytearray()}
+    What it saves a request, against BentoML's path for the same upload: Starlette's form parser and its spooled
+    file, BentoML's copy of the part to a temporary file on disk (and its removal after the response), reading that
+    file back in a worker thread, a second multipart parser (`MultipartFieldCheck`'s), BentoML's input and output
+    model validation, and its context middleware. Everything outside this middleware (metrics, tracing, the access
+    log, timeouts, `AdmissionLimit`) still sees the request; the answer is the endpoint's, with BentoML's headers.
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header["field"] += data[start:end]
+    Args:
+        app: the wrapped ASGI app.
+        routes: path -> what that endpoint takes and how it answers.
+        ready: whether the answers can run now (the service instance exists); before, everything passes on.
+        max_body_bytes: most body bytes read into memory; a longer body is a 413.
+        server_name: the `Server` header BentoML gives its API answers ("BentoML Service/<name>").
+    """
 
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header["value"] += data[start:end]
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Mapping[str, UploadRoute],
+        ready: Callable[[], bool],
+        max_body_bytes: int,
+        server_name: str,
+    ) -> None:
+        self.app = app
+        self.routes = dict(routes)
+        self.ready = ready
+        self.max_body_bytes = max_body_bytes
+        self.server_name = server_name
 
-    def on_header_end() -> None:
-        if bytes(header["field"]).strip().lower() == b"content-disposition":
-            _, options = parse_options_header(bytes(header["value"]))
-            on_name(options.get(b"name", b"").decode("utf-8", "replace"))
-        header["field"], header["value"] = bytearray(), bytearray()
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        """Answer a well-formed upload to a route; pass everything else on."""
+        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        boundary = multipart_boundary(scope.get("headers", ())) if route is not None else None
+        if route is None or boundary is None or scope.get("method") != "POST" or not self.ready():
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        parser: PartParser | None = PartParser(boundary)
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body was in
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_body_bytes:
+                await _too_large(size, self.max_body_bytes)(scope, receive, send)
+                return
+            chunks.append(body)
+            if parser is not None:
+                try:
+                    parser.write(body)
+                except MultipartError:
+                    parser = None  # BentoML answers malformed framing, as before
+            if not message.get("more_body", False):
+                break
+        try:
+            parts = parser.finish() if parser is not None else None
+        except MultipartError:
+            parts = None
+        if parts is None or not route.takes(parts):
+            await self.app(scope, _replay(chunks, receive), send)
+            return
+        del chunks  # the parts hold their own bytes
+        try:
+            response = await route.answer([part.data for part in parts])
+        except Exception:  # as BentoML answers an unexpected error: logged with its traceback, a 500
+            logger.exception("Exception on %s [POST]", scope.get("path"))
+            response = _json_response({"error": UNEXPECTED_ERROR}, HTTPStatus.INTERNAL_SERVER_ERROR)
+        response.headers.update(self._headers())
+        await response(scope, receive, send)
 
-    return MultipartParser(
-        boundary,
-        {"on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end},
+    def _headers(self) -> dict[str, str]:
+        """BentoML's headers on an API answer: `Server`, and the request id its tracing middleware (outside this
+        one) assigned, formatted as its logs print it."""
+        from bentoml._internal.configuration.containers import BentoMLContainer
+        from bentoml._internal.context import trace_context
+
+        headers = {"Server": self.server_name}
+        if trace_context.request_id is not None:
+            span_format = BentoMLContainer.logging_formatting.get()["span_id"]
+            headers["X-BentoML-Request-ID"] = format(trace_context.request_id, span_format)
+        return headers
+
+
+# BentoML's answer to an exception it did not expect (_bentoml_impl.server.app, 1.4.39).
+UNEXPECTED_ERROR = "An unexpected error has occurred, please check the server log."
+
+
+def _replay(chunks: list[bytes], receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """A `receive` that hands the app the body already read, chunk by chunk, then whatever comes next."""
+    pending = iter(range(len(chunks)))
+
+    async def replayed() -> Any:
+        index = next(pending, None)
+        if index is None:
+            return await receive()
+        return {"type": "http.request", "body": chunks[index], "more_body": index < len(chunks) - 1}
+
+    return replayed
+
+
+def _too_large(size: int, limit: int) -> Response:
+    rejected = RequestRejected(
+        f"request body: {size} bytes is over the limit of {limit} bytes; send fewer or smaller images.",
+        field="body",
+        status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     )
+    return _json_response(rejected.to_json(), rejected.status)
+
+
+def _json_response(body: dict[str, Any], status: int) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(body, status_code=status)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from vtpose.keypoints import NUM_KEYPOINTS
@@ -53,9 +52,9 @@ class BatchResult(BaseModel):
     model_version: str
 
 
-def pose_result(image: np.ndarray, persons: Sequence[PersonPose], model_version: str) -> PoseResult:
-    """The response for one image."""
-    height, width = image.shape[:2]
+def pose_result(image_shape: tuple[int, ...], persons: Sequence[PersonPose], model_version: str) -> PoseResult:
+    """The response for one image of `image_shape` (height, width, ...)."""
+    height, width = image_shape[:2]
     return PoseResult(
         image=ImageSize(width=width, height=height),
         persons=[PersonRecord.from_pose(p) for p in persons],
