@@ -24,7 +24,8 @@ def choose_inference_model(
 ) -> tuple[Annotated[ExportedModel, "serving_model"], Annotated[dict[str, Any], "model_choice"]]:
     """The model's file on its serving variant (exported here, once per weights, as the CLI does) and the record of
     which model it is."""
-    from vtpose.cli.options import runtime_weights
+    from vtpose.backends.export import cached_export
+    from vtpose.paths import EXPORT_CACHE_DIR
     from vtpose.serving.what_runs import describe, pinned_version, what_runs
 
     choice = pinned_version(inference.version) if inference.version else what_runs()
@@ -37,7 +38,7 @@ def choose_inference_model(
 
         local = Path(tempfile.mkdtemp(prefix="vtpose-inference-weights-")) / weights.name
         weights = fetch_tracked(weights.relative_to(PROJECT_ROOT).as_posix(), inference.dvc_remote, local)
-    path = runtime_weights(weights, variant, inference.imgsz)
+    path = cached_export(weights, variant, inference.imgsz, EXPORT_CACHE_DIR)
     # An IR is its folder (model.xml, model.bin beside it); ONNX and PyTorch are one file.
     model_path = path.parent if path.suffix == ".xml" else path
     record = {

@@ -23,8 +23,15 @@ from vtpose.errors import VtposeError
 from vtpose.inference.config import InferenceConfig
 from vtpose.inference.media import MediaBatch, media_kind
 from vtpose.inference.results import (
+    AVATAR_FILE,
+    AVATAR_VIDEO,
+    COCO_RESULTS_FILE,
     IMAGES_DIR,
+    ON_ORIGINAL_FILE,
+    OVERLAY_FILE,
     POSES_FILE,
+    SIDE_BY_SIDE_VIDEO,
+    STRIP_FILE,
     VIDEOS_DIR,
     FileRecord,
     InferenceResults,
@@ -34,12 +41,6 @@ from vtpose.overlay import draw_skeletons, write_image
 from vtpose.paths import resolve_project_path
 from vtpose.pose import PersonPose, load_image
 
-OVERLAY_FILE = "overlay.jpg"
-AVATAR_FILE = "avatar.jpg"
-ON_ORIGINAL_FILE = "avatar_on_original.jpg"
-AVATAR_VIDEO = "avatar.mp4"
-SIDE_BY_SIDE_VIDEO = "side_by_side.mp4"
-STRIP_FILE = "strip.jpg"
 # Frames shown in a video's strip, evenly spaced, each at most this wide.
 STRIP_FRAMES = 6
 STRIP_FRAME_WIDTH = 320
@@ -154,7 +155,7 @@ def _image(
         write_image(folder / ON_ORIGINAL_FILE, render_scene(bgr, chosen, avatar, on_original=True, source_name=name))
         # Ids are the annotations' where given, else 0 here and numbered in file order by the merge.
         coco = poses_to_coco_results(image_id or 0, detected[:COCO_KEYPOINT_MAX_DETS])
-        (folder / "coco_results.json").write_text(json.dumps(coco))
+        (folder / COCO_RESULTS_FILE).write_text(json.dumps(coco))
     return FileRecord(name=name, kind="image", ok=True, persons=len(persons), width=width, height=height)
 
 

@@ -26,6 +26,12 @@ POSES_FILE = "poses.json"
 COCO_RESULTS_FILE = "coco_results.json"
 IMAGES_DIR = "images"
 VIDEOS_DIR = "videos"
+OVERLAY_FILE = "overlay.jpg"
+AVATAR_FILE = "avatar.jpg"
+ON_ORIGINAL_FILE = "avatar_on_original.jpg"
+AVATAR_VIDEO = "avatar.mp4"
+SIDE_BY_SIDE_VIDEO = "side_by_side.mp4"
+STRIP_FILE = "strip.jpg"
 
 
 def output_name(name: str) -> str:
@@ -169,10 +175,10 @@ class InferenceResults:
                 continue
             folder = self.output_dir(record)
             if record.kind == "image":
-                tiles = [cv2.imread(str(folder / name)) for name in ("overlay.jpg", "avatar.jpg")]
+                tiles = [cv2.imread(str(folder / name)) for name in (OVERLAY_FILE, AVATAR_FILE)]
                 previews[f"image {record.name}"] = _side_by_side([t for t in tiles if t is not None])
             else:
-                strip = cv2.imread(str(folder / "strip.jpg"))
+                strip = cv2.imread(str(folder / STRIP_FILE))
                 if strip is not None:
                     previews[f"video {record.name}"] = strip
         return previews

@@ -169,10 +169,10 @@ def check_service(url: str, target: Target, image: Path = CHECK_IMAGE, timeout_s
         None when every check passes, else the first failure in one sentence.
     """
     try:
-        with _open(f"{url}/readyz", timeout_s) as answer:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout_s) as answer:
             if answer.status != 200:
                 return f"{url}/readyz answered {answer.status}"
-        with _open(f"{url}/model", timeout_s) as answer:
+        with urllib.request.urlopen(f"{url}/model", timeout=timeout_s) as answer:
             model = json.loads(answer.read())
         if model.get("model_version") != target.model_version:
             return f"GET {url}/model names {model.get('model_version')!r}, not the intended {target.model_version!r}"
@@ -180,7 +180,7 @@ def check_service(url: str, target: Target, image: Path = CHECK_IMAGE, timeout_s
         request = urllib.request.Request(
             f"{url}/predict", data=body, method="POST", headers={"Content-Type": content_type}
         )
-        with _open(request, timeout_s) as answer:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             result = json.loads(answer.read())
     except (urllib.error.URLError, OSError, ValueError) as error:
         return f"{url}: {error}"
@@ -532,12 +532,6 @@ def _import_recorded_bento(model_name: str, version: str, bento_tag: str | None)
     if archive is not None and (path := archive.load()) is not None:
         logger.info("importing %s from the artifact store", bento_tag)
         bentoml.bentos.import_bento(str(path))
-
-
-@contextlib.contextmanager
-def _open(request: str | urllib.request.Request, timeout_s: float) -> Iterator[Any]:
-    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
-        yield answer
 
 
 def _multipart(field: str, path: Path) -> tuple[bytes, str]:
