@@ -1,0 +1,289 @@
+// The 3D scene: VRM avatars posed by the server's solved bones (each person's `body3d`), drawn with three.js and
+// three-vrm into the same scene canvas as the 2D avatars (so backgrounds and mirroring have one code path).
+//
+// The camera and axes are the issue-17 contract's: an orthographic camera looking along -Z at the frame the server
+// ran the model on, scene x = frame x and scene y = -(frame y) in pixels, so a point projects to the frame pixel it
+// came from; the page scales that frame to its canvas exactly as the 2D renderer does. Bone rotations are local
+// rotations of three-vrm's normalized humanoid bones in VRM 1.0 conventions (T-pose rest, facing +Z, left hand +X).
+
+import * as THREE from "./vendor/three/three.module.js";
+import { GLTFLoader } from "./vendor/three/addons/loaders/GLTFLoader.js";
+import { VRMLoaderPlugin, VRMUtils } from "./vendor/three-vrm/three-vrm.module.min.js";
+
+// "glTF" read as a little-endian uint32: the first four bytes of every glTF binary (.glb, .vrm) file.
+const GLB_MAGIC = 0x46546c67;
+// Persons drawn at most (each one its own instance of the chosen VRM).
+const MAX_INSTANCES = 8;
+// The camera sits this far in front of the frame (pixels); avatars are a few hundred pixels deep at most.
+const CAMERA_Z = 10000;
+// Breathing: the chest rises by this much (radians about x) at the top of a breath, when the body is still.
+const BREATH_ANGLE = 0.035;
+// Bones whose rotation changing by less than this (radians, per frame) count as still, for breathing.
+const STILL_ANGLE = 0.02;
+// The joints projected for tests and benchmarks, and the COCO keypoint each is compared with.
+export const JOINT_KEYPOINTS = {
+  leftUpperArm: "left_shoulder",
+  rightUpperArm: "right_shoulder",
+  leftLowerArm: "left_elbow",
+  rightLowerArm: "right_elbow",
+  leftHand: "left_wrist",
+  rightHand: "right_wrist",
+  leftUpperLeg: "left_hip",
+  rightUpperLeg: "right_hip",
+  leftLowerLeg: "left_knee",
+  rightLowerLeg: "right_knee",
+  leftFoot: "left_ankle",
+  rightFoot: "right_ankle",
+};
+const PROJECTED = [...Object.keys(JOINT_KEYPOINTS), "hips", "spine", "chest", "neck", "head"];
+
+/**
+ * Why `buffer` cannot be a VRM file, checked before it is sent or parsed (size, glTF binary header), or null.
+ * @param {ArrayBuffer} buffer the file's bytes
+ * @param {string} name the file's name, for the message
+ * @param {number} maxBytes the server's limit (config.limits.max_vrm_bytes)
+ */
+export function vrmFileProblem(buffer, name, maxBytes) {
+  const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
+  if (buffer.byteLength > maxBytes) {
+    return `${name} is ${mb(buffer.byteLength)}, over the ${mb(maxBytes)} limit for a VRM; export it with smaller textures.`;
+  }
+  const view = new DataView(buffer);
+  if (buffer.byteLength < 20 || view.getUint32(0, true) !== GLB_MAGIC) {
+    return `${name} is not a VRM file (VRM files are glTF binary, starting with "glTF"); export your avatar as .vrm.`;
+  }
+  if (view.getUint32(4, true) !== 2) return `${name} is glTF version ${view.getUint32(4, true)}; VRM needs glTF 2.`;
+  return null;
+}
+
+// GLTFLoader loads embedded images with fetch() on a blob: URL, which the page's CSP (connect-src 'self') blocks;
+// an <img> on a blob: URL is allowed (img-src blob:), so images go through TextureLoader.
+function imagesThroughImg(parser) {
+  parser.textureLoader = new THREE.TextureLoader(parser.options.manager);
+  return { name: "vtpose_images_through_img" };
+}
+
+/**
+ * Parse a VRM file's bytes into a three-vrm VRM facing +Z (0.x files turned by `VRMUtils.rotateVRM0`).
+ * @param {ArrayBuffer} buffer the .vrm file
+ * @returns {Promise<import("./vendor/three-vrm/three-vrm.module.min.js").VRM>}
+ */
+export async function parseVrm(buffer) {
+  const loader = new GLTFLoader();
+  loader.register(imagesThroughImg);
+  loader.register((parser) => new VRMLoaderPlugin(parser));
+  const gltf = await loader.parseAsync(buffer, "");
+  const vrm = gltf.userData.vrm;
+  if (!vrm) throw new Error("it is glTF without a VRM extension (VRMC_vrm or VRM); export it as a VRM");
+  if (!vrm.humanoid || !vrm.humanoid.getNormalizedBoneNode("hips")) throw new Error("it has no humanoid bones");
+  VRMUtils.removeUnnecessaryVertices(gltf.scene);
+  VRMUtils.rotateVRM0(vrm);
+  // Posed limbs leave the rest pose's bounds; the scene is small enough to draw whole.
+  vrm.scene.traverse((object) => (object.frustumCulled = false));
+  return vrm;
+}
+
+function disposeVrm(vrm) {
+  VRMUtils.deepDispose(vrm.scene);
+}
+
+/** A VRM file's parsed instance and what the page needs of its rest pose. */
+class Avatar {
+  constructor(vrm) {
+    this.vrm = vrm;
+    // VRM 0.x's normalized bones keep the file's axes (facing -Z), turned half round by rotateVRM0: a rotation
+    // given in VRM 1.0 axes is the same turn about the half-turned x and z axes.
+    this.flip = vrm.meta && vrm.meta.metaVersion === "0";
+    this.previous = {}; // bone -> the quaternion set last frame, for telling a still body
+    const humanoid = vrm.humanoid;
+    humanoid.resetNormalizedPose();
+    vrm.scene.updateMatrixWorld(true);
+    const at = (bone) => this.joint(bone, new THREE.Vector3());
+    // The distance between the two upper-arm joints at rest, in the file's units (metres).
+    this.restShoulders = at("leftUpperArm").distanceTo(at("rightUpperArm"));
+  }
+
+  node(bone) {
+    return this.vrm.humanoid.getNormalizedBoneNode(bone);
+  }
+
+  /** The world position of a humanoid joint ("hips": the midpoint of the two upper-leg joints). */
+  joint(bone, target) {
+    if (bone === "hips") {
+      const right = new THREE.Vector3();
+      this.node("leftUpperLeg").getWorldPosition(target);
+      this.node("rightUpperLeg").getWorldPosition(right);
+      return target.add(right).multiplyScalar(0.5);
+    }
+    const node = this.node(bone);
+    return node ? node.getWorldPosition(target) : null;
+  }
+
+  /** Pose by `body3d` (bones, hips, shoulder_width in frame pixels) with the expressions `expr` (or null). */
+  pose(body3d, expr, dt) {
+    const humanoid = this.vrm.humanoid;
+    let moved = 0;
+    for (const [bone, [x, y, z, w]] of Object.entries(body3d.bones)) {
+      const node = humanoid.getNormalizedBoneNode(bone);
+      if (!node) continue; // chest and neck are optional in a VRM
+      if (this.flip) node.quaternion.set(-x, y, -z, w);
+      else node.quaternion.set(x, y, z, w);
+      const before = this.previous[bone];
+      if (before) moved = Math.max(moved, before.angleTo(node.quaternion));
+      else moved = Infinity;
+      this.previous[bone] = node.quaternion.clone();
+    }
+    if (expr) this.express(expr, moved < STILL_ANGLE);
+    this.vrm.update(dt);
+    const scene = this.vrm.scene;
+    scene.scale.setScalar(body3d.shoulder_width / this.restShoulders);
+    scene.position.set(0, 0, 0);
+    scene.updateMatrixWorld(true);
+    const hips = this.joint("hips", new THREE.Vector3());
+    scene.position.set(body3d.hips[0] - hips.x, -body3d.hips[1] - hips.y, -hips.z);
+    scene.updateMatrixWorld(true);
+  }
+
+  express(expr, still) {
+    const expressions = this.vrm.expressionManager;
+    if (expressions) {
+      expressions.setValue("blink", expr.blink ?? 0);
+      expressions.setValue("aa", expr.mouth ?? 0);
+    }
+    if (still && expr.breath !== undefined) {
+      const chest = this.node("chest") || this.node("spine");
+      const breath = new THREE.Quaternion().setFromAxisAngle(new THREE.Vector3(1, 0, 0), -BREATH_ANGLE * expr.breath);
+      chest.quaternion.multiply(breath);
+    }
+  }
+}
+
+export class Scene3D {
+  /** @param {(message: string) => void} onError shows a VRM that cannot be loaded (the previous one stays) */
+  constructor(onError) {
+    this.onError = onError;
+    this.canvas = document.createElement("canvas");
+    this.renderer = new THREE.WebGLRenderer({ canvas: this.canvas, alpha: true, antialias: true });
+    this.renderer.setClearColor(0x000000, 0);
+    this.renderer.autoClear = false;
+    this.scene = new THREE.Scene();
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x8888a0, 1.6));
+    const key = new THREE.DirectionalLight(0xffffff, 1.8);
+    key.position.set(0.3, 0.6, 1); // from the front, above, a little to the right: faces lit, limbs shaded
+    this.scene.add(key);
+    this.camera = new THREE.OrthographicCamera(0, 1, 0, -1, 1, 2 * CAMERA_Z);
+    this.camera.position.set(0, 0, CAMERA_Z);
+    this.bytes = null; // the shown VRM's file
+    this.key = null; // what it is (settings.vrm as text)
+    this.avatars = []; // instances of it, one per person drawn
+    this.parsing = null; // the instance being added
+    this.drawn = []; // per person drawn last: {track_id, avatar, keypoints}
+    this.size = [1, 1]; // the frame's [width, height]
+    this.lastDraw = null;
+  }
+
+  /**
+   * Show the VRM in `bytes` (known as `key`) for everyone from the next frame on; until it has parsed, and if it
+   * fails to, the one before keeps drawing. Resolves to whether it is now shown.
+   */
+  async show(key, bytes, name) {
+    if (key === this.key) return true;
+    this.pendingKey = key;
+    let vrm;
+    try {
+      vrm = await parseVrm(bytes);
+    } catch (error) {
+      if (this.pendingKey === key) this.onError(`cannot load the VRM ${name}: ${error.message}; the avatar before it stays.`);
+      return false;
+    }
+    if (this.pendingKey !== key) {
+      disposeVrm(vrm); // another choice came meanwhile
+      return false;
+    }
+    for (const avatar of this.avatars) this.remove(avatar);
+    this.avatars = [new Avatar(vrm)];
+    this.scene.add(vrm.scene);
+    this.bytes = bytes;
+    this.key = key;
+    return true;
+  }
+
+  remove(avatar) {
+    this.scene.remove(avatar.vrm.scene);
+    disposeVrm(avatar.vrm);
+  }
+
+  /** Another instance of the shown VRM, parsed in the background (drawn from the frame after it is ready). */
+  addInstance() {
+    if (this.parsing || !this.bytes || this.avatars.length >= MAX_INSTANCES) return;
+    const key = this.key;
+    this.parsing = parseVrm(this.bytes)
+      .then((vrm) => {
+        if (key !== this.key) return disposeVrm(vrm);
+        this.avatars.push(new Avatar(vrm));
+        this.scene.add(vrm.scene);
+      })
+      .catch((error) => this.onError(`cannot add another VRM avatar: ${error.message}`))
+      .finally(() => (this.parsing = null));
+  }
+
+  /**
+   * Draw every person with `body3d` into `ctx` (already holding the background), mirrored when asked.
+   * @param {CanvasRenderingContext2D} ctx the scene canvas
+   * @param {object} poses the `poses` message
+   * @param {boolean} mirror flip the drawn avatars horizontally, as the 2D scene is flipped
+   * @param {{blink: number, mouth: number, breath: number} | null} expr the expressions now, or null
+   */
+  draw(ctx, poses, mirror, expr) {
+    const { width, height } = ctx.canvas;
+    const persons = poses.persons.filter((p) => p.body3d);
+    this.drawn = [];
+    if (!this.avatars.length || !persons.length) return;
+    const now = performance.now();
+    const dt = this.lastDraw === null ? 1 / 30 : Math.min((now - this.lastDraw) / 1000, 0.5);
+    this.lastDraw = now;
+    if (persons.length > this.avatars.length) this.addInstance();
+    this.size = poses.size;
+    const [frameWidth, frameHeight] = poses.size;
+    Object.assign(this.camera, { left: 0, right: frameWidth, top: 0, bottom: -frameHeight });
+    this.camera.updateProjectionMatrix();
+    if (this.canvas.width !== width || this.canvas.height !== height) this.renderer.setSize(width, height, false);
+    // Furthest back (highest in the frame) first, each over the ones before, as the 2D scene orders people.
+    const shown = persons.slice(0, this.avatars.length).sort((a, b) => a.body3d.hips[1] - b.body3d.hips[1]);
+    for (const avatar of this.avatars) avatar.vrm.scene.visible = false;
+    this.renderer.clear();
+    shown.forEach((person, i) => {
+      const avatar = this.avatars[i];
+      avatar.pose(person.body3d, expr, dt);
+      avatar.vrm.scene.visible = true;
+      this.renderer.clearDepth();
+      this.renderer.render(this.scene, this.camera);
+      avatar.vrm.scene.visible = false;
+      this.drawn.push({ track_id: person.track_id, avatar, keypoints: person.keypoints });
+    });
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    if (mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
+    ctx.drawImage(this.canvas, 0, 0, width, height);
+    ctx.restore();
+  }
+
+  /**
+   * For tests and benchmarks: per person drawn last, the VRM's humanoid joints projected by the scene's camera
+   * into frame pixels (unmirrored, as the keypoints are) and the 2D keypoints they are compared with.
+   * @returns {{track_id: number, joints: Object<string, number[]>, keypoints: number[][]}[]}
+   */
+  joints3d() {
+    const [w, h] = this.size;
+    const point = new THREE.Vector3();
+    return this.drawn.map(({ track_id, avatar, keypoints }) => {
+      const joints = {};
+      for (const bone of PROJECTED) {
+        if (!avatar.joint(bone, point)) continue;
+        point.project(this.camera);
+        joints[bone] = [((point.x + 1) / 2) * w, ((1 - point.y) / 2) * h];
+      }
+      return { track_id, joints, keypoints };
+    });
+  }
+}
