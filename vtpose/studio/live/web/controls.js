@@ -1,4 +1,5 @@
-// The capture page's controls: avatar, background, mirror, skeleton, people, input source, output view URL.
+// The capture page's controls: 2D or 3D, avatar (a 2D definition or a VRM), background, mirror, skeleton, people,
+// input source, output view URL.
 // Choices are kept in localStorage (with the pairing code, so an OBS source's URL survives a reload).
 
 const STORE = "vtpose-studio";
@@ -32,6 +33,11 @@ export class Controls extends EventTarget {
     const avatar = $("avatar");
     option(avatar, "", "each person their own");
     for (const a of config.avatars) option(avatar, a.name, config.user_avatars.includes(a.name) ? `${a.name} (yours)` : a.name);
+    this.threeD = config.protocol.vrm !== undefined; // a server that draws VRMs (it sends body3d)
+    const vrm = $("vrm");
+    for (const v of config.vrms || []) option(vrm, `prepared:${v.name}`, v.source === "user" ? `${v.name} (yours)` : v.name);
+    if (config.default_vrm) vrm.value = `prepared:${config.default_vrm}`;
+    $("mode").disabled = vrm.disabled = $("vrm-file").disabled = !this.threeD;
     const background = $("background");
     for (const name of config.backgrounds) option(background, `prepared:${name}`, name);
     option(background, "color", "solid colour");
@@ -40,12 +46,17 @@ export class Controls extends EventTarget {
     const keep = saved();
     if (keep.settings) this.restore(keep.settings);
     else background.value = `prepared:${config.default_background}`;
-    for (const id of ["avatar", "person", "mirror", "skeleton", "background", "background-color"]) {
+    for (const id of ["mode", "vrm", "avatar", "person", "mirror", "skeleton", "background", "background-color"]) {
       $(id).addEventListener("change", () => this.changed());
     }
     $("avatar-file").addEventListener("change", async (event) => {
       const file = event.target.files[0];
       if (file) this.emit("avatar-file", { name: file.name.replace(/\.ya?ml$/i, ""), yaml: await file.text() });
+    });
+    $("vrm-file").addEventListener("change", (event) => {
+      const file = event.target.files[0];
+      event.target.value = ""; // the same file chosen again (after a fix) is a change again
+      if (file) this.emit("vrm-file", { file });
     });
     $("background-file").addEventListener("change", (event) => {
       const file = event.target.files[0];
@@ -73,6 +84,9 @@ export class Controls extends EventTarget {
     if (settings.avatar !== undefined) $("avatar").value = settings.avatar ?? "";
     if ($("avatar").selectedIndex < 0) $("avatar").value = "";
     $("person").value = settings.person ?? "all";
+    $("mode").value = settings.mode ?? "2d";
+    if (settings.vrm && settings.vrm.kind === "prepared") $("vrm").value = `prepared:${settings.vrm.name}`;
+    if ($("vrm").selectedIndex < 0 && this.config.default_vrm) $("vrm").value = `prepared:${this.config.default_vrm}`;
     $("mirror").checked = settings.mirror ?? true;
     $("skeleton").checked = settings.skeleton ?? false;
     const bg = settings.background ?? {};
@@ -90,6 +104,15 @@ export class Controls extends EventTarget {
     this.changed();
   }
 
+  /** Add an uploaded VRM to the 3D list and choose it (the server has accepted it). */
+  addVrm(name) {
+    const value = `upload:${name}`;
+    if (![...$("vrm").options].some((o) => o.value === value)) option($("vrm"), value, `${name} (uploaded)`);
+    $("vrm").value = value;
+    $("mode").value = "3d";
+    this.changed();
+  }
+
   /** The settings message the controls describe (vtpose.studio.live.protocol.Settings). */
   settings(fps) {
     const choice = $("background").value;
@@ -97,6 +120,12 @@ export class Controls extends EventTarget {
     if (choice.startsWith("prepared:")) background = { kind: "prepared", name: choice.slice("prepared:".length) };
     else if (choice === "color") background = { kind: "color", color: $("background-color").value };
     else background = { kind: choice };
+    const threeD = {};
+    if (this.threeD) {
+      const [kind, ...name] = $("vrm").value.split(":");
+      threeD.mode = $("mode").value;
+      if (kind) threeD.vrm = { kind, name: name.join(":") };
+    }
     return {
       type: "settings",
       avatar: $("avatar").value || null,
@@ -105,6 +134,7 @@ export class Controls extends EventTarget {
       skeleton: $("skeleton").checked,
       background,
       fps,
+      ...threeD,
     };
   }
 

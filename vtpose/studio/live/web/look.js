@@ -20,6 +20,10 @@ export class Look {
       background: { kind: "prepared", name: config.default_background },
       fps: 30,
     };
+    // A server that draws VRMs has two more settings.
+    if (config.protocol.vrm !== undefined) Object.assign(this.settings, { mode: "2d", vrm: { kind: "prepared", name: config.default_vrm } });
+    this.scene3d = null; // the 3D scene (renderer3d.js), drawn instead of the 2D avatars in 3D mode
+    this.expressions = null; // blink, mouth and breath now (expressions.js), where the page has them
     this.background = null; // the image drawn behind the avatars (a prepared one, or the uploaded one)
     this.uploadedBackground = null;
     this.loading = Promise.resolve();

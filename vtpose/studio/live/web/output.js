@@ -1,10 +1,13 @@
 // The output view for streaming software: only the scene, following the paired capture page's poses and
-// settings. URL: output?pair=CODE[&width=1280] (the capture page shows it).
+// settings, in 2D or 3D. URL: output?pair=CODE[&width=1280] (the capture page shows it). `window.studio` is the
+// view, for tests (`joints3d()` as on the capture page).
 
 import { Look, loadConfig } from "./look.js";
 import { drawScene, fitScene } from "./renderer.js";
+import { Scene3D } from "./renderer3d.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
+import { VrmChoice } from "./vrms.js";
 
 async function main() {
   const params = new URLSearchParams(location.search);
@@ -15,14 +18,24 @@ async function main() {
   const scene = document.getElementById("scene");
   const ctx = scene.getContext("2d");
   const socket = new StudioSocket(config.protocol, "output", params.get("pair"));
-  const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [] };
+  const vrmErrors = []; // a VRM that does not load here (the view has nowhere to show it); the one before stays
+  const scene3d = new Scene3D((message) => {
+    vrmErrors.push(message);
+    console.warn(message);
+  });
+  look.scene3d = scene3d;
+  const vrms = new VrmChoice(config, scene3d);
+  const joints3d = () => scene3d.joints3d();
+  const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [], vrmErrors, joints3d };
   window.studio = studio;
   const redraw = () => drawScene(ctx, studio.lastPoses, look);
 
   socket.addEventListener("settings", (event) => {
     studio.settings = event.detail;
     look.apply(event.detail).then(redraw);
+    vrms.apply(look.settings).then((shown) => shown && redraw());
   });
+  socket.addEventListener("vrm-file", (event) => vrms.setUpload(event.detail.bytes).then((shown) => shown && redraw()));
   socket.addEventListener("avatar", (event) => look.addAvatar(event.detail.avatar));
   socket.addEventListener("background", async (event) => {
     await look.setUploadedBackground(event.detail.blob);

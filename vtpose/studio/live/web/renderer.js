@@ -300,7 +300,8 @@ function drawSkeleton(ctx, keypoints, skeleton, scale) {
  *
  * @param {CanvasRenderingContext2D} ctx the scene canvas
  * @param {object} poses the server's `poses` message (persons in the sent frame's pixels, `size` [w, h])
- * @param {object} look {settings, avatars: name -> definition, background: CanvasImageSource | null, skeleton: pairs}
+ * @param {object} look {settings, avatars: name -> definition, background: CanvasImageSource | null, skeleton: pairs,
+ *   scene3d: the 3D scene (renderer3d.js) drawn instead of the avatars when settings.mode is "3d", expressions}
  */
 export function drawScene(ctx, poses, look) {
   const { width, height } = ctx.canvas;
@@ -323,7 +324,12 @@ export function drawScene(ctx, poses, look) {
     .filter((p) => p.rig && look.avatars[p.avatar])
     .map((p) => ({ rig: scaleRig(p.rig, scale), avatar: look.avatars[p.avatar] }))
     .sort((a, b) => a.rig.points.pelvis[1] - b.rig.points.pelvis[1]);
-  for (const { rig, avatar } of drawn) drawAvatar(ctx, rig, avatar);
+  if (settings.mode === "3d" && look.scene3d) {
+    const expr = look.expressions ? look.expressions.state(performance.now()) : null;
+    look.scene3d.draw(ctx, poses, settings.mirror, expr);
+  } else {
+    for (const { rig, avatar } of drawn) drawAvatar(ctx, rig, avatar);
+  }
   if (settings.skeleton) for (const p of poses.persons) drawSkeleton(ctx, p.keypoints, look.skeleton, scale);
   ctx.setTransform(1, 0, 0, 1, 0, 0);
 }

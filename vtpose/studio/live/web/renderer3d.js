@@ -87,6 +87,11 @@ function disposeVrm(vrm) {
   VRMUtils.deepDispose(vrm.scene);
 }
 
+/** Throws three-vrm's (or this page's) reason when `buffer` does not load as a VRM; nothing is kept. */
+export async function checkVrmLoads(buffer) {
+  disposeVrm(await parseVrm(buffer));
+}
+
 /** A VRM file's parsed instance and what the page needs of its rest pose. */
 class Avatar {
   constructor(vrm) {

@@ -3,7 +3,7 @@
 // Message formats are vtpose/studio/live/protocol.py's, and so are their numbers: the message kinds, the frame
 // header's layout and the close codes come from the server's config (`protocol` in api/config), never from here.
 // A frame is [header] + JPEG, the header written field by field from the server's struct format (kind, frame id,
-// capture ms); a background image is [kind] + the image bytes.
+// capture ms); a background image is [kind] + the image bytes, and so is a VRM file.
 
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 8000;
@@ -77,6 +77,7 @@ export class StudioSocket extends EventTarget {
     if (typeof data !== "string") {
       const bytes = new Uint8Array(data);
       if (bytes[0] === this.protocol.background) this.emit("background", { blob: new Blob([bytes.subarray(1)]) });
+      else if (bytes[0] === this.protocol.vrm) this.emit("vrm-file", { bytes: bytes.slice(1).buffer });
       return;
     }
     const message = JSON.parse(data);
@@ -122,5 +123,10 @@ export class StudioSocket extends EventTarget {
 
   sendBackground(blob) {
     if (this.open) this.ws.send(new Blob([new Uint8Array([this.protocol.background]), blob]));
+  }
+
+  /** Send a VRM file's bytes (an ArrayBuffer) as the binary VRM message. */
+  sendVrm(bytes) {
+    if (this.open) this.ws.send(new Blob([new Uint8Array([this.protocol.vrm]), bytes]));
   }
 }

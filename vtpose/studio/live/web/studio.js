@@ -1,15 +1,18 @@
 // The capture page: camera (or a video file) -> downscaled JPEG frames over the socket, one in flight (pump.js)
 // -> poses back -> the avatar scene drawn here, with live fps and capture-to-screen latency. This module wires
-// the page's parts together; `window.studio` is the page, for tests and benchmarks.
+// the page's parts together; `window.studio` is the page, for tests and benchmarks (`joints3d()`: the 3D avatars'
+// joints projected into frame pixels beside the keypoints they follow).
 
 import { FrameGrabber, openCamera, openFile } from "./camera.js";
 import { Controls, save, saved } from "./controls.js";
 import { Look, loadConfig } from "./look.js";
 import { FramePump } from "./pump.js";
 import { drawScene, fitScene } from "./renderer.js";
+import { Scene3D, checkVrmLoads, vrmFileProblem } from "./renderer3d.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
 import { Uploads } from "./uploads.js";
+import { VrmChoice } from "./vrms.js";
 
 const $ = (id) => document.getElementById(id);
 // The scene is drawn this wide, its height following the camera's aspect.
@@ -54,6 +57,33 @@ class CapturePage {
     this.errors = []; // error messages from the server
     this.closes = []; // {code, reason} of each close
     this.ready = false; // welcomed by the server, settings sent
+    this.vrmErrors = []; // VRM files this page refused or could not load, as shown
+    this.scene3d = new Scene3D((message) => this.vrmError(message));
+    this.look.scene3d = this.scene3d;
+    this.vrms = new VrmChoice(config, this.scene3d);
+  }
+
+  vrmError(message) {
+    this.vrmErrors.push(message);
+    showError(message);
+  }
+
+  /** For tests and benchmarks: Scene3D.joints3d of what was drawn last. */
+  joints3d() {
+    return this.scene3d.joints3d();
+  }
+
+  /** The user's own .vrm: checked here (size, glTF header, three-vrm loads it), then sent; shown once accepted. */
+  async sendVrmFile(file) {
+    const bytes = await file.arrayBuffer();
+    const problem = vrmFileProblem(bytes, file.name, this.config.limits.max_vrm_bytes);
+    if (problem) return this.vrmError(problem);
+    try {
+      await checkVrmLoads(bytes);
+    } catch (error) {
+      return this.vrmError(`cannot load the VRM ${file.name}: ${error.message}; the avatar before it stays.`);
+    }
+    this.uploads.sendVrm(file.name, bytes);
   }
 
   redraw() {
@@ -64,6 +94,7 @@ class CapturePage {
     const settings = this.controls.settings(this.fps);
     this.video.classList.toggle("mirrored", settings.mirror);
     this.look.apply(settings).then(() => this.redraw());
+    this.vrms.apply(settings).then((shown) => shown && this.redraw());
     save({ settings });
     this.socket.sendJSON(settings);
   }
@@ -77,6 +108,7 @@ class CapturePage {
       this.uploads.sendBackground(event.detail.blob);
       this.redraw();
     });
+    controls.addEventListener("vrm-file", (event) => this.sendVrmFile(event.detail.file));
     controls.addEventListener("source", (event) => this.openSource(event.detail));
   }
 
@@ -104,8 +136,15 @@ class CapturePage {
       this.look.addAvatar(avatar);
       this.controls.addAvatar(avatar.name, this.uploads.accepted(avatar.name));
     });
+    socket.addEventListener("vrm", () => {
+      const { vrm, fresh } = this.uploads.acceptedVrm();
+      if (!fresh) return; // the same file again after a reconnect
+      this.vrms.setUpload(vrm.bytes);
+      this.controls.addVrm(vrm.name);
+    });
     socket.addEventListener("error", (event) => {
       if (event.detail.code === "bad_avatar") this.uploads.refused();
+      if (event.detail.code === "bad_vrm" || event.detail.code === "too_large") this.uploads.refusedVrm();
       this.errors.push(event.detail);
       showError(`server: ${event.detail.message}`);
     });
