@@ -3,7 +3,7 @@
 A box-limbed humanoid in UniVRM 0.x's conventions: it faces -Z and its left hand points along -X (three-vrm's
 `VRMUtils.rotateVRM0` turns it to face +Z), every humanoid bone a node with no rotation, one textured material
 (so the page's image loading runs under its Content-Security-Policy) and `Blink` / `A` blend shapes on the head.
-Variants for the refusal tests: without the humanoid, or as plain glTF without the VRM extension.
+Variants for the refusal tests: humanoid bones left out of the mapping, or plain glTF without the VRM extension.
 """
 
 from __future__ import annotations
@@ -124,8 +124,9 @@ class _Buffer:
         return len(self.accessors) - 1
 
 
-def vrm0_json(humanoid: bool = True, vrm: bool = True) -> tuple[dict[str, Any], bytes]:
-    """The glTF JSON and binary chunk of the humanoid (or of a variant without the humanoid or the extension)."""
+def vrm0_json(omit: tuple[str, ...] = (), vrm: bool = True) -> tuple[dict[str, Any], bytes]:
+    """The glTF JSON and binary chunk of the humanoid, its humanoid mapping without the bones in `omit` (the nodes
+    stay), or without the VRM extension at all (`vrm=False`)."""
     buffer = _Buffer()
     names = list(BONES)
     nodes: list[dict[str, Any]] = []
@@ -191,9 +192,11 @@ def vrm0_json(humanoid: bool = True, vrm: bool = True) -> tuple[dict[str, Any], 
             "exporterVersion": "vtpose.testing.vrm0",
             "specVersion": "0.0",
             "meta": _META,
-            "humanoid": {"humanBones": [{"bone": n, "node": i, "useDefaultValues": True} for i, n in enumerate(names)]}
-            if humanoid
-            else {"humanBones": []},
+            "humanoid": {
+                "humanBones": [
+                    {"bone": n, "node": i, "useDefaultValues": True} for i, n in enumerate(names) if n not in omit
+                ]
+            },
             "blendShapeMaster": {
                 "blendShapeGroups": [
                     {"name": "Blink", "presetName": "blink", "binds": [{"mesh": head_mesh, "index": 0, "weight": 100}]},
@@ -218,7 +221,7 @@ def glb(gltf: dict[str, Any], binary: bytes) -> bytes:
     return GLB_MAGIC + struct.pack("<II", 2, 12 + len(chunks)) + chunks
 
 
-def write_vrm0(path: Path, humanoid: bool = True, vrm: bool = True) -> Path:
+def write_vrm0(path: Path, omit: tuple[str, ...] = (), vrm: bool = True) -> Path:
     """Write the VRM 0.x humanoid (or a variant, see `vrm0_json`) to `path`; returns `path`."""
-    path.write_bytes(glb(*vrm0_json(humanoid, vrm)))
+    path.write_bytes(glb(*vrm0_json(omit, vrm)))
     return path

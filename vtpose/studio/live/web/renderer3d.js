@@ -20,22 +20,16 @@ const CAMERA_Z = 10000;
 const BREATH_ANGLE = 0.035;
 // Bones whose rotation changing by less than this (radians, per frame) count as still, for breathing.
 const STILL_ANGLE = 0.02;
-// The joints projected for tests and benchmarks, and the COCO keypoint each is compared with.
-export const JOINT_KEYPOINTS = {
-  leftUpperArm: "left_shoulder",
-  rightUpperArm: "right_shoulder",
-  leftLowerArm: "left_elbow",
-  rightLowerArm: "right_elbow",
-  leftHand: "left_wrist",
-  rightHand: "right_wrist",
-  leftUpperLeg: "left_hip",
-  rightUpperLeg: "right_hip",
-  leftLowerLeg: "left_knee",
-  rightLowerLeg: "right_knee",
-  leftFoot: "left_ankle",
-  rightFoot: "right_ankle",
-};
-const PROJECTED = [...Object.keys(JOINT_KEYPOINTS), "hips", "spine", "chest", "neck", "head"];
+// The humanoid joints projected for tests and benchmarks (vtpose/testing/vrm_fidelity.py pairs them with
+// keypoints); "hips" is the midpoint of the upper-leg joints, where body3d.hips puts it, and "face" a point
+// FACE_ABOVE_HEAD shoulder widths up the head bone from its joint (the skull's base), where a face's centre is on
+// an adult (vtpose/studio/avatar3d/skeleton.py: FACE_RISE - HEAD_RISE).
+const FACE_ABOVE_HEAD = 0.4;
+const PROJECTED = [
+  "hips", "spine", "chest", "neck", "head", "face",
+  "leftUpperArm", "leftLowerArm", "leftHand", "rightUpperArm", "rightLowerArm", "rightHand",
+  "leftUpperLeg", "leftLowerLeg", "leftFoot", "rightUpperLeg", "rightLowerLeg", "rightFoot",
+];
 
 /**
  * Why `buffer` cannot be a VRM file, checked before it is sent or parsed (size, glTF binary header), or null.
@@ -112,8 +106,10 @@ class Avatar {
     return this.vrm.humanoid.getNormalizedBoneNode(bone);
   }
 
-  /** The world position of a humanoid joint ("hips": the midpoint of the two upper-leg joints). */
+  /** The world position of a humanoid joint ("hips": the midpoint of the two upper-leg joints; "face": see
+   * FACE_ABOVE_HEAD). */
   joint(bone, target) {
+    if (bone === "face") return this.node("head").localToWorld(target.set(0, FACE_ABOVE_HEAD * this.restShoulders, 0));
     if (bone === "hips") {
       const right = new THREE.Vector3();
       this.node("leftUpperLeg").getWorldPosition(target);
@@ -182,8 +178,9 @@ export class Scene3D {
     this.key = null; // what it is (settings.vrm as text)
     this.avatars = []; // instances of it, one per person drawn
     this.parsing = null; // the instance being added
-    this.drawn = []; // per person drawn last: {track_id, avatar, keypoints}
+    this.drawn = []; // per person drawn last: {person (its poses record), avatar}
     this.size = [1, 1]; // the frame's [width, height]
+    this.posesId = null; // the id of the poses message drawn last
     this.lastDraw = null;
   }
 
@@ -249,6 +246,7 @@ export class Scene3D {
     this.lastDraw = now;
     if (persons.length > this.avatars.length) this.addInstance();
     this.size = poses.size;
+    this.posesId = poses.id;
     const [frameWidth, frameHeight] = poses.size;
     Object.assign(this.camera, { left: 0, right: frameWidth, top: 0, bottom: -frameHeight });
     this.camera.updateProjectionMatrix();
@@ -264,7 +262,7 @@ export class Scene3D {
       this.renderer.clearDepth();
       this.renderer.render(this.scene, this.camera);
       avatar.vrm.scene.visible = false;
-      this.drawn.push({ track_id: person.track_id, avatar, keypoints: person.keypoints });
+      this.drawn.push({ person, avatar });
     });
     ctx.save();
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -275,20 +273,29 @@ export class Scene3D {
 
   /**
    * For tests and benchmarks: per person drawn last, the VRM's humanoid joints projected by the scene's camera
-   * into frame pixels (unmirrored, as the keypoints are) and the 2D keypoints they are compared with.
-   * @returns {{track_id: number, joints: Object<string, number[]>, keypoints: number[][]}[]}
+   * into frame pixels (unmirrored, as the keypoints are), the 2D keypoints they are compared with, the person's
+   * body3d (what the server sent) and the bone rotations set on the VRM, read back (in VRM 1.0 axes).
+   * @returns {{track_id: number, id: number, joints: Object<string, number[]>, keypoints: number[][],
+   *   body3d: object, bones: Object<string, number[]>}[]}
    */
   joints3d() {
     const [w, h] = this.size;
     const point = new THREE.Vector3();
-    return this.drawn.map(({ track_id, avatar, keypoints }) => {
+    return this.drawn.map(({ person, avatar }) => {
       const joints = {};
       for (const bone of PROJECTED) {
         if (!avatar.joint(bone, point)) continue;
         point.project(this.camera);
         joints[bone] = [((point.x + 1) / 2) * w, ((1 - point.y) / 2) * h];
       }
-      return { track_id, joints, keypoints };
+      const bones = {};
+      for (const bone of Object.keys(person.body3d.bones)) {
+        const node = avatar.node(bone);
+        if (!node) continue;
+        const { x, y, z, w: qw } = node.quaternion;
+        bones[bone] = avatar.flip ? [-x, y, -z, qw] : [x, y, z, qw];
+      }
+      return { id: this.posesId, track_id: person.track_id, joints, keypoints: person.keypoints, body3d: person.body3d, bones };
     });
   }
 }
