@@ -14,8 +14,12 @@ import { VRMLoaderPlugin, VRMUtils } from "./vendor/three-vrm/three-vrm.module.m
 const GLB_MAGIC = 0x46546c67;
 // Persons drawn at most (each one its own instance of the chosen VRM).
 const MAX_INSTANCES = 8;
-// The camera sits this far in front of the frame (pixels); avatars are a few hundred pixels deep at most.
-const CAMERA_Z = 10000;
+// Persons are set this far apart in depth (scene units) per pixel their hips are apart in height, so that one
+// standing lower in the frame is drawn in front (avatars are about a shoulder width deep).
+const DEPTH_PER_PIXEL = 4;
+// The camera sits this far in front of the frame (pixels): beyond the nearest avatar (DEPTH_PER_PIXEL times the
+// frame's height at most, plus its own depth).
+const CAMERA_Z = 20000;
 // Breathing: the chest rises by this much (radians about x) at the top of a breath, when the body is still.
 const BREATH_ANGLE = 0.035;
 // Bones whose rotation changing by less than this (radians, per frame) count as still, for breathing.
@@ -121,7 +125,7 @@ class Avatar {
   }
 
   /** Pose by `body3d` (bones, hips, shoulder_width in frame pixels) with the expressions `expr` (or null). */
-  pose(body3d, expr, dt) {
+  pose(body3d, expr, dt, depth) {
     const humanoid = this.vrm.humanoid;
     let moved = 0;
     for (const [bone, [x, y, z, w]] of Object.entries(body3d.bones)) {
@@ -141,7 +145,7 @@ class Avatar {
     scene.position.set(0, 0, 0);
     scene.updateMatrixWorld(true);
     const hips = this.joint("hips", new THREE.Vector3());
-    scene.position.set(body3d.hips[0] - hips.x, -body3d.hips[1] - hips.y, -hips.z);
+    scene.position.set(body3d.hips[0] - hips.x, -body3d.hips[1] - hips.y, depth - hips.z);
     scene.updateMatrixWorld(true);
   }
 
@@ -164,7 +168,7 @@ export class Scene3D {
   constructor(onError) {
     this.onError = onError;
     this.canvas = document.createElement("canvas");
-    this.renderer = new THREE.WebGLRenderer({ canvas: this.canvas, alpha: true, antialias: true });
+    this.renderer = new THREE.WebGLRenderer({ canvas: this.canvas, alpha: true, antialias: false });
     this.renderer.setClearColor(0x000000, 0);
     this.renderer.autoClear = false;
     this.scene = new THREE.Scene();
@@ -251,19 +255,17 @@ export class Scene3D {
     Object.assign(this.camera, { left: 0, right: frameWidth, top: 0, bottom: -frameHeight });
     this.camera.updateProjectionMatrix();
     if (this.canvas.width !== width || this.canvas.height !== height) this.renderer.setSize(width, height, false);
-    // Furthest back (highest in the frame) first, each over the ones before, as the 2D scene orders people.
-    const shown = persons.slice(0, this.avatars.length).sort((a, b) => a.body3d.hips[1] - b.body3d.hips[1]);
-    for (const avatar of this.avatars) avatar.vrm.scene.visible = false;
-    this.renderer.clear();
-    shown.forEach((person, i) => {
-      const avatar = this.avatars[i];
-      avatar.pose(person.body3d, expr, dt);
-      avatar.vrm.scene.visible = true;
-      this.renderer.clearDepth();
-      this.renderer.render(this.scene, this.camera);
-      avatar.vrm.scene.visible = false;
+    const shown = persons.slice(0, this.avatars.length);
+    this.avatars.forEach((avatar, i) => {
+      const person = shown[i];
+      avatar.vrm.scene.visible = person !== undefined;
+      if (!person) return;
+      // Lower in the frame is nearer the camera, as the 2D scene draws people (one pass draws them all).
+      avatar.pose(person.body3d, expr, dt, person.body3d.hips[1] * DEPTH_PER_PIXEL);
       this.drawn.push({ person, avatar });
     });
+    this.renderer.clear();
+    this.renderer.render(this.scene, this.camera);
     ctx.save();
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
