@@ -168,9 +168,8 @@ export class Scene3D {
   constructor(onError) {
     this.onError = onError;
     this.canvas = document.createElement("canvas");
-    this.renderer = new THREE.WebGLRenderer({ canvas: this.canvas, alpha: true, antialias: false });
-    this.renderer.setClearColor(0x000000, 0);
-    this.renderer.autoClear = false;
+    this.renderer = null; // made on first use: a page that stays in 2D never asks for WebGL
+    this.noWebGL = null; // why WebGL could not be had, once asked
     this.scene = new THREE.Scene();
     this.scene.add(new THREE.HemisphereLight(0xffffff, 0x8888a0, 1.6));
     const key = new THREE.DirectionalLight(0xffffff, 1.8);
@@ -188,13 +187,30 @@ export class Scene3D {
     this.lastDraw = null;
   }
 
+  /** The WebGL renderer, made on first use; null (said once) where the browser has no WebGL. */
+  webgl() {
+    if (this.renderer || this.noWebGL) return this.renderer;
+    try {
+      // No MSAA: in software WebGL (SwiftShader, as in headless Chromium) it doubled the frame's cost.
+      this.renderer = new THREE.WebGLRenderer({ canvas: this.canvas, alpha: true, antialias: false });
+    } catch (error) {
+      this.noWebGL = error.message;
+      this.onError(`3D needs WebGL, which this browser does not give (${error.message}); draw in 2D instead.`);
+      return null;
+    }
+    this.renderer.setClearColor(0x000000, 0);
+    this.renderer.autoClear = false;
+    return this.renderer;
+  }
+
   /**
    * Show the VRM in `bytes` (known as `key`) for everyone from the next frame on; until it has parsed, and if it
    * fails to, the one before keeps drawing. Resolves to whether it is now shown.
    */
   async show(key, bytes, name) {
-    if (key === this.key) return true;
     this.pendingKey = key;
+    if (key === this.key) return true;
+    if (!this.webgl()) return false;
     let vrm;
     try {
       vrm = await parseVrm(bytes);
@@ -244,7 +260,7 @@ export class Scene3D {
     const { width, height } = ctx.canvas;
     const persons = poses.persons.filter((p) => p.body3d);
     this.drawn = [];
-    if (!this.avatars.length || !persons.length) return;
+    if (!this.avatars.length || !persons.length || !this.webgl()) return;
     const now = performance.now();
     const dt = this.lastDraw === null ? 1 / 30 : Math.min((now - this.lastDraw) / 1000, 0.5);
     this.lastDraw = now;
