@@ -18,17 +18,17 @@ async function main() {
   const scene = document.getElementById("scene");
   const ctx = scene.getContext("2d");
   const socket = new StudioSocket(config.protocol, "output", params.get("pair"));
+  const redraw = () => drawScene(ctx, studio.lastPoses, look);
   const vrmErrors = []; // a VRM that does not load here (the view has nowhere to show it); the one before stays
   const scene3d = new Scene3D((message) => {
     vrmErrors.push(message);
     console.warn(message);
-  });
+  }, () => redraw());
   look.scene3d = scene3d;
   const vrms = new VrmChoice(config, scene3d);
   const joints3d = () => scene3d.joints3d();
   const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [], vrmErrors, joints3d };
   window.studio = studio;
-  const redraw = () => drawScene(ctx, studio.lastPoses, look);
 
   socket.addEventListener("settings", (event) => {
     studio.settings = event.detail;

@@ -75,6 +75,7 @@ export async function parseVrm(buffer) {
   if (!vrm) throw new Error("it is glTF without a VRM extension (VRMC_vrm or VRM); export it as a VRM");
   if (!vrm.humanoid || !vrm.humanoid.getNormalizedBoneNode("hips")) throw new Error("it has no humanoid bones");
   VRMUtils.removeUnnecessaryVertices(gltf.scene);
+  VRMUtils.combineSkeletons(gltf.scene);
   VRMUtils.rotateVRM0(vrm);
   // Posed limbs leave the rest pose's bounds; the scene is small enough to draw whole.
   vrm.scene.traverse((object) => (object.frustumCulled = false));
@@ -164,9 +165,14 @@ class Avatar {
 }
 
 export class Scene3D {
-  /** @param {(message: string) => void} onError shows a VRM that cannot be loaded (the previous one stays) */
-  constructor(onError) {
+  /**
+   * @param {(message: string) => void} onError shows a VRM that cannot be loaded (the previous one stays)
+   * @param {() => void} onChange redraws the scene (another instance for one more person is ready)
+   */
+  constructor(onError, onChange = () => {}) {
     this.onError = onError;
+    this.onChange = onChange;
+    this.wanted = 1; // instances the last frame needed (one per person, at most MAX_INSTANCES)
     this.canvas = document.createElement("canvas");
     this.renderer = null; // made on first use: a page that stays in 2D never asks for WebGL
     this.noWebGL = null; // why WebGL could not be had, once asked
@@ -235,18 +241,24 @@ export class Scene3D {
     disposeVrm(avatar.vrm);
   }
 
-  /** Another instance of the shown VRM, parsed in the background (drawn from the frame after it is ready). */
-  addInstance() {
-    if (this.parsing || !this.bytes || this.avatars.length >= MAX_INSTANCES) return;
+  /** Instances of the shown VRM up to `this.wanted`, parsed one after another in the background; the scene is
+   * redrawn as each is ready. */
+  addInstances() {
+    if (this.parsing || !this.bytes || this.avatars.length >= this.wanted) return;
     const key = this.key;
     this.parsing = parseVrm(this.bytes)
       .then((vrm) => {
         if (key !== this.key) return disposeVrm(vrm);
         this.avatars.push(new Avatar(vrm));
         this.scene.add(vrm.scene);
+        this.parsing = null;
+        this.onChange();
+        this.addInstances();
       })
-      .catch((error) => this.onError(`cannot add another VRM avatar: ${error.message}`))
-      .finally(() => (this.parsing = null));
+      .catch((error) => {
+        this.parsing = null;
+        this.onError(`cannot add another VRM avatar: ${error.message}`);
+      });
   }
 
   /**
@@ -264,7 +276,8 @@ export class Scene3D {
     const now = performance.now();
     const dt = this.lastDraw === null ? 1 / 30 : Math.min((now - this.lastDraw) / 1000, 0.5);
     this.lastDraw = now;
-    if (persons.length > this.avatars.length) this.addInstance();
+    this.wanted = Math.min(persons.length, MAX_INSTANCES);
+    this.addInstances();
     this.size = poses.size;
     this.posesId = poses.id;
     const [frameWidth, frameHeight] = poses.size;

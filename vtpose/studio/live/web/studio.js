@@ -58,7 +58,7 @@ class CapturePage {
     this.closes = []; // {code, reason} of each close
     this.ready = false; // welcomed by the server, settings sent
     this.vrmErrors = []; // VRM files this page refused or could not load, as shown
-    this.scene3d = new Scene3D((message) => this.vrmError(message));
+    this.scene3d = new Scene3D((message) => this.vrmError(message), () => this.redraw());
     this.look.scene3d = this.scene3d;
     this.vrms = new VrmChoice(config, this.scene3d);
   }
