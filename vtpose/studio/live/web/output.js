@@ -1,6 +1,8 @@
 // The output view for streaming software: only the scene, following the paired capture page's poses and
-// settings. URL: output?pair=CODE[&width=1280] (the capture page shows it).
+// settings, and its blink and mouth (`expr` messages; its own blinks until one comes, its own breath).
+// URL: output?pair=CODE[&width=1280] (the capture page shows it); `&expr=off` keeps the face still.
 
+import { Expressions } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { drawScene, fitScene } from "./renderer.js";
 import { StudioSocket } from "./socket.js";
@@ -15,9 +17,20 @@ async function main() {
   const scene = document.getElementById("scene");
   const ctx = scene.getContext("2d");
   const socket = new StudioSocket(config.protocol, "output", params.get("pair"));
-  const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [] };
+  const expressions = new Expressions({ enabled: params.get("expr") !== "off" });
+  const studio = { stats, look, socket, expressions, expression: null, exprs: 0, lastPoses: null, settings: null, closes: [] };
   window.studio = studio;
-  const redraw = () => drawScene(ctx, studio.lastPoses, look);
+  const redraw = (expression = expressions.state(performance.now())) => {
+    studio.expression = expression;
+    drawScene(ctx, studio.lastPoses, look, expression);
+  };
+  const changed = (a, b) => Math.round(a * 100) !== Math.round(b * 100);
+  const tick = () => {
+    const state = expressions.state(performance.now());
+    const shown = studio.expression;
+    if (studio.lastPoses && (!shown || changed(state.blink, shown.blink) || changed(state.mouth, shown.mouth))) redraw(state);
+    requestAnimationFrame(tick);
+  };
 
   socket.addEventListener("settings", (event) => {
     studio.settings = event.detail;
@@ -27,6 +40,10 @@ async function main() {
   socket.addEventListener("background", async (event) => {
     await look.setUploadedBackground(event.detail.blob);
     redraw();
+  });
+  socket.addEventListener("expr", (event) => {
+    expressions.setRemote(event.detail);
+    studio.exprs += 1;
   });
   socket.addEventListener("close", (event) => studio.closes.push(event.detail));
   socket.addEventListener("poses", (event) => {
@@ -39,6 +56,7 @@ async function main() {
   await look.apply(look.settings);
   redraw();
   socket.connect();
+  tick();
 }
 
 main();

@@ -4,6 +4,7 @@
 
 import { FrameGrabber, openCamera, openFile } from "./camera.js";
 import { Controls, save, saved } from "./controls.js";
+import { ExprSender, Expressions } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { FramePump } from "./pump.js";
 import { drawScene, fitScene } from "./renderer.js";
@@ -54,10 +55,41 @@ class CapturePage {
     this.errors = []; // error messages from the server
     this.closes = []; // {code, reason} of each close
     this.ready = false; // welcomed by the server, settings sent
+    // Blink, breath and mouth; `?expr=off` keeps the face still (draw.py's), for tests that compare pixels.
+    this.expressions = new Expressions({ enabled: new URLSearchParams(location.search).get("expr") !== "off" });
+    this.expression = this.expressions.state(performance.now()); // the one drawn last
+    this.exprSender = new ExprSender((message) => this.socket.sendJSON(message));
+    this.expressionsDrawn = { shut: 0, open: 0 }; // frames drawn with the eyes shut, the mouth open (for tests)
   }
 
-  redraw() {
-    drawScene(this.ctx, this.lastPoses, this.look);
+  redraw(expression = this.expressions.state(performance.now())) {
+    this.expression = expression;
+    drawScene(this.ctx, this.lastPoses, this.look, expression);
+    if (!this.lastPoses) return;
+    if (expression.blink >= 0.8) this.expressionsDrawn.shut += 1;
+    if (expression.mouth >= 0.05) this.expressionsDrawn.open += 1;
+  }
+
+  /** Each display frame: the expression goes to the output view, and the scene is redrawn when the face changed
+   * (between poses, so a blink shows whatever the frame rate). */
+  tickExpressions() {
+    const now = performance.now();
+    const state = this.expressions.state(now);
+    if (this.ready) this.exprSender.offer(state, now);
+    const shown = this.expression;
+    const changed = (a, b) => Math.round(a * 100) !== Math.round(b * 100);
+    if (this.lastPoses && (changed(state.blink, shown.blink) || changed(state.mouth, shown.mouth))) this.redraw(state);
+    requestAnimationFrame(() => this.tickExpressions());
+  }
+
+  async toggleMicrophone(on) {
+    try {
+      if (on) await this.expressions.startMicrophone();
+      else await this.expressions.stopMicrophone();
+    } catch (error) {
+      $("mouth-mic").checked = false;
+      showError(`cannot open the microphone: ${error.message}; the mouth stays closed.`);
+    }
   }
 
   sendSettings() {
@@ -78,6 +110,7 @@ class CapturePage {
       this.redraw();
     });
     controls.addEventListener("source", (event) => this.openSource(event.detail));
+    controls.addEventListener("microphone", (event) => this.toggleMicrophone(event.detail.on));
   }
 
   async openSource({ kind, file }) {
@@ -96,6 +129,7 @@ class CapturePage {
       this.controls.showOutputUrl(event.detail.pair);
       this.uploads.resend();
       this.sendSettings();
+      this.exprSender.reset();
       this.ready = true;
       showModel();
     });
@@ -105,6 +139,10 @@ class CapturePage {
       this.controls.addAvatar(avatar.name, this.uploads.accepted(avatar.name));
     });
     socket.addEventListener("error", (event) => {
+      if (event.detail.code === "unknown_type" && event.detail.message.includes("'expr'")) {
+        this.exprSender.enabled = false; // a server without `expr`: the output view blinks on its own
+        return;
+      }
       if (event.detail.code === "bad_avatar") this.uploads.refused();
       this.errors.push(event.detail);
       showError(`server: ${event.detail.message}`);
@@ -135,6 +173,7 @@ class CapturePage {
     this.listenToControls();
     this.listenToSocket();
     this.pump.start(this.video); // after the page's own poses listener (see FramePump.start)
+    this.tickExpressions();
     await this.look.apply(this.controls.settings(this.fps));
     this.redraw();
     this.socket.connect();
