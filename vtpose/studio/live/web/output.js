@@ -18,6 +18,7 @@ async function main() {
   const ctx = scene.getContext("2d");
   const socket = new StudioSocket(config.protocol, "output", params.get("pair"));
   const expressions = new Expressions({ enabled: params.get("expr") !== "off" });
+  look.expressions = expressions; // the 3D renderer reads it there
   const studio = { stats, look, socket, expressions, expression: null, exprs: 0, lastPoses: null, settings: null, closes: [] };
   window.studio = studio;
   const redraw = (expression = expressions.state(performance.now())) => {

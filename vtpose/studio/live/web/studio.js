@@ -57,6 +57,7 @@ class CapturePage {
     this.ready = false; // welcomed by the server, settings sent
     // Blink, breath and mouth; `?expr=off` keeps the face still (draw.py's), for tests that compare pixels.
     this.expressions = new Expressions({ enabled: new URLSearchParams(location.search).get("expr") !== "off" });
+    this.look.expressions = this.expressions; // the 3D renderer reads it there
     this.expression = this.expressions.state(performance.now()); // the one drawn last
     this.exprSender = new ExprSender((message) => this.socket.sendJSON(message));
     this.expressionsDrawn = { shut: 0, open: 0 }; // frames drawn with the eyes shut, the mouth open (for tests)
