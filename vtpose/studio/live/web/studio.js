@@ -168,6 +168,8 @@ class CapturePage {
     if (record) this.stats.add(record, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
     $("fps").textContent = `${this.stats.fps().toFixed(1)} fps`;
     $("latency").textContent = `${this.stats.percentile("latency", 0.5).toFixed(0)} ms`;
+    // Here too, not only on display frames: a hidden tab gets none, and the view must not keep a half blink.
+    this.exprSender.offer(this.expression, performance.now());
   }
 
   async start() {
