@@ -10,6 +10,17 @@
 // `stopMicrophone()` stops the track, which releases the device (the browser's recording indicator goes off).
 
 export const NEUTRAL = Object.freeze({ blink: 0, mouth: 0, breath: 0 });
+export const EYES_SHUT = 0.8; // from this blink on, a face's eyes are drawn shut (a closed-eye line)
+export const MOUTH_OPEN = 0.05; // below this the mouth is drawn closed, as draw.py draws it
+// The pages redraw between poses for a changed face at most this often: a blink (~150 ms) still shows in 4-5
+// frames, and a talking mouth does not redraw the scene at the display's 60 Hz on a busy machine.
+export const FACE_REDRAW_MS = 1000 / 30;
+
+/** Whether the face drawn (`shown`) differs visibly from `state`: blink or mouth by a hundredth or more. */
+export function faceChanged(state, shown) {
+  const moved = (a, b) => Math.round(a * 100) !== Math.round(b * 100);
+  return !shown || moved(state.blink, shown.blink) || moved(state.mouth, shown.mouth);
+}
 
 const BLINK_CLOSE_MS = 60; // eyelids down...
 const BLINK_OPEN_MS = 90; // ...and up again: a ~150 ms blink

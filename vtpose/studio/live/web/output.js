@@ -2,7 +2,7 @@
 // settings, and its blink and mouth (`expr` messages; its own blinks until one comes, its own breath).
 // URL: output?pair=CODE[&width=1280] (the capture page shows it); `&expr=off` keeps the face still.
 
-import { Expressions } from "./expressions.js";
+import { Expressions, FACE_REDRAW_MS, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { drawScene, fitScene } from "./renderer.js";
 import { StudioSocket } from "./socket.js";
@@ -21,15 +21,17 @@ async function main() {
   look.expressions = expressions; // the 3D renderer reads it there
   const studio = { stats, look, socket, expressions, expression: null, exprs: 0, lastPoses: null, settings: null, closes: [] };
   window.studio = studio;
+  let drawnAtMs = 0;
   const redraw = (expression = expressions.state(performance.now())) => {
     studio.expression = expression;
+    drawnAtMs = performance.now();
     drawScene(ctx, studio.lastPoses, look, expression);
   };
-  const changed = (a, b) => Math.round(a * 100) !== Math.round(b * 100);
+  // Each display frame: redraw between poses when the face changed (a blink, the capture page's `expr`).
   const tick = () => {
-    const state = expressions.state(performance.now());
-    const shown = studio.expression;
-    if (studio.lastPoses && (!shown || changed(state.blink, shown.blink) || changed(state.mouth, shown.mouth))) redraw(state);
+    const now = performance.now();
+    const state = expressions.state(now);
+    if (studio.lastPoses && now - drawnAtMs >= FACE_REDRAW_MS && faceChanged(state, studio.expression)) redraw(state);
     requestAnimationFrame(tick);
   };
 

@@ -6,7 +6,7 @@
 // Expressions (expressions.js: blink, mouth) are the page's own: with both 0 the face is draw.py's exactly; the
 // Python renderer has no blink or speech.
 
-import { NEUTRAL } from "./expressions.js";
+import { EYES_SHUT, MOUTH_OPEN, NEUTRAL } from "./expressions.js";
 
 const CURVE_POINTS = 64;
 const WHITE = "#ffffff";
@@ -201,10 +201,9 @@ function drawHairFront(ctx, part, frame, ow) {
 }
 
 // An eye of half-height `ry` (head radii) at (cx, cy), `blink` shut: its lids meet at the eye's lower third, and
-// past SHUT it is a closed-eye arc (a thin line, so a shut eye still shows).
-const SHUT = 0.8;
+// from EYES_SHUT on it is a closed-eye arc (a thin line, so a shut eye still shows).
 function drawEye(ctx, frame, [cx, cy], rx, ry, blink, color, line) {
-  if (blink >= SHUT) {
+  if (blink >= EYES_SHUT) {
     stroke(ctx, frame.ellipse(cx, cy, rx, ry * 0.35, 0.1 * Math.PI, 0.9 * Math.PI), color, line);
     return;
   }
@@ -218,14 +217,12 @@ function drawOpenMouth(ctx, frame, cx, top, rx, mouth, color) {
   fill(ctx, frame.ellipse(cx, top + ry, rx * (0.6 + 0.4 * mouth), ry), color);
 }
 
-const MOUTH_SHOWN = 0.05; // below this the mouth is drawn closed, as draw.py does
-
 function drawFace(ctx, face, frame, turn, ow, { blink, mouth }) {
   const dx = 0.3 * turn;
   const es = face.eye_size;
   const eyeY = 0.12;
   const line = Math.max(ow * 0.8, 1.5);
-  const talking = mouth >= MOUTH_SHOWN;
+  const talking = mouth >= MOUTH_OPEN;
   if (face.style === "robot") {
     fill(ctx, frame.ellipse(dx * 0.6, 0.05, 0.72, 0.36), face.detail_color || "#1e283c");
     for (const sx of [-1, 1]) {

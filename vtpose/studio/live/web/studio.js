@@ -4,7 +4,7 @@
 
 import { FrameGrabber, openCamera, openFile } from "./camera.js";
 import { Controls, save, saved } from "./controls.js";
-import { ExprSender, Expressions } from "./expressions.js";
+import { EYES_SHUT, ExprSender, Expressions, FACE_REDRAW_MS, MOUTH_OPEN, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { FramePump } from "./pump.js";
 import { drawScene, fitScene } from "./renderer.js";
@@ -61,14 +61,16 @@ class CapturePage {
     this.expression = this.expressions.state(performance.now()); // the one drawn last
     this.exprSender = new ExprSender((message) => this.socket.sendJSON(message));
     this.expressionsDrawn = { shut: 0, open: 0 }; // frames drawn with the eyes shut, the mouth open (for tests)
+    this.drawnAtMs = 0;
   }
 
   redraw(expression = this.expressions.state(performance.now())) {
     this.expression = expression;
+    this.drawnAtMs = performance.now();
     drawScene(this.ctx, this.lastPoses, this.look, expression);
     if (!this.lastPoses) return;
-    if (expression.blink >= 0.8) this.expressionsDrawn.shut += 1;
-    if (expression.mouth >= 0.05) this.expressionsDrawn.open += 1;
+    if (expression.blink >= EYES_SHUT) this.expressionsDrawn.shut += 1;
+    if (expression.mouth >= MOUTH_OPEN) this.expressionsDrawn.open += 1;
   }
 
   /** Each display frame: the expression goes to the output view, and the scene is redrawn when the face changed
@@ -77,9 +79,7 @@ class CapturePage {
     const now = performance.now();
     const state = this.expressions.state(now);
     if (this.ready) this.exprSender.offer(state, now);
-    const shown = this.expression;
-    const changed = (a, b) => Math.round(a * 100) !== Math.round(b * 100);
-    if (this.lastPoses && (changed(state.blink, shown.blink) || changed(state.mouth, shown.mouth))) this.redraw(state);
+    if (this.lastPoses && now - this.drawnAtMs >= FACE_REDRAW_MS && faceChanged(state, this.expression)) this.redraw(state);
     requestAnimationFrame(() => this.tickExpressions());
   }
 
