@@ -1,6 +1,6 @@
 // The capture page's controls: 2D or 3D, avatar (a 2D definition or a VRM), background, mirror, skeleton, people,
-// input source, output view URL.
-// Choices are kept in localStorage (with the pairing code, so an OBS source's URL survives a reload).
+// input source, output view URL, and the mouth-from-microphone toggle. Choices are kept in localStorage (with the
+// pairing code, so an OBS source's URL survives a reload); the microphone toggle is not: it starts off on every load.
 
 const STORE = "vtpose-studio";
 
@@ -73,6 +73,7 @@ export class Controls extends EventTarget {
       const file = event.target.files[0];
       if (file) this.emit("source", { kind: "file", file });
     });
+    $("mouth-mic").addEventListener("change", () => this.emit("microphone", { on: $("mouth-mic").checked }));
     $("show-preview").addEventListener("change", () => $("preview").classList.toggle("hidden", !$("show-preview").checked));
   }
 

@@ -1,7 +1,9 @@
 // The output view for streaming software: only the scene, following the paired capture page's poses and
-// settings, in 2D or 3D. URL: output?pair=CODE[&width=1280] (the capture page shows it). `window.studio` is the
-// view, for tests (`joints3d()` as on the capture page).
+// settings, in 2D or 3D, and its blink and mouth (`expr` messages; its own blinks until one comes, its own breath).
+// URL: output?pair=CODE[&width=1280] (the capture page shows it); `&expr=off` keeps the face still. `window.studio`
+// is the view, for tests (`joints3d()` as on the capture page).
 
+import { Expressions, FACE_REDRAW_MS, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { drawScene, fitScene } from "./renderer.js";
 import { Scene3D } from "./renderer3d.js";
@@ -18,7 +20,8 @@ async function main() {
   const scene = document.getElementById("scene");
   const ctx = scene.getContext("2d");
   const socket = new StudioSocket(config.protocol, "output", params.get("pair"));
-  const redraw = () => drawScene(ctx, studio.lastPoses, look);
+  const expressions = new Expressions({ enabled: params.get("expr") !== "off" });
+  look.expressions = expressions; // the 3D renderer reads it there
   const vrmErrors = []; // a VRM that does not load here (the view has nowhere to show it); the one before stays
   const scene3d = new Scene3D((message) => {
     vrmErrors.push(message);
@@ -27,8 +30,21 @@ async function main() {
   look.scene3d = scene3d;
   const vrms = new VrmChoice(config, scene3d);
   const joints3d = () => scene3d.joints3d();
-  const studio = { stats, look, socket, lastPoses: null, settings: null, closes: [], vrmErrors, joints3d };
+  const studio = { stats, look, socket, expressions, expression: null, exprs: 0, lastPoses: null, settings: null, closes: [], vrmErrors, joints3d };
   window.studio = studio;
+  let drawnAtMs = 0;
+  const redraw = (expression = expressions.state(performance.now())) => {
+    studio.expression = expression;
+    drawnAtMs = performance.now();
+    drawScene(ctx, studio.lastPoses, look, expression);
+  };
+  // Each display frame: redraw between poses when the face changed (a blink, the capture page's `expr`).
+  const tick = () => {
+    const now = performance.now();
+    const state = expressions.state(now);
+    if (studio.lastPoses && now - drawnAtMs >= FACE_REDRAW_MS && faceChanged(state, studio.expression)) redraw(state);
+    requestAnimationFrame(tick);
+  };
 
   socket.addEventListener("settings", (event) => {
     studio.settings = event.detail;
@@ -41,6 +57,10 @@ async function main() {
     await look.setUploadedBackground(event.detail.blob);
     redraw();
   });
+  socket.addEventListener("expr", (event) => {
+    expressions.setRemote(event.detail);
+    studio.exprs += 1;
+  });
   socket.addEventListener("close", (event) => studio.closes.push(event.detail));
   socket.addEventListener("poses", (event) => {
     const poses = event.detail;
@@ -52,6 +72,7 @@ async function main() {
   await look.apply(look.settings);
   redraw();
   socket.connect();
+  tick();
 }
 
 main();

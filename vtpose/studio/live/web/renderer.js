@@ -3,6 +3,10 @@
 // This is a line-for-line port of vtpose/studio/avatar/draw.py (shapes, sizes in body units, draw order, fallback
 // colours), so the page's avatar matches `vtpose avatar`'s; tests/test_studio_browser.py compares the two.
 // Rigs (every joint, the body unit, head roll and turn) come from the server, computed by vtpose/studio/avatar/rig.py.
+// Expressions (expressions.js: blink, mouth) are the page's own: with both 0 the face is draw.py's exactly; the
+// Python renderer has no blink or speech.
+
+import { EYES_SHUT, MOUTH_OPEN, NEUTRAL } from "./expressions.js";
 
 const CURVE_POINTS = 64;
 const WHITE = "#ffffff";
@@ -196,25 +200,58 @@ function drawHairFront(ctx, part, frame, ow) {
   fill(ctx, shape, part.hair_color);
 }
 
-function drawFace(ctx, face, frame, turn, ow) {
+// An eye of half-height `ry` (head radii) at (cx, cy), `blink` shut: its lids meet at the eye's lower third, and
+// from EYES_SHUT on it is a closed-eye arc (a thin line, so a shut eye still shows).
+function drawEye(ctx, frame, [cx, cy], rx, ry, blink, color, line) {
+  if (blink >= EYES_SHUT) {
+    stroke(ctx, frame.ellipse(cx, cy, rx, ry * 0.35, 0.1 * Math.PI, 0.9 * Math.PI), color, line);
+    return;
+  }
+  const open = 1 - blink;
+  fill(ctx, frame.ellipse(cx, cy + ry * blink * 0.35, rx, ry * open), color);
+}
+
+// An open mouth (`mouth` 0..1) of width `rx` (head radii) under (cx, top): a dark oval growing downwards.
+function drawOpenMouth(ctx, frame, cx, top, rx, mouth, color) {
+  const ry = 0.03 + 0.11 * mouth;
+  fill(ctx, frame.ellipse(cx, top + ry, rx * (0.6 + 0.4 * mouth), ry), color);
+}
+
+function drawFace(ctx, face, frame, turn, ow, { blink, mouth }) {
   const dx = 0.3 * turn;
   const es = face.eye_size;
   const eyeY = 0.12;
   const line = Math.max(ow * 0.8, 1.5);
+  const talking = mouth >= MOUTH_OPEN;
   if (face.style === "robot") {
     fill(ctx, frame.ellipse(dx * 0.6, 0.05, 0.72, 0.36), face.detail_color || "#1e283c");
-    for (const sx of [-1, 1]) fill(ctx, frame.ellipse(dx + 0.32 * sx, eyeY - 0.05, es * 1.3, es * 0.8), face.eye_color || WHITE);
+    for (const sx of [-1, 1]) {
+      const eye = [dx + 0.32 * sx, eyeY - 0.05];
+      if (blink > 0) drawEye(ctx, frame, eye, es * 1.3, es * 0.8, blink, face.eye_color || WHITE, line);
+      else fill(ctx, frame.ellipse(eye[0], eye[1], es * 1.3, es * 0.8), face.eye_color || WHITE);
+    }
     if (face.mouth_color !== null) {
+      // A speaker grille: its bars stretch with the voice, the middle one most.
       for (const i of [-1, 0, 1]) {
         const x = dx + 0.16 * i;
-        stroke(ctx, frame.map([[x, 0.55], [x, 0.72]]), face.mouth_color, line);
+        const stretch = talking ? mouth * (i === 0 ? 0.12 : 0.07) : 0;
+        stroke(ctx, frame.map([[x, 0.55 - stretch], [x, 0.72 + stretch]]), face.mouth_color, line);
       }
     }
     return;
   }
   if (face.style === "sketch") {
-    for (const sx of [-1, 1]) fill(ctx, frame.ellipse(dx + 0.35 * sx, eyeY - 0.05, es * 0.6, es * 0.6), face.eye_color || "#000000");
-    if (face.mouth_color !== null) stroke(ctx, frame.ellipse(dx, 0.3, 0.3, 0.22, 0.2 * Math.PI, 0.8 * Math.PI), face.mouth_color, line);
+    for (const sx of [-1, 1]) {
+      const eye = [dx + 0.35 * sx, eyeY - 0.05];
+      if (blink > 0) drawEye(ctx, frame, eye, es * 0.6, es * 0.6, blink, face.eye_color || "#000000", line);
+      else fill(ctx, frame.ellipse(eye[0], eye[1], es * 0.6, es * 0.6), face.eye_color || "#000000");
+    }
+    if (face.mouth_color !== null && talking) {
+      const ry = 0.04 + 0.12 * mouth;
+      stroke(ctx, frame.ellipse(dx, 0.4 + ry, 0.18, ry), face.mouth_color, line, true);
+    } else if (face.mouth_color !== null) {
+      stroke(ctx, frame.ellipse(dx, 0.3, 0.3, 0.22, 0.2 * Math.PI, 0.8 * Math.PI), face.mouth_color, line);
+    }
     return;
   }
   if (face.blush_color !== null) {
@@ -222,40 +259,49 @@ function drawFace(ctx, face, frame, turn, ow) {
   }
   for (const sx of [-1, 1]) {
     const cx = dx + 0.36 * sx;
-    fill(ctx, frame.ellipse(cx, eyeY, es, es * 1.3), face.eye_color || "#000000");
+    if (blink > 0) {
+      drawEye(ctx, frame, [cx, eyeY], es, es * 1.3, blink, face.eye_color || "#000000", line);
+      if (blink >= 0.5) continue; // the highlights go behind the lids
+    } else {
+      fill(ctx, frame.ellipse(cx, eyeY, es, es * 1.3), face.eye_color || "#000000");
+    }
     fill(ctx, frame.ellipse(cx + es * 0.35, eyeY - es * 0.45, es * 0.38, es * 0.38), WHITE);
     fill(ctx, frame.ellipse(cx - es * 0.3, eyeY + es * 0.55, es * 0.18, es * 0.18), WHITE);
   }
   if (face.mouth_color === null) return;
   if (face.style === "cat") {
+    if (talking) drawOpenMouth(ctx, frame, dx, 0.44, 0.1, mouth, face.mouth_color);
     fill(ctx, frame.map([[dx - 0.07, 0.34], [dx + 0.07, 0.34], [dx, 0.42]]), face.detail_color || "#e66e78");
     for (const sx of [-1, 1]) {
-      stroke(ctx, frame.ellipse(dx + 0.085 * sx, 0.44, 0.085, 0.08, 0.05 * Math.PI, 0.95 * Math.PI), face.mouth_color, line);
+      if (!talking) stroke(ctx, frame.ellipse(dx + 0.085 * sx, 0.44, 0.085, 0.08, 0.05 * Math.PI, 0.95 * Math.PI), face.mouth_color, line);
       [-0.06, 0.06].forEach((dy, k) => {
         const start = [dx + 0.5 * sx, 0.38 + dy];
         const end = [dx + (0.95 + 0.05 * k) * sx, 0.32 + dy * 2.2];
         stroke(ctx, frame.map([start, end]), face.detail_color || face.mouth_color, line * 0.8);
       });
     }
+  } else if (talking) {
+    drawOpenMouth(ctx, frame, dx, 0.36, 0.15, mouth, face.mouth_color);
   } else {
     stroke(ctx, frame.ellipse(dx, 0.36, 0.16, 0.12, 0.15 * Math.PI, 0.85 * Math.PI), face.mouth_color, line);
   }
 }
 
-function drawHead(ctx, part, rig) {
+function drawHead(ctx, part, rig, expression) {
   const r = part.width * rig.unit;
   const frame = new HeadFrame(rig.points[part.joints[0]], r, rig.head_roll, rig.face_turn);
   const ow = part.outline_width * rig.unit;
   drawEars(ctx, part, frame, ow);
   drawOutlined(ctx, part, (g) => headOutline(frame, part.head_style, g), rig.unit);
   drawHairFront(ctx, part, frame, ow);
-  drawFace(ctx, part.face, frame, rig.face_turn, ow);
+  drawFace(ctx, part.face, frame, rig.face_turn, ow, expression);
 }
 
 const DRAWERS = { limb: drawLimb, circle: drawCircle, polygon: drawPolygon, head: drawHead };
 
-/** Draw one avatar (its JSON definition) posed by a rig in canvas pixels, as draw.py's draw_avatar does. */
-export function drawAvatar(ctx, rig, avatar) {
+/** Draw one avatar (its JSON definition) posed by a rig in canvas pixels, as draw.py's draw_avatar does, with the
+ * expression's blink and mouth (expressions.js; NEUTRAL: draw.py's face). */
+export function drawAvatar(ctx, rig, avatar, expression = NEUTRAL) {
   const head = avatar.parts.find((p) => p.shape === "head");
   if (head && head.hair_color !== null) {
     const frame = new HeadFrame(rig.points[head.joints[0]], head.width * rig.unit, rig.head_roll, rig.face_turn);
@@ -263,7 +309,7 @@ export function drawAvatar(ctx, rig, avatar) {
   }
   for (const part of avatar.parts) {
     if (part.is_leg && !rig.full_body) continue;
-    DRAWERS[part.shape](ctx, part, rig);
+    DRAWERS[part.shape](ctx, part, rig, expression);
   }
 }
 
@@ -302,8 +348,9 @@ function drawSkeleton(ctx, keypoints, skeleton, scale) {
  * @param {object} poses the server's `poses` message (persons in the sent frame's pixels, `size` [w, h])
  * @param {object} look {settings, avatars: name -> definition, background: CanvasImageSource | null, skeleton: pairs,
  *   scene3d: the 3D scene (renderer3d.js) drawn instead of the avatars when settings.mode is "3d", expressions}
+ * @param {{blink: number, mouth: number}} [expression] every avatar's blink and mouth (default NEUTRAL: draw.py's face)
  */
-export function drawScene(ctx, poses, look) {
+export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   const { width, height } = ctx.canvas;
   const { settings } = look;
   ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -325,10 +372,10 @@ export function drawScene(ctx, poses, look) {
     .map((p) => ({ rig: scaleRig(p.rig, scale), avatar: look.avatars[p.avatar] }))
     .sort((a, b) => a.rig.points.pelvis[1] - b.rig.points.pelvis[1]);
   if (settings.mode === "3d" && look.scene3d) {
-    const expr = look.expressions ? look.expressions.state(performance.now()) : null;
-    look.scene3d.draw(ctx, poses, settings.mirror, expr);
+    const now = look.expressions ? look.expressions.state(performance.now()) : null;
+    look.scene3d.draw(ctx, poses, settings.mirror, now ? { ...now, ...expression } : expression);
   } else {
-    for (const { rig, avatar } of drawn) drawAvatar(ctx, rig, avatar);
+    for (const { rig, avatar } of drawn) drawAvatar(ctx, rig, avatar, expression);
   }
   if (settings.skeleton) for (const p of poses.persons) drawSkeleton(ctx, p.keypoints, look.skeleton, scale);
   ctx.setTransform(1, 0, 0, 1, 0, 0);

@@ -5,6 +5,7 @@
 
 import { FrameGrabber, openCamera, openFile } from "./camera.js";
 import { Controls, save, saved } from "./controls.js";
+import { EYES_SHUT, ExprSender, Expressions, FACE_REDRAW_MS, MOUTH_OPEN, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { FramePump } from "./pump.js";
 import { drawScene, fitScene } from "./renderer.js";
@@ -57,6 +58,13 @@ class CapturePage {
     this.errors = []; // error messages from the server
     this.closes = []; // {code, reason} of each close
     this.ready = false; // welcomed by the server, settings sent
+    // Blink, breath and mouth; `?expr=off` keeps the face still (draw.py's), for tests that compare pixels.
+    this.expressions = new Expressions({ enabled: new URLSearchParams(location.search).get("expr") !== "off" });
+    this.look.expressions = this.expressions; // the 3D renderer reads it there
+    this.expression = this.expressions.state(performance.now()); // the one drawn last
+    this.exprSender = new ExprSender((message) => this.socket.sendJSON(message));
+    this.expressionsDrawn = { shut: 0, open: 0 }; // frames drawn with the eyes shut, the mouth open (for tests)
+    this.drawnAtMs = 0;
     this.vrmErrors = []; // VRM files this page refused or could not load, as shown
     this.scene3d = new Scene3D((message) => this.vrmError(message), () => this.redraw());
     this.look.scene3d = this.scene3d;
@@ -86,8 +94,33 @@ class CapturePage {
     this.uploads.sendVrm(file.name, bytes);
   }
 
-  redraw() {
-    drawScene(this.ctx, this.lastPoses, this.look);
+  redraw(expression = this.expressions.state(performance.now())) {
+    this.expression = expression;
+    this.drawnAtMs = performance.now();
+    drawScene(this.ctx, this.lastPoses, this.look, expression);
+    if (!this.lastPoses) return;
+    if (expression.blink >= EYES_SHUT) this.expressionsDrawn.shut += 1;
+    if (expression.mouth >= MOUTH_OPEN) this.expressionsDrawn.open += 1;
+  }
+
+  /** Each display frame: the expression goes to the output view, and the scene is redrawn when the face changed
+   * (between poses, so a blink shows whatever the frame rate). */
+  tickExpressions() {
+    const now = performance.now();
+    const state = this.expressions.state(now);
+    if (this.ready) this.exprSender.offer(state, now);
+    if (this.lastPoses && now - this.drawnAtMs >= FACE_REDRAW_MS && faceChanged(state, this.expression)) this.redraw(state);
+    requestAnimationFrame(() => this.tickExpressions());
+  }
+
+  async toggleMicrophone(on) {
+    try {
+      if (on) await this.expressions.startMicrophone();
+      else await this.expressions.stopMicrophone();
+    } catch (error) {
+      $("mouth-mic").checked = false;
+      showError(`cannot open the microphone: ${error.message}; the mouth stays closed.`);
+    }
   }
 
   sendSettings() {
@@ -110,6 +143,7 @@ class CapturePage {
     });
     controls.addEventListener("vrm-file", (event) => this.sendVrmFile(event.detail.file));
     controls.addEventListener("source", (event) => this.openSource(event.detail));
+    controls.addEventListener("microphone", (event) => this.toggleMicrophone(event.detail.on));
   }
 
   async openSource({ kind, file }) {
@@ -128,6 +162,7 @@ class CapturePage {
       this.controls.showOutputUrl(event.detail.pair);
       this.uploads.resend();
       this.sendSettings();
+      this.exprSender.reset();
       this.ready = true;
       showModel();
     });
@@ -143,6 +178,10 @@ class CapturePage {
       this.controls.addVrm(vrm.name);
     });
     socket.addEventListener("error", (event) => {
+      if (event.detail.code === "unknown_type" && event.detail.message.includes("'expr'")) {
+        this.exprSender.enabled = false; // a server without `expr`: the output view blinks on its own
+        return;
+      }
       if (event.detail.code === "bad_avatar") this.uploads.refused();
       if (event.detail.code === "bad_vrm" || event.detail.code === "too_large") this.uploads.refusedVrm();
       this.errors.push(event.detail);
@@ -168,12 +207,15 @@ class CapturePage {
     if (record) this.stats.add(record, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
     $("fps").textContent = `${this.stats.fps().toFixed(1)} fps`;
     $("latency").textContent = `${this.stats.percentile("latency", 0.5).toFixed(0)} ms`;
+    // Here too, not only on display frames: a hidden tab gets none, and the view must not keep a half blink.
+    this.exprSender.offer(this.expression, performance.now());
   }
 
   async start() {
     this.listenToControls();
     this.listenToSocket();
     this.pump.start(this.video); // after the page's own poses listener (see FramePump.start)
+    this.tickExpressions();
     await this.look.apply(this.controls.settings(this.fps));
     this.redraw();
     this.socket.connect();
