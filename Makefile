@@ -154,6 +154,12 @@ browser:  ## Install Debian's chromium (apt-get) for the studio's browser tests;
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The prepared 3D avatars are generated from the 2D YAML avatars; the files are checked in (a test regenerates and
+# compares them byte for byte), so run this after changing an avatar's YAML or the generator.
+.PHONY: vrms
+vrms: install  ## Regenerate the prepared VRM 1.0 avatars (vtpose/studio/avatar/assets/vrm/) from the YAML avatars
+	$(BIN)/python -m vtpose.studio.avatar3d.generate
+
 studio: data stack  ## The live studio on http://127.0.0.1:3000/studio (camera -> avatar in the browser; OBS output view)
 	$(BIN)/zenml pipeline run deployment_pipeline -c $(DEPLOYMENT_CONFIG)
 	@echo "studio: open http://127.0.0.1:3000/studio (frames stay on this machine)"
