@@ -18,22 +18,27 @@ from vtpose.pose import PersonPose
 from vtpose.serving.decoding import ImagePolicy
 from vtpose.studio.avatar.scene import TrackAvatars
 from vtpose.studio.avatar.spec import avatar_files, list_avatars, load_avatar
-from vtpose.studio.live.app import LOOPBACK_HOSTS, StudioServer, host_refusal, user_avatars
+from vtpose.studio.avatar3d.generate import prepared_vrm_files
+from vtpose.studio.avatar3d.solver import BONES
+from vtpose.studio.live.app import LOOPBACK_HOSTS, StudioServer, host_refusal, user_avatars, user_vrms
 from vtpose.studio.live.protocol import (
     BACKGROUND_IMAGES,
     FRAME_HEADER,
     FRAME_IMAGES,
     MAX_FRAME_SIDE,
+    MAX_VRM_BYTES,
     Frame,
     ProtocolError,
     avatar_json,
     close_reason,
     decode_image,
     hex_color,
+    parse_expr,
     parse_frame,
     parse_settings,
     parse_text,
     parse_user_avatar,
+    parse_vrm,
 )
 from vtpose.studio.live.session import LiveSession, Outbox, PairingHub
 from vtpose.studio.motion import PoseSmoother, PoseTracker
@@ -279,6 +284,7 @@ def test_config_carries_the_wire_numbers_the_page_uses() -> None:
     assert config["protocol"] == {
         "frame": 1,
         "background": 2,
+        "vrm": 3,
         "frame_header": "<BId",  # kind, frame id, capture ms: the page packs it field by field
         "close": {
             "policy": 1008,
@@ -313,3 +319,63 @@ def test_live_frames_run_at_the_live_imgsz(monkeypatch: pytest.MonkeyPatch) -> N
     assert model.prepare(frame, imgsz=480).tensor.shape == (3, 288, 480)
     with pytest.raises(ValueError, match="multiple of 32"):
         model.prepare(frame, imgsz=500)
+
+
+def test_settings_choose_the_mode_and_a_vrm() -> None:
+    server = StudioServer(lambda: None)  # type: ignore[arg-type, return-value]
+    session = server.new_session()
+    assert session.settings.mode == "2d" and session.settings.vrm == {"kind": "prepared", "name": "kitty"}
+    chosen = session.apply_settings({"type": "settings", "mode": "3d", "vrm": {"kind": "prepared", "name": "robot"}})
+    assert chosen.to_json()["mode"] == "3d" and chosen.to_json()["vrm"] == {"kind": "prepared", "name": "robot"}
+    upload = session.apply_settings({"type": "settings", "mode": "3d", "vrm": {"kind": "upload", "name": "me.vrm"}})
+    assert upload.vrm == {"kind": "upload", "name": "me.vrm"}
+    for bad, words in (
+        ({"mode": "4d"}, "mode '4d' must be one of 2d, 3d"),
+        ({"vrm": {"kind": "prepared", "name": "nobody"}}, "vrm 'nobody' is not offered"),
+        ({"vrm": {"kind": "url", "name": "x"}}, "kind is one of prepared, upload"),
+        ({"vrm": {"kind": "upload"}}, "uploaded vrm's name"),
+    ):
+        with pytest.raises(ProtocolError, match=words) as caught:
+            session.apply_settings({"type": "settings", **bad})
+        assert caught.value.code == "bad_settings"
+    assert session.settings.vrm == {"kind": "upload", "name": "me.vrm"}, "a refused message changes nothing"
+
+
+def test_expr_messages_carry_two_numbers_only() -> None:
+    assert parse_text('{"type": "expr", "blink": 1, "mouth": 0.25}')["type"] == "expr"
+    assert parse_expr({"type": "expr", "blink": 1, "mouth": 0.25}) == {"type": "expr", "blink": 1.0, "mouth": 0.25}
+    for bad in ({"blink": 2}, {"mouth": "open"}, {"blink": True}, {"eyes": 1}):
+        with pytest.raises(ProtocolError) as caught:
+            parse_expr({"type": "expr", **bad})
+        assert caught.value.code == "bad_expr"
+
+
+def test_3d_mode_adds_body3d_per_track_and_2d_computes_nothing() -> None:
+    server = StudioServer(lambda: None)  # type: ignore[arg-type, return-value]
+    session = server.new_session()
+    (record,) = session.track(_frame(0.0), [_person()])
+    assert "rig" in record and "body3d" not in record
+    session.apply_settings({"type": "settings", "mode": "3d"})
+    (record,) = session.track(_frame(33.0), [_person()])
+    body = record["body3d"]
+    assert list(body["bones"]) == list(BONES) and all(len(q) == 4 for q in body["bones"].values())
+    assert body["shoulder_width"] > 0 and len(body["hips"]) == 2 and set(body["confidence"]) == set(BONES)
+    assert set(session.solvers) == {record["track_id"]}
+    session.track(_frame(66.0), [])
+    assert session.solvers == {}, "a lost track's solver goes"
+
+
+def test_vrm_messages_are_checked_and_the_config_offers_the_vrms(tmp_path: Path) -> None:
+    kitty = prepared_vrm_files()["kitty"].read_bytes()
+    assert parse_vrm(kitty).version == "1.0"
+    with pytest.raises(ProtocolError, match="not a glTF binary") as caught:
+        parse_vrm(b"not a vrm at all, just text")
+    assert caught.value.code == "bad_vrm"
+    (tmp_path / "mine.vrm").write_bytes(kitty)
+    config = StudioServer(lambda: None, avatar_dir=tmp_path).config()  # type: ignore[arg-type, return-value]
+    assert config["default_vrm"] == "kitty" and config["limits"]["max_vrm_bytes"] == MAX_VRM_BYTES
+    names = [(v["name"], v["source"], v["url"]) for v in config["vrms"]]
+    assert names[0] == ("kitty", "prepared", "vrms/kitty.vrm") and ("mine", "user", "vrms/mine.vrm") in names
+    (tmp_path / "broken.vrm").write_bytes(b"glTF nonsense")
+    with pytest.raises(VtposeError, match=r"broken\.vrm: .*too short"):
+        user_vrms(tmp_path)

@@ -4,8 +4,8 @@ The pose service mounts it at /studio (`bentoml.asgi_app`) and hands it its mode
 BentoML. Routes, relative to the mount point:
 
 - `/` the capture page, `/output?pair=CODE` the output view for OBS, `/static/...` their ES modules and CSS;
-- `/api/config` avatars (as JSON, from the same YAML files the Python renderer reads), backgrounds, skeleton,
-  limits; `/backgrounds/NAME` a prepared background image;
+- `/api/config` avatars (as JSON, from the same YAML files the Python renderer reads), VRMs, backgrounds,
+  skeleton, limits; `/backgrounds/NAME` a prepared background image; `/vrms/NAME.vrm` a prepared or user VRM;
 - `/ws?role=capture[&pair=CODE]` or `/ws?role=output&pair=CODE`: the WebSocket (see `vtpose.studio.live.protocol`).
 
 Connections are refused unless the Host header is a loopback name (so a DNS-rebinding page cannot reach the
@@ -37,6 +37,8 @@ from vtpose.keypoints import KEYPOINT_NAMES, SKELETON
 from vtpose.pose import PersonPose
 from vtpose.studio.avatar.scene import DEFAULT_BACKGROUND, background_files
 from vtpose.studio.avatar.spec import AVATAR_SUFFIXES, DEFAULT_AVATAR, AvatarSpec, list_avatars, load_avatar_file
+from vtpose.studio.avatar3d.generate import VRM_SUFFIX, prepared_vrm_files
+from vtpose.studio.avatar3d.vrm_file import VrmRejected, check_vrm
 from vtpose.studio.live import protocol
 from vtpose.studio.live.protocol import PAIR_CODE, ROLES, ProtocolError, avatar_json, close_reason
 from vtpose.studio.live.session import LiveSession, Outbox, Pair, PairingHub
@@ -56,6 +58,8 @@ CONTENT_SECURITY_POLICY = (
 )
 
 PoseFn = Callable[[np.ndarray], Awaitable[list[PersonPose]]]
+DEFAULT_VRM = DEFAULT_AVATAR  # the generated VRMs carry their YAML avatar's name
+VRM_CONTENT_TYPE = "model/gltf-binary"
 
 
 def user_avatars(folder: str | Path | None) -> dict[str, AvatarSpec]:
@@ -70,6 +74,26 @@ def user_avatars(folder: str | Path | None) -> dict[str, AvatarSpec]:
     if not path.is_dir():
         raise VtposeError(f"{ENV_AVATAR_DIR}={folder}: not a folder; point it at a folder of avatar YAML files.")
     return {p.stem: load_avatar_file(p) for p in sorted(path.iterdir()) if p.suffix in AVATAR_SUFFIXES}
+
+
+def user_vrms(folder: str | Path | None) -> dict[str, Path]:
+    """The .vrm files in `folder` (or none), by file stem, each checked as an upload is.
+
+    Raises:
+        VtposeError: a file there is not a VRM the studio can drive (the message names it and the reason).
+    """
+    if not folder or not Path(folder).is_dir():
+        return {}
+    found = {}
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix.lower() != VRM_SUFFIX:
+            continue
+        try:
+            check_vrm(path.read_bytes(), str(path), protocol.MAX_VRM_BYTES)
+        except VrmRejected as error:
+            raise VtposeError(f"{ENV_AVATAR_DIR}: {error}") from None
+        found[path.stem] = path
+    return found
 
 
 def host_refusal(headers: dict[str, str], allowed_hosts: frozenset[str]) -> str | None:
@@ -109,6 +133,12 @@ class StudioServer:
         folder = avatar_dir if avatar_dir is not None else os.environ.get(ENV_AVATAR_DIR)
         self.avatars = {**user_avatars(folder), **{a.name: a for a in prepared}}
         self.user_avatar_names = sorted(set(self.avatars) - {a.name for a in prepared})
+        prepared_vrms = prepared_vrm_files()
+        self.vrms = {**user_vrms(folder), **prepared_vrms}  # a prepared name wins, as for the YAML avatars
+        self.vrm_sources = {n: "prepared" if n in prepared_vrms else "user" for n in self.vrms}
+        self.default_vrm = DEFAULT_VRM if DEFAULT_VRM in prepared_vrms else next(iter(prepared_vrms), None)
+        descriptions = {a.name: a.description for a in prepared}
+        self.vrm_descriptions = {n: descriptions.get(n, f"{self.vrms[n].name} (your VRM)") for n in self.vrms}
         self.backgrounds = background_files()
         extra = os.environ.get(ENV_ALLOWED_HOSTS, "")
         hosts = allowed_hosts if allowed_hosts is not None else [h.strip() for h in extra.split(",") if h.strip()]
@@ -122,6 +152,16 @@ class StudioServer:
             + [avatar_json(self.avatars[n]) for n in self.user_avatar_names],
             "user_avatars": self.user_avatar_names,
             "default_avatar": DEFAULT_AVATAR,
+            "vrms": [
+                {
+                    "name": n,
+                    "description": self.vrm_descriptions[n],
+                    "url": f"vrms/{n}{VRM_SUFFIX}",
+                    "source": self.vrm_sources[n],
+                }
+                for n in sorted(self.vrms, key=lambda n: (self.vrm_sources[n] != "prepared", n != self.default_vrm, n))
+            ],
+            "default_vrm": self.default_vrm,
             "backgrounds": list(self.backgrounds),
             "default_background": DEFAULT_BACKGROUND,
             "keypoints": list(KEYPOINT_NAMES),
@@ -133,11 +173,13 @@ class StudioServer:
                 "max_frame_side": protocol.MAX_FRAME_SIDE,
                 "max_background_bytes": protocol.MAX_BACKGROUND_BYTES,
                 "max_text_bytes": protocol.MAX_TEXT_BYTES,
+                "max_vrm_bytes": protocol.MAX_VRM_BYTES,
             },
             # The page's socket takes every protocol number from here, so the two cannot disagree.
             "protocol": {
                 "frame": protocol.FRAME,
                 "background": protocol.BACKGROUND,
+                "vrm": protocol.VRM,
                 "frame_header": protocol.FRAME_HEADER.format,  # a struct format: the page writes it field by field
                 "close": {
                     "policy": protocol.CLOSE_POLICY,
@@ -153,7 +195,7 @@ class StudioServer:
 
     def new_session(self) -> LiveSession:
         """A capture page's fresh state."""
-        return LiveSession(self.avatars, set(self.backgrounds), self.prepared)
+        return LiveSession(self.avatars, set(self.backgrounds), self.prepared, set(self.vrms), self.default_vrm)
 
     async def handle(self, websocket: WebSocket) -> None:
         """One WebSocket connection, from the handshake to its close."""
@@ -195,8 +237,12 @@ class StudioServer:
         try:
             await websocket.send_text(json.dumps({"type": "welcome", "role": "output", "pair": code}))
             if pair.capture is not None:
-                for settings_message in pair.capture.snapshot():
-                    await websocket.send_text(json.dumps(settings_message))
+                *avatars, settings_message = pair.capture.snapshot()
+                for avatar_message in avatars:
+                    await websocket.send_text(json.dumps(avatar_message))
+                if pair.capture.vrm is not None:  # before the settings that may name it
+                    await websocket.send_bytes(bytes([protocol.VRM]) + pair.capture.vrm)
+                await websocket.send_text(json.dumps(settings_message))
                 if pair.capture.background_image is not None:
                     await websocket.send_bytes(bytes([protocol.BACKGROUND]) + pair.capture.background_image)
             reader = asyncio.create_task(_drain_until_closed(websocket))
@@ -327,11 +373,18 @@ class CaptureConnection:
             assert self.pair is not None
             self.pair.broadcast(data)
             await self.send({"type": "background", "bytes": len(image)})
+        elif kind == protocol.VRM:
+            vrm = data[1:]
+            info = await asyncio.to_thread(protocol.parse_vrm, vrm)
+            reply = self.session.keep_vrm(vrm, info)
+            assert self.pair is not None
+            self.pair.broadcast(data)
+            await self.send(reply)
         else:
             raise ProtocolError(
                 "unknown_type",
-                f"unknown binary message kind {kind!r}; binary messages start with {protocol.FRAME} (frame) "
-                f"or {protocol.BACKGROUND} (background image).",
+                f"unknown binary message kind {kind!r}; binary messages start with {protocol.FRAME} (frame), "
+                f"{protocol.BACKGROUND} (background image) or {protocol.VRM} (VRM file).",
             )
 
     async def _text(self, text: str) -> None:
@@ -344,6 +397,8 @@ class CaptureConnection:
             reply = settings.to_json()
             self.pair.broadcast(json.dumps(reply))
             await self.send(reply)
+        elif message["type"] == "expr":  # relayed, never stored
+            self.pair.broadcast(json.dumps(protocol.parse_expr(message), separators=(",", ":")))
         elif message["type"] == "avatar":
             spec = protocol.parse_user_avatar(message)
             reply = self.session.add_avatar(spec)
@@ -428,6 +483,17 @@ def create_studio_app(
                 status_code=404,
             )
         return FileResponse(path)
+
+    @app.get("/vrms/{file_name}", include_in_schema=False)
+    async def vrm(file_name: str) -> Response:
+        name = file_name.removesuffix(VRM_SUFFIX)
+        path = server.vrms.get(name) if file_name.endswith(VRM_SUFFIX) else None
+        if path is None:
+            return JSONResponse(
+                {"error": f"no VRM {file_name!r}; choose one of {', '.join(n + VRM_SUFFIX for n in server.vrms)}"},
+                status_code=404,
+            )
+        return FileResponse(path, media_type=VRM_CONTENT_TYPE)
 
     @app.websocket("/ws")
     async def socket(websocket: WebSocket) -> None:

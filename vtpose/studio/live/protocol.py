@@ -4,11 +4,13 @@ Page -> server:
 - binary `FRAME`: `FRAME_HEADER` (kind 1, frame id uint32, capture time float64 ms on the page's clock, little
   endian) then one JPEG or WebP image, already downscaled by the page (long side `live_imgsz()`).
 - binary `BACKGROUND`: kind 2 then an image (PNG, JPEG or WebP) the output views show behind the avatars.
+- binary `VRM`: kind 3 then a .vrm file (at most `MAX_VRM_BYTES`), checked by `check_vrm`, relayed to output views.
 - text: JSON objects with a `type`: `settings` (see `Settings`), `avatar` (`{"name", "yaml"}`: a user avatar
-  definition, validated like a file) or `ping`.
+  definition, validated like a file), `expr` (`{"blink", "mouth"}`, 0-1, relayed to output views) or `ping`.
 
-Server -> page: JSON text `welcome`, `poses` (see `poses_message`), `settings`, `avatar`, `pong` and `error`
-(`{"type": "error", "code", "message"}`, plus `id` for a frame), and binary `BACKGROUND` relayed to output views.
+Server -> page: JSON text `welcome`, `poses` (see `poses_message`), `settings`, `avatar`, `vrm`, `expr`, `pong` and
+`error` (`{"type": "error", "code", "message"}`, plus `id` for a frame), and binary `BACKGROUND` and `VRM` relayed to
+output views.
 A connection that cannot go on is closed with one of the `CLOSE_*` codes and a one-line reason.
 """
 
@@ -32,9 +34,13 @@ from vtpose.serving.decoding import ImagePolicy
 from vtpose.studio.avatar.rig import Rig
 from vtpose.studio.avatar.scene import PERSON_CHOICES
 from vtpose.studio.avatar.spec import AvatarSpec, Color, PartSpec, parse_avatar
+from vtpose.studio.avatar3d import vrm_file
+from vtpose.studio.avatar3d.solver import Body3D
+from vtpose.studio.avatar3d.vrm_file import VrmInfo, VrmRejected
 
 FRAME = 1
 BACKGROUND = 2
+VRM = 3
 FRAME_HEADER = struct.Struct("<BId")
 # The model's input long side for live frames (VTPOSE_LIVE_IMGSZ overrides it). With one frame in flight the
 # displayed fps is one over the round trip, and the model is most of it: 480 gives the model 0.56x the pixels of
@@ -51,6 +57,7 @@ MAX_BACKGROUND_SIDE = 4096
 # Frames come from the page's canvas (no EXIF); a background is a user's file, turned as the browser shows it.
 FRAME_IMAGES = ImagePolicy(MAX_FRAME_BYTES, max_side=MAX_FRAME_SIDE, formats=("JPEG", "WebP"), apply_exif=False)
 BACKGROUND_IMAGES = ImagePolicy(MAX_BACKGROUND_BYTES, max_side=MAX_BACKGROUND_SIDE, formats=("JPEG", "PNG", "WebP"))
+MAX_VRM_BYTES = vrm_file.MAX_VRM_BYTES  # its reason is there: under the WebSocket's own 16 MiB message limit
 MAX_TEXT_BYTES = 64 << 10  # a settings message is ~200 bytes; an avatar YAML a few KB
 MAX_USER_AVATARS = 8  # uploaded avatars kept per capture page
 MAX_NAME_CHARS = 40
@@ -74,8 +81,11 @@ MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a control frame's payload is at most 1
 
 ROLES = ("capture", "output")
 PAIR_CODE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
-TEXT_TYPES = ("settings", "avatar", "ping")
+TEXT_TYPES = ("settings", "avatar", "expr", "ping")
 BACKGROUND_KINDS = ("prepared", "image", "color", "transparent")
+MODES = ("2d", "3d")
+VRM_KINDS = ("prepared", "upload")
+EXPR_KEYS = ("blink", "mouth")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -211,6 +221,9 @@ class Settings:
         background: `{"kind": "prepared", "name"}`, `{"kind": "image"}` (sent as a binary BACKGROUND message),
             `{"kind": "color", "color": "#rrggbb"}` or `{"kind": "transparent"}`.
         fps: the camera's frame rate, frames per second (the page reports it; the smoother measures real gaps).
+        mode: "2d" (the YAML avatars) or "3d" (a VRM, driven by each person's `body3d`).
+        vrm: `{"kind": "prepared", "name"}` (a name in the config's `vrms`) or `{"kind": "upload", "name"}` (the
+            page's own file, sent as a binary VRM message); None until parsed: the server's default prepared one.
     """
 
     avatar: str | None = None
@@ -219,22 +232,32 @@ class Settings:
     skeleton: bool = False
     background: dict[str, str] = field(default_factory=lambda: {"kind": "prepared", "name": "studio"})
     fps: float = 30.0
+    mode: str = "2d"
+    vrm: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The settings message relayed to output views."""
         return {"type": "settings", **asdict(self)}
 
 
-_SETTINGS_KEYS = frozenset({"type", "avatar", "person", "mirror", "skeleton", "background", "fps"})
+_SETTINGS_KEYS = frozenset({"type", "avatar", "person", "mirror", "skeleton", "background", "fps", "mode", "vrm"})
 
 
-def parse_settings(message: dict[str, Any], avatar_names: set[str], background_names: set[str]) -> Settings:
+def parse_settings(
+    message: dict[str, Any],
+    avatar_names: set[str],
+    background_names: set[str],
+    vrm_names: set[str] | None = None,
+    default_vrm: str | None = None,
+) -> Settings:
     """Validate a `settings` message (every key optional; missing ones take `Settings`' defaults).
 
     Args:
         message: the parsed JSON object.
         avatar_names: avatar names the session can draw.
         background_names: prepared background names.
+        vrm_names: the VRMs the config offers by name (prepared and the server's user folder).
+        default_vrm: the prepared VRM a page gets when it names none.
 
     Raises:
         ProtocolError: `bad_settings`, naming the key and the allowed values.
@@ -262,7 +285,56 @@ def parse_settings(message: dict[str, Any], avatar_names: set[str], background_n
     if not isinstance(fps, int | float) or isinstance(fps, bool) or not 1 <= fps <= 240:
         raise ProtocolError("bad_settings", f"fps {fps!r} must be a number from 1 to 240.")
     background = _parse_background(message.get("background", defaults.background), background_names)
-    return Settings(avatar, person, flags["mirror"], flags["skeleton"], background, float(fps))
+    mode = message.get("mode", defaults.mode)
+    if mode not in MODES:
+        raise ProtocolError("bad_settings", f"mode {mode!r} must be one of {', '.join(MODES)}.")
+    vrm = _parse_vrm_choice(message.get("vrm"), vrm_names or set(), default_vrm)
+    return Settings(avatar, person, flags["mirror"], flags["skeleton"], background, float(fps), mode, vrm)
+
+
+def _parse_vrm_choice(raw: Any, names: set[str], default: str | None) -> dict[str, str] | None:
+    if raw is None:
+        return None if default is None else {"kind": "prepared", "name": default}
+    if not isinstance(raw, dict) or raw.get("kind") not in VRM_KINDS or set(raw) - {"kind", "name"}:
+        raise ProtocolError(
+            "bad_settings", f"vrm must be an object {{kind, name}} whose kind is one of {', '.join(VRM_KINDS)}."
+        )
+    name = raw.get("name")
+    if raw["kind"] == "prepared" and name not in names:
+        raise ProtocolError("bad_settings", f"vrm {name!r} is not offered; choose one of {sorted(names)}.")
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise ProtocolError("bad_settings", "an uploaded vrm's name is its file name (1-255 characters).")
+    return {"kind": raw["kind"], "name": name}
+
+
+def parse_expr(message: dict[str, Any]) -> dict[str, Any]:
+    """An `expr` message (`{"blink", "mouth"}`, numbers 0-1, nothing else) as the record relayed to output views.
+
+    Raises:
+        ProtocolError: `bad_expr`, naming the key.
+    """
+    extra = sorted(set(message) - {"type", *EXPR_KEYS})
+    if extra:
+        raise ProtocolError("bad_expr", f"unknown expr keys {extra}; an expr message has only {', '.join(EXPR_KEYS)}.")
+    record: dict[str, Any] = {"type": "expr"}
+    for key in EXPR_KEYS:
+        value = message.get(key, 0.0)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            raise ProtocolError("bad_expr", f"expr {key} {value!r} must be a number from 0 to 1.")
+        record[key] = round(float(value), 3)
+    return record
+
+
+def parse_vrm(data: bytes, name: str = "uploaded VRM") -> VrmInfo:
+    """A binary `VRM` message's file checked as the studio's VRMs are (`check_vrm`), in memory.
+
+    Raises:
+        ProtocolError: `too_large` or `bad_vrm`, with the check's message (what is wrong and the fix).
+    """
+    try:
+        return vrm_file.check_vrm(data, name, MAX_VRM_BYTES)
+    except VrmRejected as error:
+        raise ProtocolError(error.code, str(error)) from None
 
 
 def _parse_background(raw: Any, names: set[str]) -> dict[str, str]:
@@ -362,12 +434,17 @@ def rig_json(rig: Rig) -> dict[str, Any]:
     }
 
 
-def person_json(person: PersonPose, rig: Rig | None, avatar: AvatarSpec | None) -> dict[str, Any]:
-    """One tracked person: DESIGN.md's person record, plus its rig and avatar name when it can be drawn."""
+def person_json(
+    person: PersonPose, rig: Rig | None, avatar: AvatarSpec | None, body3d: Body3D | None = None
+) -> dict[str, Any]:
+    """One tracked person: DESIGN.md's person record, plus its rig and avatar name when it can be drawn, and its
+    VRM bone rotations (`body3d`) in 3D mode."""
     record = person.to_json()
     if rig is not None and avatar is not None:
         record["rig"] = rig_json(rig)
         record["avatar"] = avatar.name
+        if body3d is not None:
+            record["body3d"] = body3d.to_json()
     return record
 
 

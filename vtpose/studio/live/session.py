@@ -18,6 +18,8 @@ from typing import Any
 from vtpose.pose import PersonPose
 from vtpose.studio.avatar.scene import TrackAvatars, posed_rigs, select_persons
 from vtpose.studio.avatar.spec import AvatarSpec
+from vtpose.studio.avatar3d.solver import BodySolver
+from vtpose.studio.avatar3d.vrm_file import VrmInfo
 from vtpose.studio.live.protocol import (
     MAX_USER_AVATARS,
     Frame,
@@ -46,6 +48,8 @@ class LiveSession:
         avatars: the avatars the page may choose by name (prepared ones and the server's user folder).
         background_names: the prepared backgrounds.
         default_avatar_order: the prepared avatars handed out by track when no avatar is chosen.
+        vrm_names: the VRMs offered by name (prepared and the server's user folder).
+        default_vrm: the prepared VRM a page starts with.
     """
 
     def __init__(
@@ -53,13 +57,19 @@ class LiveSession:
         avatars: dict[str, AvatarSpec],
         background_names: set[str],
         default_avatar_order: Sequence[AvatarSpec],
+        vrm_names: set[str] | None = None,
+        default_vrm: str | None = None,
     ) -> None:
         self.known = dict(avatars)
         self.uploaded: dict[str, AvatarSpec] = {}
         self.background_names = background_names
         self.prepared = list(default_avatar_order)
-        self.settings = Settings()
+        self.vrm_names = set(vrm_names or ())
+        self.default_vrm = default_vrm
+        self.settings = Settings(vrm=None if default_vrm is None else {"kind": "prepared", "name": default_vrm})
         self.background_image: bytes | None = None  # the uploaded background, relayed to output views
+        self.vrm: bytes | None = None  # the page's own VRM file (in memory only), relayed to output views
+        self.vrm_info: VrmInfo | None = None
         self._last_capture_ms: float | None = None
         self._reset_motion()
 
@@ -67,6 +77,7 @@ class LiveSession:
         self.tracker = PoseTracker()
         self.smoother = PoseSmoother(self.settings.fps)
         self.avatars = self._track_avatars()
+        self.solvers: dict[int | None, BodySolver] = {}  # per track: bone-length calibration and smoothing
 
     def _track_avatars(self) -> TrackAvatars:
         name = self.settings.avatar
@@ -79,7 +90,9 @@ class LiveSession:
         Raises:
             ProtocolError: a bad value (nothing changes then).
         """
-        settings = parse_settings(message, set(self.known) | set(self.uploaded), self.background_names)
+        settings = parse_settings(
+            message, set(self.known) | set(self.uploaded), self.background_names, self.vrm_names, self.default_vrm
+        )
         avatar_changed = settings.avatar != self.settings.avatar
         self.settings = settings
         if avatar_changed:
@@ -108,6 +121,7 @@ class LiveSession:
 
         The chain is `vtpose animate`'s: `PoseTracker.update`, then `PoseSmoother.update` (its time step set to
         the real gap between this frame's capture time and the previous one's), then the rig per avatar.
+        In 3D mode each drawn person also gets `body3d` from its track's `BodySolver`, told the same gap.
         """
         if self._last_capture_ms is not None:
             gap = (frame.capture_ms - self._last_capture_ms) / 1000.0
@@ -117,7 +131,24 @@ class LiveSession:
         chosen = select_persons(tracked, self.settings.person)
         rigs, specs = posed_rigs(chosen, self.avatars)
         by_track = {r.track_id: (r, s) for r, s in zip(rigs, specs, strict=True)}
-        return [person_json(p, *by_track.get(p.track_id, (None, None))) for p in chosen]
+        records = []
+        live_tracks = set()
+        for person in chosen:
+            rig, spec = by_track.get(person.track_id, (None, None))
+            body = None
+            if rig is not None and self.settings.mode == "3d":
+                solver = self.solvers.setdefault(person.track_id, BodySolver())
+                live_tracks.add(person.track_id)
+                body = solver.update(person, rig, self.smoother.dt)
+            records.append(person_json(person, rig, spec, body))
+        if self.settings.mode == "3d":  # a lost track's calibration goes with it, so memory stays flat
+            self.solvers = {t: s for t, s in self.solvers.items() if t in live_tracks}
+        return records
+
+    def keep_vrm(self, data: bytes, info: VrmInfo) -> dict[str, Any]:
+        """Keep the page's checked VRM file in memory (replacing the previous one); the answer to the page."""
+        self.vrm, self.vrm_info = data, info
+        return {"type": "vrm", "name": info.title or info.name, "bytes": info.bytes, "version": info.version}
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What a newly joined output view needs before the next poses: the uploaded avatars and the settings."""
