@@ -315,7 +315,7 @@ def test_the_3d_page_runs_under_its_own_content_security_policy(chromium: Any, s
     page.select_option("#mode", "3d")
     page.select_option("#vrm", f"prepared:{USER_VRM}")  # the textured one: its image loads under img-src blob:
     for _ in range(150):
-        if page.evaluate("window.studio.joints3d().length > 0"):
+        if page.evaluate(f"window.studio.scene3d.key === 'prepared:{USER_VRM}' && window.studio.joints3d().length > 0"):
             break
         page.wait_for_timeout(200)
     assert page.evaluate("window.studio.scene3d.key") == f"prepared:{USER_VRM}"

@@ -1,8 +1,9 @@
 """A small VRM 0.x file written from scratch, for the browser tests (the prepared avatars are VRM 1.0).
 
-A box-limbed humanoid in UniVRM 0.x's conventions: it faces -Z and its left hand points along -X (three-vrm's
-`VRMUtils.rotateVRM0` turns it to face +Z), every humanoid bone a node with no rotation, one textured material
-(so the page's image loading runs under its Content-Security-Policy) and `Blink` / `A` blend shapes on the head.
+A box-limbed humanoid on the generated avatars' rest skeleton, in UniVRM 0.x's conventions: it faces -Z and its
+left hand points along -X (three-vrm's `VRMUtils.rotateVRM0` turns it to face +Z), every humanoid bone a node with
+no rotation, one textured material (so the page's image loading runs under its Content-Security-Policy) and
+`Blink` / `A` blend shapes on the head.
 Variants for the refusal tests: humanoid bones left out of the mapping, or plain glTF without the VRM extension.
 """
 
@@ -16,32 +17,28 @@ from typing import Any
 
 import numpy as np
 
+from vtpose.studio.avatar3d.skeleton import GENERATED_BONES, METRES_PER_UNIT, PARENT, rest_joints
+
 GLB_MAGIC = b"glTF"
 _JSON_CHUNK = 0x4E4F534A
 _BIN_CHUNK = 0x004E4942
 _FLOAT, _USHORT = 5126, 5123
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
-# Bone -> (parent, offset from the parent's joint in metres): 1.6 m tall, left side at -X as UniVRM 0.x writes.
-BONES: dict[str, tuple[str | None, tuple[float, float, float]]] = {
-    "hips": (None, (0.0, 0.9, 0.0)),
-    "spine": ("hips", (0.0, 0.1, 0.0)),
-    "chest": ("spine", (0.0, 0.15, 0.0)),
-    "neck": ("chest", (0.0, 0.2, 0.0)),
-    "head": ("neck", (0.0, 0.08, 0.0)),
-    "leftUpperArm": ("chest", (-0.17, 0.17, 0.0)),
-    "leftLowerArm": ("leftUpperArm", (-0.26, 0.0, 0.0)),
-    "leftHand": ("leftLowerArm", (-0.24, 0.0, 0.0)),
-    "rightUpperArm": ("chest", (0.17, 0.17, 0.0)),
-    "rightLowerArm": ("rightUpperArm", (0.26, 0.0, 0.0)),
-    "rightHand": ("rightLowerArm", (0.24, 0.0, 0.0)),
-    "leftUpperLeg": ("hips", (-0.09, -0.05, 0.0)),
-    "leftLowerLeg": ("leftUpperLeg", (0.0, -0.4, 0.0)),
-    "leftFoot": ("leftLowerLeg", (0.0, -0.38, 0.0)),
-    "rightUpperLeg": ("hips", (0.09, -0.05, 0.0)),
-    "rightLowerLeg": ("rightUpperLeg", (0.0, -0.4, 0.0)),
-    "rightFoot": ("rightLowerLeg", (0.0, -0.38, 0.0)),
-}
+
+def _bones() -> dict[str, tuple[str | None, tuple[float, float, float]]]:
+    """Bone -> (parent, offset from the parent's joint in metres): the generated avatars' rest skeleton (so the
+    fidelity bound applies to this file too), mirrored in x as UniVRM 0.x writes it (left side at -X)."""
+    joints = rest_joints()
+    bones: dict[str, tuple[str | None, tuple[float, float, float]]] = {}
+    for name in GENERATED_BONES:
+        parent = PARENT[name]
+        offset = (joints[name] - (joints[parent] if parent else 0.0)) * METRES_PER_UNIT * np.array([-1.0, 1.0, 1.0])
+        bones[name] = (parent, (round(float(offset[0]), 4), round(float(offset[1]), 4), round(float(offset[2]), 4)))
+    return bones
+
+
+BONES = _bones()
 # Each bone's box reaches to this child's joint (end bones get a short box of their own).
 _SEGMENT_TO = {parent: name for name, (parent, _) in BONES.items() if parent} | {"chest": "neck", "hips": "spine"}
 _THICKNESS = 0.07
