@@ -13,6 +13,12 @@ pycocotools' scores of one source on the merged dataset are its scores alone. Pe
 source wrote them: MPII persons their 12 mapped joints, the 5 face joints unlabelled (v=0), and their "mpii"
 record for PCKh.
 
+Why v=0 is safe to train on: Ultralytics' pose loss (ultralytics 8.4.190, ultralytics/utils/loss.py,
+`v8PoseLoss.calculate_keypoints_loss`) builds `kpt_mask = gt_kpt[..., 2] != 0` and `KeypointLoss.forward`
+multiplies the per-joint OKS loss by it (rescaled by the labelled count), so an unlabelled joint is never pulled
+anywhere. The same mask is the target of the keypoint-confidence BCE (`bce_pose(pred_kpt[..., 2], kpt_mask)`):
+the model learns low confidence where a joint is unlabelled, as it already does for COCO's unlabelled joints.
+
 The sampling weight of each source is applied when converting to YOLO (`train_list`): the training list names
 each image once per draw, so a weight of 2 shows a source's images twice per epoch.
 """

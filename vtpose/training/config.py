@@ -89,7 +89,7 @@ class DataConfig(_Strict):
         sources: several sources instead of the keys above (`SourceConfig` each: its own source, path, split
             rule and weight): each is ingested and validated on its own, then they are merged into one dataset
             (`vtpose.data.merge`) that trains on all of them and is evaluated per source. Giving it together with
-            any of the single-source keys is an error.
+            a single-source key set to anything but its default is an error.
         pretrained: the COCO-pretrained checkpoint: the evaluation baseline and the fine-tuning start.
         dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii, mpii_mat) and `pretrained` from
             this DVC remote URL, at the version pinned by data.dvc, instead of the project folder: how a step
@@ -112,7 +112,11 @@ class DataConfig(_Strict):
     def _one_form(self) -> DataConfig:
         if self.sources is None:
             return self
-        single = [key for key in SOURCE_KEYS if key in self.model_fields_set]
+        # By value, not by `model_fields_set`: ZenML hands a step the full dump of this model back, defaults and all.
+        defaults = DataConfig.model_fields
+        single = [
+            key for key in SOURCE_KEYS if getattr(self, key) != defaults[key].get_default(call_default_factory=True)
+        ]
         if single:
             keys = ", ".join(f"data.{key}" for key in single)
             raise ValueError(
