@@ -261,6 +261,11 @@ class EvaluationReportMaterializer(BaseMaterializer):
             metadata["baseline_AP"] = round(data.baseline_stats["AP"], 4)
         if "AP" in data.production_stats:
             metadata["production_AP"] = round(data.production_stats["AP"], 4)
+        for name, part in data.per_source.items():  # a merged val split: each source's own
+            metadata[f"{name}_AP"] = round(part["stats"]["AP"], 4)
+            for role, score in (part.get("pckh") or {}).items():
+                if score["PCKh"] is not None:
+                    metadata[f"{name}_{role}_PCKh"] = score["PCKh"]
         bootstrap = data.bootstrap_result()
         if bootstrap is not None:
             if "AP" in bootstrap.intervals.get(CANDIDATE, {}):

@@ -252,7 +252,10 @@ def test_each_source_is_scored_as_it_would_be_alone(tmp_path: Path) -> None:
     assert pckh["per_joint"]["head_top"] is None and set(pckh["mean_joints"]) == set(PCKH_MEAN_JOINTS)
     assert report.stats != report.per_source["coco"]["stats"]  # the combined set is both sources together
 
-    # In MLflow's metrics and the summary beside the combined set's.
+    # In the model version's metadata, MLflow's metrics and the summary, beside the combined set's.
+    brief = report.per_source_summary()["mpii"]
+    assert brief["trained"] == report.per_source["mpii"]["stats"] and brief["PCKh"][CANDIDATE] == pckh["PCKh"]
+    assert brief["pretrained"] == report.per_source["mpii"]["baseline_stats"] and brief["num_images"] == 5
     metrics = evaluation_metrics(report)
     assert metrics["source/mpii/coco_AP"] == report.per_source["mpii"]["stats"]["AP"]
     assert metrics["source/mpii/pckh"] == pckh["PCKh"] and "source/coco/pckh" not in metrics

@@ -139,6 +139,8 @@ def test_evaluation_per_source_in_the_report_mlflow_and_summary(sources_run) -> 
         report.per_source["coco-person-mini"]["stats"]["APl"], abs=1e-12
     )
     assert metrics["coco_AP"] == pytest.approx(report.stats["AP"], abs=1e-12)  # the combined set, as before
+    version_metadata = run.model_version.run_metadata["per_source_stats"]
+    assert version_metadata["mpii"]["trained"] == pytest.approx(part["stats"], abs=1e-12)
     text = "\n".join(report_lines(report))
     assert "evaluation on val of source mpii (5 images)" in text and "PCKh@0.5 trained: " in text
 

@@ -179,6 +179,17 @@ class EvaluationReport:
             production_weights_sha256=self.production_weights_sha256,
         )
 
+    def per_source_summary(self) -> dict[str, dict[str, Any]]:
+        """Each source's stats by model and its PCKh where scored, small enough for metadata."""
+        return {
+            name: {
+                "num_images": part["num_images"],
+                **{heading.split()[0]: stats for role, heading, stats in self.source_report(name).columns()},
+                "PCKh": {role: score["PCKh"] for role, score in (part.get("pckh") or {}).items()},
+            }
+            for name, part in self.per_source.items()
+        }
+
     def pckh_lines(self, name: str) -> list[str]:
         """A source's PCKh@0.5 (MPII ground truth only), one line per scored model; [] where it has none."""
         scores = self.per_source[name].get("pckh") or {}
