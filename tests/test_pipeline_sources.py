@@ -24,6 +24,7 @@ from vtpose.paths import CONFIGS_DIR, PRETRAINED_WEIGHTS
 from vtpose.testing.mpii_mat import sample_entries, write_sample_source
 from vtpose.training.bootstrap import CANDIDATE
 from vtpose.training.evaluate import evaluation_report
+from vtpose.training.registry import STATS_METADATA_KEY
 from vtpose.training.reports import EvaluationReport
 from vtpose.training.summary import decision_lines, report_lines
 
@@ -139,7 +140,7 @@ def test_evaluation_per_source_in_the_report_mlflow_and_summary(sources_run) -> 
         report.per_source["coco-person-mini"]["stats"]["APl"], abs=1e-12
     )
     assert metrics["coco_AP"] == pytest.approx(report.stats["AP"], abs=1e-12)  # the combined set, as before
-    version_metadata = run.model_version.run_metadata["per_source_stats"]
+    version_metadata = run.model_version.run_metadata[f"per_source_{STATS_METADATA_KEY}"]
     assert version_metadata["mpii"]["trained"] == pytest.approx(part["stats"], abs=1e-12)
     text = "\n".join(report_lines(report))
     assert "evaluation on val of source mpii (5 images)" in text and "PCKh@0.5 trained: " in text
