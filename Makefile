@@ -22,7 +22,7 @@ export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 
-.PHONY: help install data zenml-init dashboard stack run test lint mlflow-ui serve clean-runtime
+.PHONY: help install data zenml-init dashboard stack run run-merged test lint mlflow-ui serve clean-runtime
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ run: data stack  ## Run the training pipeline (CONFIG=configs/training.yaml), de
 	$(BIN)/zenml pipeline run training_pipeline -c $(CONFIG)
 	if $(BIN)/vtpose pipeline promoted; then $(BIN)/zenml pipeline run deployment_pipeline -c $(DEPLOYMENT_CONFIG); fi
 	$(BIN)/vtpose pipeline summary
+
+run-merged:  ## Train on the COCO and MPII samples merged (data.sources), evaluated per source: make run CONFIG=configs/merged.yaml
+	$(MAKE) run CONFIG=configs/merged.yaml
 
 test: data browser  ## Run the whole test suite (isolated ZenML store, real MLflow, real data, headless Chromium)
 	$(BIN)/python -m pytest

@@ -16,7 +16,7 @@ from zenml.metadata.metadata_types import MetadataType, StorageSize
 
 from materializers.storage import download_file, download_folder, hash_folder, upload_file, upload_folder
 from vtpose.artifacts import ExportedModel, PoseDataset, PoseWeights, YoloPoseDataset, sha256_file
-from vtpose.data.reports import dataset_markdown, dataset_previews, dataset_statistics
+from vtpose.data.reports import conversion_markdown, dataset_markdown, dataset_previews, dataset_statistics
 from vtpose.overlay import contact_sheet
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION
 from vtpose.training.reports import EvaluationReport, TrainingCurves, plot_intervals, plot_training_curves
@@ -80,12 +80,18 @@ class PoseDatasetMaterializer(BaseMaterializer):
     def save_visualizations(self, data: PoseDataset) -> dict[str, VisualizationType]:
         """Ground-truth skeletons on sample images, and the dataset statistics."""
         stats = dataset_statistics(data)
-        return {
+        visualizations = {
             _write_bytes(
                 self.uri, "previews.png", _png(contact_sheet(dataset_previews(data)))
             ): VisualizationType.IMAGE,
             _write_text(self.uri, "statistics.md", dataset_markdown(stats)): VisualizationType.MARKDOWN,
         }
+        for name in stats.get("sources", {}):  # a merged dataset: each source's own samples
+            previews = dataset_previews(data, source=name)
+            if previews:
+                path = _write_bytes(self.uri, f"previews_{name}.png", _png(contact_sheet(previews)))
+                visualizations[path] = VisualizationType.IMAGE
+        return visualizations
 
     def extract_metadata(self, data: PoseDataset) -> dict[str, MetadataType]:
         """Counts per split, and how many records validation skipped."""
@@ -94,6 +100,10 @@ class PoseDatasetMaterializer(BaseMaterializer):
         for split, values in stats["splits"].items():
             metadata[f"{split}_images"] = values["images"]
             metadata[f"{split}_persons_with_keypoints"] = values["persons_with_keypoints"]
+        for name, source in stats.get("sources", {}).items():
+            for split, values in source["splits"].items():
+                metadata[f"{name}_{split}_images"] = values["images"]
+                metadata[f"{name}_{split}_persons_with_keypoints"] = values["persons_with_keypoints"]
         skipped = data.info.get("skipped")
         if isinstance(skipped, dict):
             metadata["skipped_records"] = int(sum(skipped.values()))
@@ -122,9 +132,8 @@ class YoloPoseDatasetMaterializer(BaseMaterializer):
         return hash_folder(data.root)
 
     def save_visualizations(self, data: YoloPoseDataset) -> dict[str, VisualizationType]:
-        """The conversion summary as a table."""
-        lines = ["# COCO -> YOLO-pose conversion", "", "```json", json.dumps(data.summary, indent=2), "```"]
-        return {_write_text(self.uri, "summary.md", "\n".join(lines) + "\n"): VisualizationType.MARKDOWN}
+        """The conversion summary: for a merged dataset the merge as a table, then the whole summary."""
+        return {_write_text(self.uri, "summary.md", conversion_markdown(data.summary)): VisualizationType.MARKDOWN}
 
     def extract_metadata(self, data: YoloPoseDataset) -> dict[str, MetadataType]:
         """Top-level numbers of the summary."""
@@ -252,6 +261,11 @@ class EvaluationReportMaterializer(BaseMaterializer):
             metadata["baseline_AP"] = round(data.baseline_stats["AP"], 4)
         if "AP" in data.production_stats:
             metadata["production_AP"] = round(data.production_stats["AP"], 4)
+        for name, part in data.per_source.items():  # a merged val split: each source's own
+            metadata[f"{name}_AP"] = round(part["stats"]["AP"], 4)
+            for role, score in (part.get("pckh") or {}).items():
+                if score["PCKh"] is not None:
+                    metadata[f"{name}_{role}_PCKh"] = score["PCKh"]
         bootstrap = data.bootstrap_result()
         if bootstrap is not None:
             if "AP" in bootstrap.intervals.get(CANDIDATE, {}):

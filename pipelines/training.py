@@ -1,5 +1,8 @@
 """The training pipeline: ingest -> validate -> convert -> train -> evaluate -> promote -> export -> package.
 
+With `data.sources`, each source is ingested and validated on its own, then the validated datasets are merged
+(`merge_sources`) before conversion; evaluation then scores each source's val split beside the combined one.
+
 Beside training, the production version's weights are scored on the same val split (cached by weights and data),
 so evaluation and the gate compare like with like.
 """
@@ -14,6 +17,7 @@ from steps import (
     export_variants,
     ingest_dataset,
     ingest_pretrained,
+    merge_sources,
     package_model,
     production_reference,
     promote_model,
@@ -29,6 +33,7 @@ from vtpose.training.config import (
     TrainConfig,
     ValidationConfig,
     check_gate,
+    check_rule_sources,
 )
 from vtpose.training.registry import MODEL_NAME
 
@@ -60,9 +65,21 @@ def training_pipeline(
     promotion = promotion or PromotionConfig()
     package = package or PackageConfig()
     check_gate(evaluation, promotion)
-    raw_dataset = ingest_dataset(data=data)
-    pretrained_weights = ingest_pretrained(data=data)
-    dataset, _ = validate_dataset(raw_dataset=raw_dataset, validation=validation)
+    check_rule_sources(data, promotion)
+    if data.sources is None:
+        raw_dataset = ingest_dataset(data=data)
+        pretrained_weights = ingest_pretrained(data=data)
+        dataset, _ = validate_dataset(raw_dataset=raw_dataset, validation=validation)
+    else:
+        pretrained_weights = ingest_pretrained(data=data)
+        # Each source ingested and validated as a single-source run does it (its own step invocations, named after
+        # it), then merged; everything downstream sees one dataset and evaluates it per source.
+        validated = []
+        for source in data.sources:
+            raw = ingest_dataset(data=data.for_source(source), id=f"ingest_dataset_{source.label}")
+            valid, _ = validate_dataset(raw_dataset=raw, validation=validation, id=f"validate_dataset_{source.label}")
+            validated.append(valid)
+        dataset = merge_sources(datasets=validated, sources=data.sources)
     yolo_dataset = convert_dataset(dataset=dataset)
     trained_weights, _ = train_model(
         yolo_dataset=yolo_dataset, pretrained_weights=pretrained_weights, train_config=train

@@ -2,6 +2,7 @@
 
 from steps.data.convert import convert_dataset
 from steps.data.ingest import ingest_dataset, ingest_pretrained
+from steps.data.merge import merge_sources
 from steps.data.validate import validate_dataset
 from steps.deployment.deploy import choose_bento, deploy_model
 from steps.deployment.export import export_variants
@@ -27,6 +28,7 @@ __all__ = [
     "ingest_inputs",
     "ingest_pretrained",
     "merge_inference",
+    "merge_sources",
     "package_model",
     "production_reference",
     "promote_model",

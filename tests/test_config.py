@@ -11,7 +11,9 @@ from vtpose.paths import CONFIGS_DIR
 from vtpose.training.config import PIPELINE_PARAMETERS, check_run_config
 
 
-@pytest.mark.parametrize("name", ["training.yaml", "smoke.yaml", "mpii.yaml", "containers.yaml", "training_k8s.yaml"])
+@pytest.mark.parametrize(
+    "name", ["training.yaml", "smoke.yaml", "mpii.yaml", "merged.yaml", "containers.yaml", "training_k8s.yaml"]
+)
 def test_shipped_configs_are_valid(name: str) -> None:
     parsed = check_run_config(CONFIGS_DIR / name)
     assert set(parsed) == set(PIPELINE_PARAMETERS)

@@ -20,109 +20,19 @@ from scipy.io import savemat
 from vtpose.data import ingest_mpii, validate_dataset
 from vtpose.data.mpii_mat import MPII_MAT, ingest_mpii_mat, read_mpii_mat
 from vtpose.errors import VtposeError
-from vtpose.keypoints import KEYPOINT_INDEX, MPII_JOINT_NAMES
+from vtpose.keypoints import KEYPOINT_INDEX
 from vtpose.paths import MPII_SAMPLE_DIR
+from vtpose.testing.mpii_mat import EMPTY, HEAD_TOP, write_release
+from vtpose.testing.mpii_mat import annorect as _rect
+from vtpose.testing.mpii_mat import head_box_around as _head_box
+from vtpose.testing.mpii_mat import num as _num
+from vtpose.testing.mpii_mat import point as _point
+from vtpose.testing.mpii_mat import sample_entries as _sample_entries
+from vtpose.testing.mpii_mat import sample_persons as _sample_persons
+from vtpose.testing.mpii_mat import sample_points as _sample_points
+from vtpose.testing.mpii_mat import struct_array as _struct
+from vtpose.testing.mpii_mat import write_sample_source as _source
 from vtpose.training.pckh import pckh
-
-EMPTY = np.zeros((0, 0))
-RECT_FIELDS = ["x1", "y1", "x2", "y2", "annopoints", "scale", "objpos"]
-HEAD_TOP, UPPER_NECK = MPII_JOINT_NAMES.index("head_top"), MPII_JOINT_NAMES.index("upper_neck")
-
-
-def _num(v: float) -> np.ndarray:
-    return np.array([[float(v)]])
-
-
-def _struct(fields: list[str], records: list[dict[str, Any]]) -> np.ndarray:
-    """A 1xK MATLAB struct array: every record has every field, as MATLAB requires ([] where unset)."""
-    array = np.empty((1, len(records)), dtype=[(f, object) for f in fields])
-    for k, record in enumerate(records):
-        for f in fields:
-            array[f][0, k] = record.get(f, EMPTY)
-    return array
-
-
-def _point(joint_id: int, x: float, y: float, is_visible: Any) -> dict[str, Any]:
-    return {"id": _num(joint_id), "x": _num(x), "y": _num(y), "is_visible": is_visible}
-
-
-def _rect(points: list[dict[str, Any]] | None, head_box: tuple[float, ...] | None = None) -> dict[str, Any]:
-    rect: dict[str, Any] = {"scale": _num(3.0), "objpos": _struct(["x", "y"], [{"x": _num(600), "y": _num(300)}])}
-    if head_box:
-        rect.update({k: _num(v) for k, v in zip(("x1", "y1", "x2", "y2"), head_box, strict=True)})
-    rect["annopoints"] = (
-        _struct(["point"], [{"point": _struct(["id", "x", "y", "is_visible"], points)}]) if points else EMPTY
-    )
-    return rect
-
-
-def _sample_persons() -> list[dict[str, Any]]:
-    return json.loads((MPII_SAMPLE_DIR / "annotations" / "test_mpii.json").read_text())
-
-
-def _head_box(person: dict[str, Any]) -> tuple[float, float, float, float]:
-    """A head box around head_top and upper_neck, 1-based like the file's (the sample JSON has none)."""
-    (tx, ty), (nx, ny) = person["joints"][HEAD_TOP], person["joints"][UPPER_NECK]
-    return (min(tx, nx) - 20.0, min(ty, ny), max(tx, nx) + 20.0, max(ty, ny))
-
-
-def _sample_points(person: dict[str, Any]) -> list[dict[str, Any]]:
-    """The person's labelled joints as MATLAB points, with is_visible written each way MPII writes it."""
-    points = []
-    for j, ((x, y), labelled) in enumerate(zip(person["joints"], person["joints_vis"], strict=True)):
-        if not labelled:
-            continue  # MPII leaves an unlabelled joint out of the point list
-        vis: Any = EMPTY if j in (HEAD_TOP, UPPER_NECK) else ("1" if j % 2 else _num(1))
-        points.append(_point(j, x, y, vis))
-    return points
-
-
-def write_release(path: Path, entries: list[tuple[str, int, list[dict[str, Any]], list[int]]]) -> Path:
-    """Write a RELEASE .mat: entries are (image name, img_train, annorects, single_person indices, 1-based)."""
-    annolist = _struct(
-        ["image", "annorect", "frame_sec", "vididx"],
-        [
-            {
-                "image": _struct(["name"], [{"name": name}]),
-                "annorect": _struct(sorted({f for r in rects for f in r}, key=RECT_FIELDS.index), rects)
-                if rects
-                else EMPTY,
-            }
-            for name, _, rects, _ in entries
-        ],
-    )
-    single = np.empty((len(entries), 1), dtype=object)
-    for i, (_, _, _, singles) in enumerate(entries):
-        single[i, 0] = np.array(singles, dtype=np.float64).reshape(-1, 1) if singles else EMPTY
-    release = _struct(
-        ["annolist", "img_train", "version", "single_person"],
-        [{"annolist": annolist, "img_train": np.array([[float(t) for _, t, _, _ in entries]]), "version": "12",
-          "single_person": single}],
-    )  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(path, {"RELEASE": release})
-    return path
-
-
-Entry = tuple[str, int, list[dict[str, Any]], list[int]]
-
-
-def _sample_entries(persons: list[dict[str, Any]] | None = None, head_boxes: bool = True) -> list[Entry]:
-    """One annolist entry per sample person: a training image, one annorect, listed as single person."""
-    return [
-        (p["image"], 1, [_rect(_sample_points(p), _head_box(p) if head_boxes else None)], [1])
-        for p in (persons or _sample_persons())
-    ]
-
-
-def _source(tmp_path: Path, entries: list[Entry]) -> Path:
-    """MPII's folder layout: the .mat beside images/ (the sample's images)."""
-    source = tmp_path / "mpii-mat"
-    source.mkdir(exist_ok=True)
-    if not (source / "images").exists():
-        (source / "images").symlink_to(MPII_SAMPLE_DIR / "images")
-    write_release(source / MPII_MAT, entries)
-    return source
 
 
 def _without_mpii(coco: dict[str, Any]) -> dict[str, Any]:

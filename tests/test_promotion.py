@@ -149,6 +149,7 @@ def test_every_rule_must_pass() -> None:
         "passed": True,
         "reason": "AP75 0.5100 against the production version's 0.5000, difference +0.0100 [-0.0600, +0.0200]: "
         "not significantly worse (upper bound +0.0200 is not below 0; rule not_significantly_worse)",
+        "source": None,  # the combined val set (a rule's `source:` names one of data.sources)
     }
     # One stat significantly worse: rejected, and the reason names that rule alone.
     worse = decide_promotion(

@@ -46,9 +46,9 @@ def ingest_dataset(data: DataConfig) -> Annotated[PoseDataset, "raw_dataset"]:
         source = _source(data.path, data, "vtpose-source-")
         return ingest_coco_folder(source, dest, train_split=data.train_split, val_split=data.val_split)
     if data.source == "mpii":
-        return ingest_mpii(_source(data.path, data, "vtpose-source-"), dest)
+        return ingest_mpii(_source(data.path, data, "vtpose-source-"), dest, val_fraction=data.val_fraction)
     if data.source == "mpii_mat":
-        return ingest_mpii_mat(_source(data.path, data, "vtpose-source-"), dest)
+        return ingest_mpii_mat(_source(data.path, data, "vtpose-source-"), dest, val_fraction=data.val_fraction)
     # coco2017 downloads by URL already; data.path is its download cache, never a DVC-tracked folder.
     return fetch_coco2017(
         dest,

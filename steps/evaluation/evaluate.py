@@ -48,5 +48,7 @@ def evaluate_model(
         metadata[f"{PRODUCTION}_{STATS_METADATA_KEY}"] = report.production_stats
     if report.bootstrap:
         metadata[BOOTSTRAP_METADATA_KEY] = report.bootstrap
+    if report.per_source:
+        metadata[f"per_source_{STATS_METADATA_KEY}"] = report.per_source_summary()
     log_metadata(metadata=metadata, infer_model=True)
     return report

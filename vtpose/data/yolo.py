@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ import yaml
 from vtpose.artifacts import PoseDataset, YoloPoseDataset
 from vtpose.data._fs import atomic_dir, link_or_copy, safe_relative_name, write_json
 from vtpose.data.coco import load_coco_json
+from vtpose.data.merge import merged_sources, source_names, source_part, train_entries
 from vtpose.errors import VtposeError
 from vtpose.keypoints import FLIP_IDX, NUM_KEYPOINTS, PERSON_CATEGORY_ID
 
@@ -52,6 +53,8 @@ __all__ = ["convert_to_yolo", "write_data_yaml", "write_yolo_labels"]
 
 DATA_YAML = "data.yaml"
 SUMMARY_JSON = "summary.json"
+# A merged dataset's training list: one `./images/train/{source}/{file}` line per draw (its source's weight).
+TRAIN_LIST = "train.txt"
 _NKV = 3 * NUM_KEYPOINTS  # 51 values per person
 _ROW_FORMAT = " ".join(["%g"] * (5 + _NKV)) + "\n"  # class, 4 box values, 17 x (x, y, v): 56 numbers
 
@@ -208,7 +211,13 @@ def write_yolo_labels(
     }
 
 
-def write_data_yaml(root: Path, absolute: bool, train_split: str | None = None, val_split: str | None = None) -> Path:
+def write_data_yaml(
+    root: Path,
+    absolute: bool,
+    train_split: str | None = None,
+    val_split: str | None = None,
+    train_list: str | None = None,
+) -> Path:
     """Write (or rewrite) `root/data.yaml` for Ultralytics.
 
     How Ultralytics finds the dataset (`ultralytics.data.utils.check_det_dataset`): the root is the YAML's
@@ -221,7 +230,9 @@ def write_data_yaml(root: Path, absolute: bool, train_split: str | None = None, 
         root: the YOLO dataset folder (with `images/{split}/`).
         absolute: True writes `path: <root, absolute>` (for a run that copies the YAML elsewhere); False omits
             `path`, so the folder works wherever it is moved.
-        train_split / val_split: split folders under `images/`; None keeps the ones in the existing data.yaml.
+        train_split / val_split: split folders under `images/`; None keeps what the existing data.yaml says.
+        train_list: train from this list file under `root` (one `./images/...` line per draw: a merged dataset's
+            weighted sampling, `TRAIN_LIST`) instead of the `train_split` folder.
 
     Returns:
         The YAML's path.
@@ -231,16 +242,17 @@ def write_data_yaml(root: Path, absolute: bool, train_split: str | None = None, 
     """
     root = Path(root)
     target = root / DATA_YAML
-    if train_split is None or val_split is None:
+    train = train_list if train_list else f"images/{train_split}" if train_split else None
+    val = f"images/{val_split}" if val_split else None
+    if train is None or val is None:
         if not target.is_file():
             raise VtposeError(f"{target}: missing; pass train_split and val_split to write a new one.")
         old = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
-        train_split = train_split or PurePosixPath(old["train"]).name
-        val_split = val_split or PurePosixPath(old["val"]).name
+        train, val = train or str(old["train"]), val or str(old["val"])
     data: dict[str, Any] = {"path": str(root.resolve())} if absolute else {}
     data |= {
-        "train": f"images/{train_split}",
-        "val": f"images/{val_split}",
+        "train": train,
+        "val": val,
         "kpt_shape": [NUM_KEYPOINTS, 3],
         "flip_idx": list(FLIP_IDX),
         "names": {0: "person"},
@@ -249,6 +261,14 @@ def write_data_yaml(root: Path, absolute: bool, train_split: str | None = None, 
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     target.write_text(("" if absolute else header) + text, encoding="utf-8")
     return target
+
+
+def _sum_counts(parts: list[dict[str, Any]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for counts in parts:
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+    return totals
 
 
 def convert_to_yolo(dataset: PoseDataset, dest_dir: Path, include_negatives: bool = True) -> YoloPoseDataset:
@@ -260,6 +280,11 @@ def convert_to_yolo(dataset: PoseDataset, dest_dir: Path, include_negatives: boo
     `names: {0: person}`) and `summary.json`. Files are written in sorted order with fixed formatting and no
     timestamps, so the same input gives the same bytes, and a ZenML step over it is a cache hit.
 
+    A merged dataset (`vtpose.data.merge`) is converted source by source, each by the same `write_yolo_labels`
+    into its own folder (`labels/{split}/{source}/`), so each source's label files are byte for byte its
+    single-source conversion's; training reads `TRAIN_LIST`, which names every training image as often as its
+    source's weight says (`vtpose.data.merge.train_entries`), and the summary counts each source and the totals.
+
     Args:
         dataset: the source; every image its JSON lists must exist (validate first).
         dest_dir: folder to create (replaced atomically if it exists; nothing is left on failure).
@@ -267,46 +292,66 @@ def convert_to_yolo(dataset: PoseDataset, dest_dir: Path, include_negatives: boo
 
     Returns:
         The YOLO dataset; `summary` = {"format", "train_split", "val_split", "include_negatives",
-        "splits": {split: counts from `write_yolo_labels`}, "totals": summed counts}.
+        "splits": {split: counts from `write_yolo_labels`}, "totals": summed counts}, and for a merged dataset
+        "sources": {name: {"weight", "train_images", "train_entries", "splits": {split: counts}}} and
+        "train_entries" (the training list's length).
 
     Raises:
         VtposeError: broken JSON, inconsistent records, or a missing image (the message names it).
     """
     dest_dir = Path(dest_dir)
     per_split: dict[str, dict[str, Any]] = {}
+    sources = merged_sources(dataset)
+    per_source: dict[str, dict[str, Any]] = {s["name"]: {"weight": s["weight"], "splits": {}} for s in sources}
+    train_images: dict[str, list[str]] = {s["name"]: [] for s in sources}
     with atomic_dir(dest_dir) as tmp:
         for split in dataset.splits:
             ann_file = dataset.annotation_file(split)
             coco = load_coco_json(ann_file)
-            images = sorted(coco["images"], key=lambda im: str(im["file_name"]))
-            coco = {**coco, "images": images}
-            counts = write_yolo_labels(coco, tmp / "labels" / split, include_negatives, where=str(ann_file))
-            annotated = {a["image_id"] for a in coco["annotations"]}
-            (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
-            for im in images:
-                if not include_negatives and im["id"] not in annotated:
-                    continue
-                src = dataset.image_dir(split) / im["file_name"]
-                if not src.is_file():
-                    raise VtposeError(
-                        f"{src}: image id {im['id']} listed in {ann_file} is missing; restore it, or run "
-                        "validate_dataset with on_error: skip to drop it."
-                    )
-                link_or_copy(src, tmp / "images" / split / im["file_name"])
-            per_split[split] = counts
-        write_data_yaml(tmp, absolute=False, train_split=dataset.train_split, val_split=dataset.val_split)
-        totals: dict[str, int] = {}
-        for counts in per_split.values():
-            for k, v in counts.items():
-                totals[k] = totals.get(k, 0) + v
-        summary = {
+            groups = [(name, source_part(coco, name)[0]) for name in source_names(coco)] if sources else [("", coco)]
+            counts_of_groups = []
+            for name, part in groups:
+                images = sorted(part["images"], key=lambda im: str(im["file_name"]))
+                part = {**part, "images": images}
+                counts = write_yolo_labels(part, tmp / "labels" / split, include_negatives, where=str(ann_file))
+                counts_of_groups.append(counts)
+                annotated = {a["image_id"] for a in part["annotations"]}
+                (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
+                for im in images:
+                    if not include_negatives and im["id"] not in annotated:
+                        continue
+                    src = dataset.image_dir(split) / im["file_name"]
+                    if not src.is_file():
+                        raise VtposeError(
+                            f"{src}: image id {im['id']} listed in {ann_file} is missing; restore it, or run "
+                            "validate_dataset with on_error: skip to drop it."
+                        )
+                    link_or_copy(src, tmp / "images" / split / im["file_name"])
+                    if name and split == dataset.train_split:
+                        train_images[name].append(f"./images/{split}/{im['file_name']}")
+                if name:
+                    per_source[name]["splits"][split] = counts
+            per_split[split] = _sum_counts(counts_of_groups)
+        summary: dict[str, Any] = {
             "format": "ultralytics-yolo-pose",
             "source": dataset.name,
             "train_split": dataset.train_split,
             "val_split": dataset.val_split,
             "include_negatives": include_negatives,
             "splits": per_split,
-            "totals": totals,
+            "totals": _sum_counts(list(per_split.values())),
         }
+        if sources:
+            entries: list[str] = []
+            for name, info in per_source.items():
+                drawn = train_entries(train_images[name], info["weight"])
+                info["train_images"] = len(train_images[name])
+                info["train_entries"] = len(drawn)
+                entries += drawn
+            (tmp / TRAIN_LIST).write_text("".join(f"{entry}\n" for entry in sorted(entries)), encoding="utf-8")
+            write_data_yaml(tmp, absolute=False, val_split=dataset.val_split, train_list=TRAIN_LIST)
+            summary |= {"sources": per_source, "train_entries": len(entries)}
+        else:
+            write_data_yaml(tmp, absolute=False, train_split=dataset.train_split, val_split=dataset.val_split)
         write_json(tmp / SUMMARY_JSON, summary, indent=2)
     return YoloPoseDataset(root=dest_dir, summary=summary)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A source's name: folder and file-name prefix in a merged dataset, and the key of its metrics.
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# The keys of one source, shared by `DataConfig` (the single-source form) and each entry of `data.sources`.
+SOURCE_KEYS = ("source", "path", "train_split", "val_split", "val_fraction", "base_url", "checksums")
+
+
+class SourceConfig(_Strict):
+    """One data source of `data.sources` (and what the single-source keys of `DataConfig` describe).
+
+    Attributes:
+        name: its name in the merged dataset (image folders and file names are prefixed with it, so two sources
+            cannot collide) and in per-source metrics and gate rules; defaults to the last part of `path`.
+        source / path / train_split / val_split / base_url / checksums: as `DataConfig`'s keys of the same name.
+        val_fraction: the split rule of "mpii" and "mpii_mat": 0 trains and evaluates on all images (one split),
+            above 0 holds that share of images out for evaluation (ranked by sha256 of the file name).
+        weight: how often its training images are sampled per epoch, relative to once each: the source
+            contributes round(weight x its training images) entries to the training list (halves rounded up);
+            every image appears floor(weight) or floor(weight) + 1 times, the extra ones the first by sha256 of
+            their file name (`vtpose.data.merge.train_list`).
+    """
+
+    name: str | None = Field(None, pattern=SOURCE_NAME_PATTERN)
+    source: DataSource = "coco_folder"
+    path: str = "data/coco-person-mini"
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    base_url: str = "http://images.cocodataset.org"
+    checksums: dict[str, str] = Field(default_factory=dict)
+    weight: float = Field(1.0, gt=0.0, le=1000.0)
+
+    @property
+    def label(self) -> str:
+        """The source's name: `name`, else the last part of its path."""
+        return self.name or Path(self.path).name
+
+
 class DataConfig(_Strict):
     """Where the data and the pretrained checkpoint come from.
 
@@ -45,8 +83,13 @@ class DataConfig(_Strict):
         path: the folder for coco_folder, mpii and mpii_mat; the download cache for coco2017. Relative paths are
             resolved against the project root.
         train_split / val_split: split names (COCO folder and archives).
+        val_fraction: mpii and mpii_mat: share of images held out for evaluation (0: one split for both).
         base_url: where coco2017 archives are fetched from (a mirror, or a server on 127.0.0.1 in tests).
         checksums: archive file name -> expected md5 or sha256 hex digest (length tells which).
+        sources: several sources instead of the keys above (`SourceConfig` each: its own source, path, split
+            rule and weight): each is ingested and validated on its own, then they are merged into one dataset
+            (`vtpose.data.merge`) that trains on all of them and is evaluated per source. Giving it together with
+            a single-source key set to anything but its default is an error.
         pretrained: the COCO-pretrained checkpoint: the evaluation baseline and the fine-tuning start.
         dvc_remote: when set, the ingestion steps read `path` (coco_folder, mpii, mpii_mat) and `pretrained` from
             this DVC remote URL, at the version pinned by data.dvc, instead of the project folder: how a step
@@ -58,10 +101,52 @@ class DataConfig(_Strict):
     path: str = "data/coco-person-mini"
     train_split: str = "train2017"
     val_split: str = "val2017"
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     base_url: str = "http://images.cocodataset.org"
     checksums: dict[str, str] = Field(default_factory=dict)
+    sources: list[SourceConfig] | None = None
     pretrained: str = "data/pretrained/yolo11n-pose.pt"
     dvc_remote: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DataConfig:
+        if self.sources is None:
+            return self
+        # By value, not by `model_fields_set`: ZenML hands a step the full dump of this model back, defaults and all.
+        defaults = DataConfig.model_fields
+        single = [
+            key for key in SOURCE_KEYS if getattr(self, key) != defaults[key].get_default(call_default_factory=True)
+        ]
+        if single:
+            keys = ", ".join(f"data.{key}" for key in single)
+            raise ValueError(
+                f"both data.sources and single-source keys ({keys}) are given; move them into an entry of "
+                "data.sources, or drop data.sources"
+            )
+        if not self.sources:
+            raise ValueError("data.sources is empty; list at least one source, or drop the key for data.source")
+        names = [s.label for s in self.sources]
+        bad = [n for n in names if not re.fullmatch(SOURCE_NAME_PATTERN, n)]
+        if bad:
+            raise ValueError(
+                f"data.sources: {bad[0]!r} (from its path) is not a usable source name; give the entry a `name:` of "
+                "letters, digits, '.', '_' or '-'"
+            )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"data.sources names {', '.join(twice)} more than once; give each entry its own `name:`")
+        return self
+
+    def source_configs(self) -> list[SourceConfig]:
+        """The sources: `sources`, or the single-source keys as a one-entry list."""
+        if self.sources is not None:
+            return list(self.sources)
+        return [SourceConfig(**{key: getattr(self, key) for key in SOURCE_KEYS})]
+
+    def for_source(self, source: SourceConfig) -> DataConfig:
+        """The single-source config that ingests `source` (with this config's pretrained and dvc_remote)."""
+        keys = {key: getattr(source, key) for key in SOURCE_KEYS}
+        return DataConfig(**keys, pretrained=self.pretrained, dvc_remote=self.dvc_remote)
 
 
 class ValidationConfig(_Strict):
@@ -170,6 +255,23 @@ def check_gate(evaluation: EvaluationConfig, promotion: PromotionConfig) -> None
                 f"bootstrap interval, but parameters.evaluation.bootstrap_resamples is "
                 f"{evaluation.bootstrap_resamples}; set it to at least {MIN_GATE_RESAMPLES} "
                 f"({DEFAULT_RESAMPLES} recommended) or use rule no_worse."
+            )
+
+
+def check_rule_sources(data: DataConfig, promotion: PromotionConfig) -> None:
+    """Every gate rule that names a source (`source:`) names one of `data.sources`.
+
+    Raises:
+        VtposeError: naming the rule, the unknown source and the configured ones.
+    """
+    names = [s.label for s in data.source_configs()] if data.sources is not None else []
+    for index, gate_rule in enumerate(promotion.gate_rules()):
+        if gate_rule.source is not None and gate_rule.source not in names:
+            configured = ", ".join(names) if names else "none: data.sources is not set, so rules judge the one source"
+            raise VtposeError(
+                f"parameters.{promotion.rule_key(index).removesuffix('.rule')}.source {gate_rule.source!r} is not a "
+                f"configured source (data.sources: {configured}); name one of them or drop `source:` to judge the "
+                "combined val set."
             )
 
 
@@ -302,8 +404,16 @@ def check_run_config(path: Path) -> dict[str, BaseModel]:
         raise VtposeError(f"{path}: {error}") from error
     data = parsed["data"]
     assert isinstance(data, DataConfig)
-    for key in ("path", "pretrained") if data.source != "coco2017" else ("pretrained",):
-        local = resolve_project_path(getattr(data, key))
-        if not local.exists():
+    try:
+        check_rule_sources(data, promotion)
+    except VtposeError as error:
+        raise VtposeError(f"{path}: {error}") from error
+    local = resolve_project_path(data.pretrained)
+    if not local.exists():
+        raise VtposeError(f"{path}: parameters.data.pretrained: {local} does not exist; run `make data` (dvc pull).")
+    for index, source in enumerate(data.source_configs()):
+        local = resolve_project_path(source.path)
+        if source.source != "coco2017" and not local.exists():
+            key = f"sources[{index}].path" if data.sources is not None else "path"
             raise VtposeError(f"{path}: parameters.data.{key}: {local} does not exist; run `make data` (dvc pull).")
     return parsed

@@ -23,6 +23,7 @@ from vtpose.keypoints import COCO_STAT_NAMES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS
 from vtpose.paths import atomic_path
 from vtpose.pose import PersonPose, load_image
 from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult, paired_bootstrap
+from vtpose.training.per_source import per_source_evaluation
 from vtpose.training.reports import EvaluationReport, prediction_previews
 
 # COCOeval's keypoint stats look at the 20 best detections per image.
@@ -265,15 +266,17 @@ def evaluation_report(
         if baseline_weights
         else None
     )
+    detections = {CANDIDATE: result.detections}
+    if production is not None:
+        detections[PRODUCTION] = production.results_json
+    if baseline is not None:
+        detections[PRETRAINED] = baseline.detections
     bootstrap: dict[str, Any] = {}
     if bootstrap_resamples:
-        detections = {CANDIDATE: result.detections}
-        if production is not None:
-            detections[PRODUCTION] = production.results_json
-        if baseline is not None:
-            detections[PRETRAINED] = baseline.detections
         pairs = [(CANDIDATE, role) for role in detections if role != CANDIDATE]
         bootstrap = bootstrap_detections(coco_gt, detections, bootstrap_resamples, bootstrap_seed, pairs).to_dict()
+    # A merged split (data.sources): each source's own scores from the same detections, none predicted again.
+    per_source = per_source_evaluation(coco_gt, detections, bootstrap_resamples, bootstrap_seed)
     return EvaluationReport(
         stats=result.stats,
         baseline_stats=baseline.stats if baseline else {},
@@ -288,4 +291,5 @@ def evaluation_report(
         production_weights_sha256=production.weights_sha256 if production else "",
         results_json=result.detections,
         previews=prediction_previews(result.detections, coco_gt.dataset, Path(images_dir), count=previews),
+        per_source=per_source,
     )

@@ -19,6 +19,10 @@ from vtpose.training.variants import VariantReport
 _UNSAFE = re.compile(r"[^\w\-./ ]")
 
 
+# Where a source's own metrics go in the MLflow run of a merged dataset: `source/<name>/coco_AP`.
+SOURCE_METRIC_PREFIX = "source/"
+
+
 def _active() -> bool:
     import mlflow
 
@@ -61,9 +65,18 @@ def evaluation_metrics(report: EvaluationReport) -> dict[str, float]:
     `coco_<stat>` for the trained model, `production_coco_<stat>` and `pretrained_coco_<stat>` for the references
     scored on the same split; with the bootstrap, each also as `..._ci_low` / `..._ci_high`, and the paired
     differences as `candidate_minus_production_<stat>` (and `_ci_low`, `_ci_high`), likewise for pretrained.
+    A merged val split's sources each get the same under `source/<name>/`, and `source/<name>/pckh` for MPII.
     """
     prefixes = {CANDIDATE: "", PRODUCTION: f"{PRODUCTION}_", PRETRAINED: f"{PRETRAINED}_"}
     metrics: dict[str, float] = {}
+    for name, part in report.per_source.items():
+        # Each source of a merged val split under `source/<name>/`, the same names as the combined set's, and
+        # PCKh@0.5 where its ground truth has MPII head boxes (`source/<name>/pckh`, `.../pretrained_pckh`).
+        own = evaluation_metrics(report.source_report(name))
+        metrics.update({f"{SOURCE_METRIC_PREFIX}{name}/{key}": value for key, value in own.items()})
+        for role, score in (part.get("pckh") or {}).items():
+            if score["PCKh"] is not None:
+                metrics[f"{SOURCE_METRIC_PREFIX}{name}/{prefixes[role]}pckh"] = score["PCKh"]
     for role, _, stats in report.columns():
         metrics.update({f"{prefixes[role]}coco_{name}": value for name, value in stats.items()})
     bootstrap = report.bootstrap_result()

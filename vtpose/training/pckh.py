@@ -9,6 +9,7 @@ leaves out. Scores are fractions (0-1), like the project's AP, not MPII's percen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,7 +55,11 @@ def head_sizes(head_boxes: np.ndarray) -> np.ndarray:
 
 
 def pckh(
-    ground_truth: np.ndarray, predictions: np.ndarray, head_boxes: np.ndarray, threshold: float = PCKH_THRESHOLD
+    ground_truth: np.ndarray,
+    predictions: np.ndarray,
+    head_boxes: np.ndarray,
+    threshold: float = PCKH_THRESHOLD,
+    mean_joints: Sequence[str] | None = None,
 ) -> PCKhResult:
     """PCKh of predicted MPII joints against the ground truth of the same persons.
 
@@ -64,6 +69,7 @@ def pckh(
         predictions: (N, 16, 2) [x, y], pixels, same persons and order; NaN for a joint not predicted.
         head_boxes: (N, 4) [x1, y1, x2, y2], pixels: each person's head box.
         threshold: fraction of the head size (0.5: PCKh@0.5).
+        mean_joints: the joints the mean is over; None: all but `PCKH_MEAN_EXCLUDES`, as MPII's tables.
 
     Returns:
         Per-joint PCKh, the mean and the labelled counts.
@@ -97,7 +103,11 @@ def pckh(
     n_correct = correct.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_joint = n_correct / n_labelled
-    in_mean = np.array([name not in PCKH_MEAN_EXCLUDES for name in MPII_JOINT_NAMES])
+    unknown = sorted(set(mean_joints or ()) - set(MPII_JOINT_NAMES))
+    if unknown:
+        raise ValueError(f"mean_joints {unknown} are not MPII joints; use names of MPII_JOINT_NAMES")
+    chosen = set(mean_joints) if mean_joints is not None else set(MPII_JOINT_NAMES) - set(PCKH_MEAN_EXCLUDES)
+    in_mean = np.array([name in chosen for name in MPII_JOINT_NAMES])
     total = int(n_labelled[in_mean].sum())
     mean = float(n_correct[in_mean].sum() / total) if total else float("nan")
     return PCKhResult(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vtpose.errors import VtposeError
-from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, Interval, difference_name
+from vtpose.training.bootstrap import CANDIDATE, PRETRAINED, PRODUCTION, BootstrapResult, Interval, difference_name
 
 if TYPE_CHECKING:
     from vtpose.training.reports import EvaluationReport
@@ -70,6 +70,9 @@ class GateRule(BaseModel):
         rule: one of `PROMOTION_RULES`.
         margin: the loss not_significantly_worse tolerates, in units of the stat (0.01 = one AP point); 0 for
             the other rules.
+        source: with `data.sources`, the source whose val split the stat is read on (its own pycocotools scores
+            and paired bootstrap, `EvaluationReport.per_source`); None (the default) reads the combined val set
+            of every source together, which for a single-source run is that source's val split.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -77,6 +80,7 @@ class GateRule(BaseModel):
     metric: GateMetric
     rule: PromotionRule
     margin: float = Field(0.0, ge=0.0, lt=1.0)
+    source: str | None = None
 
     @model_validator(mode="after")
     def _margin_belongs_to_its_rule(self) -> GateRule:
@@ -85,9 +89,24 @@ class GateRule(BaseModel):
             raise ValueError(problem)
         return self
 
+    @property
+    def stat_key(self) -> str:
+        """Where the stat is in `decide_promotion`'s stats: `AP`, or `mpii-sample/AP` for a source's."""
+        return stat_key(self.metric, self.source)
+
+    @property
+    def stat_label(self) -> str:
+        """The stat as the decision names it: `AP`, or `AP on source mpii-sample`."""
+        return self.metric if self.source is None else f"{self.metric} on source {self.source}"
+
     def label(self) -> str:
-        """`APl significantly_better`, `AP not_significantly_worse (margin 0.01)`."""
-        return f"{self.metric} {self.rule}" + (f" (margin {self.margin:g})" if self.margin else "")
+        """`APl significantly_better`, `AP on source mpii-sample not_significantly_worse (margin 0.01)`."""
+        return f"{self.stat_label} {self.rule}" + (f" (margin {self.margin:g})" if self.margin else "")
+
+
+def stat_key(metric: str, source: str | None) -> str:
+    """A stat's key in the flat stats the gate reads: the combined set's `AP`, a source's `mpii-sample/AP`."""
+    return metric if source is None else f"{source}/{metric}"
 
 
 # The default gate (PromotionConfig and configs/training.yaml; why: the comment there): no stat significantly
@@ -125,6 +144,7 @@ class RuleCheck:
         difference: candidate - reference with its bootstrap interval (`Interval.to_dict`), when bootstrapped.
         passed: whether the rule holds.
         reason: one sentence: the numbers and the verdict.
+        source: the source whose val split the stat was read on; None for the combined val set.
     """
 
     metric: str
@@ -135,6 +155,7 @@ class RuleCheck:
     difference: dict[str, float] | None
     passed: bool
     reason: str
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,7 @@ class PromotionDecision:
         production_value: the production version's value of the first rule's stat (None without one).
         test_only_refused: the rules passed, but the config is `promotion.test_only` and this is not a test store,
             so production was left alone.
+        source: the source whose val split the first rule's stat was read on (None: the combined val set).
     """
 
     promote: bool
@@ -180,6 +202,7 @@ class PromotionDecision:
     production_below_pretrained: bool = False
     production_value: float | None = None
     test_only_refused: bool = False
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -213,29 +236,31 @@ def apply_rule(gate_rule: GateRule, candidate: Mapping[str, float], baseline: Ba
     Raises:
         VtposeError: an interval rule and an evaluation that was not bootstrapped.
     """
-    metric, rule, margin = gate_rule.metric, gate_rule.rule, gate_rule.margin
-    value, reference = candidate[metric], baseline.stats.get(metric)
+    metric, rule, margin, source = gate_rule.metric, gate_rule.rule, gate_rule.margin, gate_rule.source
+    key, name = gate_rule.stat_key, gate_rule.stat_label
+    _check_scored([gate_rule], candidate)
+    value, reference = candidate[key], baseline.stats.get(key)
     label = _REFERENCE_LABEL[baseline.name]
     if rule in INTERVAL_RULES and baseline.differences is None:
         raise VtposeError(
-            f"promotion rule {metric} {rule} needs the bootstrap interval of {metric} against {label}; "
+            f"promotion rule {name} {rule} needs the bootstrap interval of {name} against {label}; "
             "set evaluation.bootstrap_resamples above 0, or use rule no_worse."
         )
-    difference = None if baseline.differences is None else baseline.differences.get(metric)
+    difference = None if baseline.differences is None else baseline.differences.get(key)
     if not _has_ground_truth(value) or not _has_ground_truth(reference) or (rule in INTERVAL_RULES and not difference):
         passed = rule != "significantly_better"
         verdict = "passes: nothing shows it worse" if passed else "fails: nothing shows it better"
-        reason = f"{metric} has no ground truth in its size range on this split, so the rule {verdict} (rule {rule})"
-        return RuleCheck(metric, rule, margin, value, reference, None, passed, reason)
+        reason = f"{name} has no ground truth in its size range on this split, so the rule {verdict} (rule {rule})"
+        return RuleCheck(metric, rule, margin, value, reference, None, passed, reason, source)
     assert reference is not None  # _has_ground_truth
     if rule == "no_worse":
         passed = value >= reference
         verb = "is at least" if passed else "is below"
-        reason = f"{metric} {value:.4f} {verb} {label}'s {reference:.4f} (rule no_worse)"
+        reason = f"{name} {value:.4f} {verb} {label}'s {reference:.4f} (rule no_worse)"
         shown_difference = None if difference is None else difference.to_dict()
-        return RuleCheck(metric, rule, margin, value, reference, shown_difference, passed, reason)
+        return RuleCheck(metric, rule, margin, value, reference, shown_difference, passed, reason, source)
     assert difference is not None  # checked above
-    shown = f"{metric} {value:.4f} against {label}'s {reference:.4f}, difference {difference.format(True)}"
+    shown = f"{name} {value:.4f} against {label}'s {reference:.4f}, difference {difference.format(True)}"
     if rule == "not_significantly_worse":
         passed = difference.high >= -margin
         verdict = "not significantly worse" if passed else "significantly worse"
@@ -246,7 +271,22 @@ def apply_rule(gate_rule: GateRule, candidate: Mapping[str, float], baseline: Ba
         verdict = "significantly better" if passed else "not significantly better"
         bound = f"lower bound {difference.low:+.4f} {'is above' if passed else 'is not above'} 0"
     reason = f"{shown}: {verdict} ({bound}; rule {rule})"
-    return RuleCheck(metric, rule, margin, value, reference, difference.to_dict(), passed, reason)
+    return RuleCheck(metric, rule, margin, value, reference, difference.to_dict(), passed, reason, source)
+
+
+def _check_scored(rules: Sequence[GateRule], candidate: Mapping[str, float]) -> None:
+    """Every rule's stat was scored (a rule's `source:` names a source the evaluation scored).
+
+    Raises:
+        VtposeError: naming the rule and the sources that were scored.
+    """
+    for gate_rule in rules:
+        if gate_rule.stat_key not in candidate:
+            scored = sorted({key.split("/")[0] for key in candidate if "/" in key})
+            raise VtposeError(
+                f"promotion rule {gate_rule.label()}: the evaluation has no {gate_rule.stat_label} (sources scored: "
+                f"{', '.join(scored) or 'none'}); name a source of data.sources, or drop `source:`."
+            )
 
 
 def _verdict(checks: Sequence[RuleCheck], label: str) -> tuple[bool, str]:
@@ -256,7 +296,7 @@ def _verdict(checks: Sequence[RuleCheck], label: str) -> tuple[bool, str]:
         return not failed, checks[0].reason  # one rule: its own sentence says it all
     if failed:
         return False, f"{len(failed)} of {len(checks)} rules failed: " + "; ".join(c.reason for c in failed)
-    rules = ", ".join(f"{c.metric} {c.rule}" for c in checks)
+    rules = ", ".join(f"{stat_key(c.metric, c.source)} {c.rule}" for c in checks)
     return True, f"all {len(checks)} rules passed against {label} ({rules})"
 
 
@@ -273,7 +313,8 @@ def decide_promotion(
     promoted (there is nothing to protect).
 
     Args:
-        candidate: the candidate's stats by name.
+        candidate: the candidate's stats by name (`stat_key`: "AP" for the combined val set, "mpii-sample/AP" for
+            a source's own val split).
         production: the current production version on the candidate's split, or None if nothing is in production.
         pretrained: the pretrained checkpoint on the same split, or None if it was not evaluated.
         rules: the rules, all of which must pass (the first one's stat fills the record's top-level fields).
@@ -283,7 +324,8 @@ def decide_promotion(
     """
     if not rules:
         raise VtposeError("promotion needs at least one rule; list them under promotion.rules.")
-    first = rules[0].metric
+    first = rules[0].stat_key
+    _check_scored(rules, candidate)
     value = candidate[first]
     production_value = production.stats.get(first) if production is not None else None
     below = (
@@ -296,20 +338,31 @@ def decide_promotion(
     baseline = pretrained if below or production is None else production
     if baseline is None:
         checks = [
-            RuleCheck(r.metric, r.rule, r.margin, candidate[r.metric], None, None, True, "no baseline to compare with")
+            RuleCheck(
+                r.metric,
+                r.rule,
+                r.margin,
+                candidate[r.stat_key],
+                None,
+                None,
+                True,
+                "no baseline to compare with",
+                r.source,
+            )
             for r in rules
         ]
         reason = f"nothing in production yet and no baseline to compare with: {first} {value:.4f} is promoted"
         return PromotionDecision(
-            True, first, rules[0].rule, value, "none", None, None, rules[0].margin, reason, [asdict(c) for c in checks]
-        )
+            True, rules[0].metric, rules[0].rule, value, "none", None, None, rules[0].margin, reason,
+            [asdict(c) for c in checks], source=rules[0].source,
+        )  # fmt: skip
     label = _REFERENCE_LABEL[baseline.name]
     checks = [apply_rule(r, candidate, baseline) for r in rules]
     promote, verdict = _verdict(checks, label)
     if below:
         assert pretrained is not None and production_value is not None  # `below`
         prefix = (
-            f"the production version scores below the pretrained checkpoint on this split ({first} "
+            f"the production version scores below the pretrained checkpoint on this split ({rules[0].stat_label} "
             f"{production_value:.4f} against {pretrained.stats[first]:.4f}), so it protects nothing and the rules "
             "are applied against the pretrained checkpoint: "
         )
@@ -329,6 +382,7 @@ def decide_promotion(
         [asdict(c) for c in checks],
         production_below_pretrained=below,
         production_value=production_value,
+        source=head.source,
     )
 
 
@@ -353,26 +407,49 @@ def decide_from_report(
     if not rules:
         raise VtposeError("promotion needs at least one rule; list them under promotion.rules.")
     first = rules[0]
-    candidate = report.stats
-    bootstrap = report.bootstrap_result()
+    candidate = _flat_stats(report, "stats")
     if production_sha256 is not None and production_sha256 != report.production_weights_sha256:
         scored = report.production_weights_sha256[:8] or "nothing"
         reason = (
             f"production changed during this run (weights {production_sha256[:8]} now, {scored} scored): "
             "not promoted; run the pipeline again to compare with the current production version"
         )
+        _check_scored([first], candidate)
         return PromotionDecision(
-            False, first.metric, first.rule, candidate[first.metric], "production", None, None, first.margin, reason
-        )
+            False, first.metric, first.rule, candidate[first.stat_key], "production", None, None, first.margin,
+            reason, source=first.source,
+        )  # fmt: skip
 
-    def baseline(name: Reference, stats: dict[str, float]) -> Baseline | None:
-        if not stats:
+    def baseline(name: Reference, field_name: str) -> Baseline | None:
+        stats = _flat_stats(report, field_name)
+        if not getattr(report, field_name):
             return None
-        differences = bootstrap.differences.get(difference_name(CANDIDATE, name), {}) if bootstrap else None
-        return Baseline(name, stats, differences)
+        return Baseline(name, stats, _flat_differences(report, name))
 
-    production = baseline("production", report.production_stats) if production_sha256 is not None else None
-    return decide_promotion(candidate, production, baseline("pretrained", report.baseline_stats), rules)
+    production = baseline("production", "production_stats") if production_sha256 is not None else None
+    return decide_promotion(candidate, production, baseline("pretrained", "baseline_stats"), rules)
+
+
+def _flat_stats(report: EvaluationReport, field_name: str) -> dict[str, float]:
+    """One model's stats on the combined val set and on each source's (`stat_key`), from a report's field."""
+    stats: dict[str, float] = dict(getattr(report, field_name))
+    for source, part in report.per_source.items():
+        stats.update({stat_key(metric, source): value for metric, value in part[field_name].items()})
+    return stats
+
+
+def _flat_differences(report: EvaluationReport, reference: Reference) -> dict[str, Interval] | None:
+    """Candidate minus `reference`, with paired intervals, on the combined set and each source (`stat_key`)."""
+    bootstrap = report.bootstrap_result()
+    if bootstrap is None:
+        return None
+    name = difference_name(CANDIDATE, reference)
+    differences = dict(bootstrap.differences.get(name, {}))
+    for source, part in report.per_source.items():
+        if part.get("bootstrap"):
+            own = BootstrapResult.from_dict(part["bootstrap"]).differences.get(name, {})
+            differences.update({stat_key(metric, source): interval for metric, interval in own.items()})
+    return differences
 
 
 def in_test_store(environ: Mapping[str, str] | None = None) -> bool:

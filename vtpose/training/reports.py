@@ -109,6 +109,9 @@ class EvaluationReport:
         production_version / production_weights_sha256: which production version was scored beside it.
         results_json: the scored COCO results records.
         previews: PNG bytes of a few val images with predicted (red) and ground-truth (green) skeletons.
+        per_source: on a merged val split (`data.sources`), each source's own scores, from the same detections:
+            source name -> {"num_images", "stats", "production_stats", "baseline_stats", "bootstrap", "pckh"}
+            (`vtpose.training.per_source.per_source_evaluation`); empty for a single-source run.
     """
 
     stats: dict[str, float]
@@ -125,6 +128,7 @@ class EvaluationReport:
     production_weights_sha256: str = ""
     results_json: list[dict[str, Any]] = field(default_factory=list)
     previews: list[bytes] = field(default_factory=list)
+    per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Everything but the bulky detections and images."""
@@ -141,6 +145,7 @@ class EvaluationReport:
             "model_version": self.model_version,
             "production_version": self.production_version,
             "production_weights_sha256": self.production_weights_sha256,
+            "per_source": self.per_source,
         }
 
     def bootstrap_result(self) -> BootstrapResult | None:
@@ -156,9 +161,52 @@ class EvaluationReport:
             columns.append((PRETRAINED, "pretrained", self.baseline_stats))
         return columns
 
+    def source_report(self, name: str) -> EvaluationReport:
+        """One source's part of a merged evaluation as a report of its own (no detections, previews or
+        per-keypoint rows): what the same models scored on that source's val images alone."""
+        part = self.per_source[name]
+        return EvaluationReport(
+            stats=part["stats"],
+            baseline_stats=part["baseline_stats"],
+            production_stats=part["production_stats"],
+            split=f"{self.split} of source {name}",
+            num_images=part["num_images"],
+            imgsz=self.imgsz,
+            bootstrap=part["bootstrap"],
+            weights_sha256=self.weights_sha256,
+            model_version=self.model_version,
+            production_version=self.production_version,
+            production_weights_sha256=self.production_weights_sha256,
+        )
+
+    def per_source_summary(self) -> dict[str, dict[str, Any]]:
+        """Each source's stats by model and its PCKh where scored, small enough for metadata."""
+        return {
+            name: {
+                "num_images": part["num_images"],
+                **{heading.split()[0]: stats for role, heading, stats in self.source_report(name).columns()},
+                "PCKh": {role: score["PCKh"] for role, score in (part.get("pckh") or {}).items()},
+            }
+            for name, part in self.per_source.items()
+        }
+
+    def pckh_lines(self, name: str) -> list[str]:
+        """A source's PCKh@0.5 (MPII ground truth only), one line per scored model; [] where it has none."""
+        scores = self.per_source[name].get("pckh") or {}
+        headings = {role: heading for role, heading, _ in self.columns()}
+        lines = []
+        for role, score in scores.items():
+            value = "n/a" if score["PCKh"] is None else f"{score['PCKh']:.4f}"
+            lines.append(
+                f"PCKh@{score['threshold']:g} {headings.get(role, role)}: {value} over {score['persons']} persons "
+                f"({score['unmatched_persons']} without a detection, {score['persons_without_head_box']} without a "
+                f"head box left out; mean over the {len(score['mean_joints'])} joints a COCO-17 model predicts)"
+            )
+        return lines
+
     def markdown(self) -> str:
-        """The report as Markdown: stats side by side with their intervals, the paired differences, then the
-        per-keypoint table."""
+        """The report as Markdown: stats side by side with their intervals, the paired differences, each source's
+        own (a merged val split), then the per-keypoint table."""
         title = f"# Evaluation on `{self.split}` ({self.num_images} images, imgsz {self.imgsz})"
         if not self.stats:
             return f"{title}\n\nNothing in production: no model version was scored.\n"
@@ -166,6 +214,22 @@ class EvaluationReport:
         if self.model_version:
             lines += [f"Model version {self.model_version}, weights sha256 `{self.weights_sha256[:12]}`.", ""]
         lines += ['pycocotools `COCOeval(gt, dt, "keypoints")`, every model on the same split in the same run.']
+        lines += self._stats_markdown("##")
+        for name in self.per_source:
+            part = self.source_report(name)
+            lines += ["", f"## Source `{name}` alone ({part.num_images} val images)"]
+            lines += part._stats_markdown("###")
+            lines += [f"\n{line}" for line in self.pckh_lines(name)]
+        lines += ["", "## Per keypoint (detections matched at OKS 0.5)", ""]
+        lines += ["| keypoint | matched | mean error px | median error px | OKS |", "|---|---|---|---|---|"]
+        for row in self.per_keypoint:
+            cells = [row["keypoint"], row["matched"], row["mean_error_px"], row["median_error_px"], row["oks"]]
+            lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def _stats_markdown(self, heading: str) -> list[str]:
+        """The stats table with intervals, then the paired differences under a `heading`-level title."""
+        lines: list[str] = []
         bootstrap = self.bootstrap_result()
         if bootstrap:
             lines += [
@@ -184,18 +248,14 @@ class EvaluationReport:
             (role, h) for role, h, _ in columns[1:] if bootstrap and bootstrap.difference(CANDIDATE, role, "AP")
         ]
         if bootstrap and differences:
-            lines += ["", "## Paired differences (trained minus each reference, same images in every resample)", ""]
+            title = "Paired differences (trained minus each reference, same images in every resample)"
+            lines += ["", f"{heading} {title}", ""]
             lines += ["| stat | " + " | ".join(f"trained - {h}" for _, h in differences) + " |"]
             lines += ["|---|" + "---|" * len(differences)]
             for name in COCO_STAT_NAMES:
                 found = [bootstrap.difference(CANDIDATE, role, name) for role, _ in differences]
                 lines.append(f"| {name} | " + " | ".join(c.format(signed=True) if c else "" for c in found) + " |")
-        lines += ["", "## Per keypoint (detections matched at OKS 0.5)", ""]
-        lines += ["| keypoint | matched | mean error px | median error px | OKS |", "|---|---|---|---|---|"]
-        for row in self.per_keypoint:
-            cells = [row["keypoint"], row["matched"], row["mean_error_px"], row["median_error_px"], row["oks"]]
-            lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
-        return "\n".join(lines) + "\n"
+        return lines
 
 
 def plot_intervals(report: EvaluationReport, stat: str = "AP") -> bytes | None:

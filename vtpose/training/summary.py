@@ -33,7 +33,7 @@ def _load(run: Any, step: str, output: str) -> Any:
 
 def report_lines(report: EvaluationReport) -> list[str]:
     """The evaluation report as aligned text: every model's stats with their intervals, then the paired
-    differences (trained minus each reference)."""
+    differences (trained minus each reference); on a merged val split the same for each source, with its PCKh."""
     bootstrap = report.bootstrap_result()
     head = f"evaluation on {report.split} ({report.num_images} images), pycocotools OKS, all models on the same split"
     if bootstrap is None:
@@ -60,6 +60,9 @@ def report_lines(report: EvaluationReport) -> list[str]:
         for name in COCO_STAT_NAMES:
             differences = [bootstrap.difference(CANDIDATE, r, name) for r, _ in references]
             lines.append(f"  {name:<6}" + "".join(f" {d.format(signed=True) if d else '':>29}" for d in differences))
+    for source in report.per_source:
+        lines += [f"  {line}" for line in report_lines(report.source_report(source))]
+        lines += [f"    {line}" for line in report.pckh_lines(source)]
     return lines
 
 
@@ -82,7 +85,8 @@ def decision_lines(decision: dict[str, Any]) -> list[str]:
     for check in checks:
         margin = f", margin {check['margin']:g}" if check["margin"] else ""
         outcome = "passed" if check["passed"] else "FAILED"
-        lines.append(f"  rule {check['metric']} {check['rule']}{margin}: {outcome}: {check['reason']}")
+        stat = check["metric"] + (f" on source {check['source']}" if check.get("source") else "")
+        lines.append(f"  rule {stat} {check['rule']}{margin}: {outcome}: {check['reason']}")
     return lines
 
 
