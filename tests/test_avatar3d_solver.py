@@ -153,3 +153,24 @@ def test_smoothing_follows_the_real_time_step() -> None:
         del first
     short, long = results
     assert long < short, "a longer gap between frames moves the bones further toward the new pose"
+
+
+def test_the_head_turns_and_tilts_with_the_face() -> None:
+    rng = np.random.default_rng(5)
+    solver = BodySolver()
+    solved_turn, true_turn, solved_tilt, true_tilt = [], [], [], []
+    for _ in range(150):
+        pose = random_pose(rng)
+        rig = complete_pose(pose.person.keypoints, track_id=1)
+        assert rig is not None
+        local, confidence, width, hips = solver.solve(pose.person, rig)
+        head = Body3D(local, hips, width, confidence).world()["head"]
+        forward, right = _qrot(head, np.array([0.0, 0.0, 1.0])), _qrot(head, np.array([1.0, 0.0, 0.0]))
+        j = pose.joints
+        ears = (j["left_ear"] + j["right_ear"]) / 2
+        solved_turn.append(forward[0])
+        true_turn.append((j["nose"] - ears)[0])
+        solved_tilt.append(right[1])
+        true_tilt.append((j["left_eye"] - j["right_eye"])[1])
+    assert np.corrcoef(solved_turn, true_turn)[0, 1] > 0.8, "the head turns the way the face does"
+    assert np.corrcoef(solved_tilt, true_tilt)[0, 1] > 0.8, "and tilts the way the eyes do"

@@ -222,11 +222,12 @@ def test_an_oversize_background_is_answered_and_the_socket_goes_on(url: str, str
 
 
 def test_a_message_over_the_transport_limit_closes_only_its_socket(url: str, streamer_frame: bytes) -> None:
-    """Beyond every limit of ours, the server's WebSocket layer (uvicorn: 16 MiB) closes with 1009."""
+    """Beyond every limit of ours, the server's WebSocket layer (uvicorn, raised to MAX_WEBSOCKET_MESSAGE_BYTES for
+    VRM files) closes with 1009."""
     with studio_socket(url) as ws:
         _welcome(ws)
         with contextlib.suppress(Exception):  # the server may close while the message is still being written
-            ws.send(background_message(bytes(17 << 20)))
+            ws.send(background_message(bytes(protocol.MAX_WEBSOCKET_MESSAGE_BYTES + 1)))
         close, _ = close_of(ws)
     assert close.code == 1009  # RFC 6455: message too big
     _served(url, streamer_frame)
@@ -287,3 +288,57 @@ def test_memory_stays_flat_over_minutes_of_streaming(server: RunningBento) -> No
     print(f"server RSS after {MEMORY_WARMUP_FRAMES} warm-up frames {baseline / mib:.0f} MiB; then {trace} MiB")
     assert len(samples) >= MEMORY_PASSES * len(frames) // MEMORY_SAMPLE_EVERY
     assert growth <= MEMORY_GROWTH_MIB * mib, f"RSS grew {growth / mib:.1f} MiB after the warm-up: {trace}"
+
+
+def test_a_vrm_is_checked_relayed_and_given_to_a_late_output_view(url: str, streamer_frame: bytes) -> None:
+    """The binary VRM message end to end: refusals answered (one just over the size limit, not a dropped socket),
+    an accepted file relayed to the output view and replayed to one that joins later, before the settings; 3D mode
+    adds `body3d` to the poses; `expr` is relayed; the prepared files are served."""
+    from vtpose.studio.avatar3d.generate import prepared_vrm_files
+
+    kitty = prepared_vrm_files()["kitty"].read_bytes()
+    vrm_message = bytes([protocol.VRM]) + kitty
+    with httpx.Client(base_url=url, timeout=30) as client:
+        config = client.get("/studio/api/config").json()
+        assert config["protocol"]["vrm"] == protocol.VRM and config["default_vrm"] == "kitty"
+        assert config["limits"]["max_vrm_bytes"] == protocol.MAX_VRM_BYTES
+        served = client.get("/studio/" + config["vrms"][0]["url"])
+        assert served.status_code == 200 and served.headers["content-type"] == "model/gltf-binary"
+        assert served.content == kitty
+        missing = client.get("/studio/vrms/nobody.vrm")
+        assert missing.status_code == 404 and "no VRM 'nobody.vrm'" in missing.json()["error"]
+    with (
+        studio_socket(url, "role=capture&pair=limits-vrm") as ws,
+        studio_socket(url, "role=output&pair=limits-vrm") as view,
+    ):
+        _welcome(ws)
+        _welcome(view)
+        assert recv_json(view)["type"] == "settings"
+        # Just over the limit (and over uvicorn's own 16 MiB default): answered, not a dropped socket.
+        ws.send(bytes([protocol.VRM]) + bytes(protocol.MAX_VRM_BYTES + 1))
+        error = recv_json(ws)
+        assert (error["type"], error["code"]) == ("error", "too_large"), error
+        assert f"up to {protocol.MAX_VRM_BYTES} bytes" in error["message"]
+        ws.send(bytes([protocol.VRM]) + b"PK\x03\x04 a zip, not a VRM")
+        error = recv_json(ws)
+        assert error["code"] == "bad_vrm" and "not a glTF binary file" in error["message"], error
+        ws.send(vrm_message)
+        assert recv_json(ws) == {"type": "vrm", "name": "kitty", "bytes": len(kitty), "version": "1.0"}
+        assert view.recv(timeout=30) == vrm_message  # nothing of the refused ones
+        ws.send(json.dumps({"type": "settings", "mode": "3d", "vrm": {"kind": "upload", "name": "kitty.vrm"}}))
+        assert recv_json(ws)["mode"] == "3d"
+        ws.send(json.dumps({"type": "expr", "blink": 1, "mouth": 0.5}))
+        ws.send(json.dumps({"type": "expr", "blink": 3}))
+        assert recv_json(ws)["code"] == "bad_expr"
+        poses = _poses(ws, 1, streamer_frame)
+        drawn = [p for p in poses["persons"] if "rig" in p]
+        assert drawn and all(len(p["body3d"]["bones"]) == 13 for p in drawn)
+        relayed = [recv_json(view) for _ in range(3)]
+        assert [m["type"] for m in relayed] == ["settings", "expr", "poses"]
+        assert relayed[1] == {"type": "expr", "blink": 1.0, "mouth": 0.5}
+        with studio_socket(url, "role=output&pair=limits-vrm") as late:
+            _welcome(late)
+            assert late.recv(timeout=30) == vrm_message
+            settings = recv_json(late)
+            assert settings["type"] == "settings" and settings["vrm"] == {"kind": "upload", "name": "kitty.vrm"}
+    _served(url, streamer_frame)

@@ -19,11 +19,10 @@ GLB_MAGIC: Final = b"glTF"
 GLB_HEADER = struct.Struct("<4sII")  # magic, version, total length
 CHUNK_HEADER = struct.Struct("<I4s")  # chunk length, chunk type
 JSON_CHUNK: Final = b"JSON"
-# The largest VRM the studio takes (uploads relayed to the output views, files in the user's folder). VRoid Studio
-# exports are often 10-30 MB, but the pose service's WebSocket (uvicorn under BentoML 1.4) closes the connection on a
-# message over 16 MiB (uvicorn's ws_max_size default, which BentoML does not expose): a file just under that limit
-# must still arrive, so it can be answered with a clear `too_large` instead of a dropped connection.
-MAX_VRM_BYTES: Final = 15 << 20
+# The largest VRM the studio takes (uploads relayed to the output views, files in the user's folder): VRoid Studio
+# exports are often 10-30 MB. The studio's WebSocket takes messages a little larger than this
+# (`vtpose.studio.live.protocol.MAX_WEBSOCKET_MESSAGE_BYTES`), so a file just over it is answered `too_large`.
+MAX_VRM_BYTES: Final = 32 << 20
 VERSIONS: Final = ("1.0", "0.x")
 FIX = "export it from VRoid Studio, UniVRM or the VRM add-on for Blender as a .vrm file"
 

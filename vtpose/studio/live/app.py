@@ -76,6 +76,28 @@ def user_avatars(folder: str | Path | None) -> dict[str, AvatarSpec]:
     return {p.stem: load_avatar_file(p) for p in sorted(path.iterdir()) if p.suffix in AVATAR_SUFFIXES}
 
 
+def allow_websocket_messages(max_bytes: int = protocol.MAX_WEBSOCKET_MESSAGE_BYTES) -> None:
+    """Let the server's uvicorn take WebSocket messages up to `max_bytes` (its own default closes at 16 MiB).
+
+    BentoML 1.4 builds its `uvicorn.Config` without a `ws_max_size` and offers no setting for it, and VRoid Studio's
+    exports are often 10-30 MB; its worker reads `uvicorn.Config` when it starts serving, after the service module
+    (which calls this) is imported, so a subclass with the larger default is what it builds. Calling it twice is
+    harmless.
+    """
+    import uvicorn
+
+    base = getattr(uvicorn.Config, "_vtpose_base", uvicorn.Config)
+
+    class StudioConfig(base):  # type: ignore[misc, valid-type]
+        _vtpose_base = base
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("ws_max_size", max_bytes)
+            super().__init__(*args, **kwargs)
+
+    uvicorn.Config = StudioConfig  # type: ignore[misc]
+
+
 def user_vrms(folder: str | Path | None) -> dict[str, Path]:
     """The .vrm files in `folder` (or none), by file stem, each checked as an upload is.
 
