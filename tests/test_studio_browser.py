@@ -712,7 +712,6 @@ def test_expr_messages_are_sent_at_most_30_a_second_and_only_on_change(browser: 
     assert sent["last"] == {"type": "expr", "blink": 0.5, "mouth": 0.25}
 
 
-@pytest.mark.skipif("expr" not in protocol.TEXT_TYPES, reason="the server relays `expr` from the vrm-lib branch on")
 def test_the_output_view_follows_the_capture_pages_blink_and_mouth(capture: Any, browser: Any, server: str) -> None:
     pair = capture.evaluate("window.studio.socket.pair")
     output = browser.new_page()
