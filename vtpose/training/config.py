@@ -38,11 +38,25 @@ class _Strict(BaseModel):
 
 # A source's name: folder and file-name prefix in a merged dataset, and the key of its metrics.
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# The keys of one source, shared by `DataConfig` (the single-source form) and each entry of `data.sources`.
-SOURCE_KEYS = ("source", "path", "train_split", "val_split", "val_fraction", "base_url", "checksums")
 
 
-class SourceConfig(_Strict):
+class _SourceKeys(_Strict):
+    """The keys of one source, shared by `DataConfig` (the single-source form) and each entry of `data.sources`
+    (documented on `DataConfig`)."""
+
+    source: DataSource = "coco_folder"
+    path: str = "data/coco-person-mini"
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    base_url: str = "http://images.cocodataset.org"
+    checksums: dict[str, str] = Field(default_factory=dict)
+
+
+SOURCE_KEYS = tuple(_SourceKeys.model_fields)
+
+
+class SourceConfig(_SourceKeys):
     """One data source of `data.sources` (and what the single-source keys of `DataConfig` describe).
 
     Attributes:
@@ -58,13 +72,6 @@ class SourceConfig(_Strict):
     """
 
     name: str | None = Field(None, pattern=SOURCE_NAME_PATTERN)
-    source: DataSource = "coco_folder"
-    path: str = "data/coco-person-mini"
-    train_split: str = "train2017"
-    val_split: str = "val2017"
-    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    base_url: str = "http://images.cocodataset.org"
-    checksums: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(1.0, gt=0.0, le=1000.0)
 
     @property
@@ -73,7 +80,7 @@ class SourceConfig(_Strict):
         return self.name or Path(self.path).name
 
 
-class DataConfig(_Strict):
+class DataConfig(_SourceKeys):
     """Where the data and the pretrained checkpoint come from.
 
     Attributes:
@@ -97,13 +104,6 @@ class DataConfig(_Strict):
             Kubernetes).
     """
 
-    source: DataSource = "coco_folder"
-    path: str = "data/coco-person-mini"
-    train_split: str = "train2017"
-    val_split: str = "val2017"
-    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    base_url: str = "http://images.cocodataset.org"
-    checksums: dict[str, str] = Field(default_factory=dict)
     sources: list[SourceConfig] | None = None
     pretrained: str = "data/pretrained/yolo11n-pose.pt"
     dvc_remote: str | None = None
