@@ -23,7 +23,7 @@ import pytest
 from vtpose.keypoints import KEYPOINT_NAMES
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.studio.avatar.rig import MIN_JOINT_CONFIDENCE
-from vtpose.testing.fake_camera import CHROMIUM, chromium_args, write_y4m
+from vtpose.testing.fake_camera import CHROMIUM, chromium_with_camera, write_y4m
 from vtpose.testing.local_server import serve_bento, studio_bento
 from vtpose.testing.vrm0 import BONES, write_vrm0
 from vtpose.testing.vrm_fidelity import GOAL_GROUPS, GOAL_MEDIAN, median_errors
@@ -75,14 +75,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, user_vrm_dir: Path) -> Iter
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} missing; `make browser` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
     y4m = tmp_path_factory.mktemp("camera3d") / "dance.y4m"
     write_y4m(y4m, DANCE, CAMERA_SIZE, CAMERA_FRAMES, CAMERA_FPS, CAMERA_START)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+    with chromium_with_camera(y4m) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from vtpose.studio.avatar.scene import render_scene
 from vtpose.studio.avatar.spec import avatar_files
 from vtpose.studio.live import protocol
 from vtpose.studio.live.protocol import close_reason, live_imgsz
-from vtpose.testing.fake_camera import CHROMIUM, chromium_args, write_y4m
+from vtpose.testing.fake_camera import CHROMIUM, chromium_with_camera, write_y4m
 from vtpose.testing.live_socket import close_of, frame_message, jpeg, recv_json, send_burst, studio_socket, ws_url
 from vtpose.testing.local_server import STUDIO_VARIANT, serve_bento, studio_bento
 from vtpose.training.registry import MODEL_NAME
@@ -84,14 +84,10 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One headless Chromium (Debian's) with the dance clip as its camera."""
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} missing; `make browser` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
     y4m = tmp_path_factory.mktemp("camera") / "dance.y4m"
     write_y4m(y4m, DANCE, CAMERA_SIZE, CAMERA_FRAMES, CAMERA_FPS, CAMERA_START, CAMERA_STEP)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+    with chromium_with_camera(y4m) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

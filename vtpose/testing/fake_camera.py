@@ -5,7 +5,10 @@ Chromium's `--use-file-for-fake-video-capture` plays a YUV4MPEG2 (.y4m) file as 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,3 +55,22 @@ def chromium_args(y4m: Path) -> list[str]:
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={y4m}",
     ]
+
+
+@contextmanager
+def chromium_with_camera(y4m: Path) -> Iterator[Any]:
+    """Playwright's headless Chromium (Debian's, `chromium_args`) with `y4m` as its camera; closed on exit.
+
+    Raises:
+        FileNotFoundError: Debian's chromium is not installed (`make browser` installs it).
+    """
+    if not CHROMIUM.is_file():
+        raise FileNotFoundError(f"{CHROMIUM} missing; `make browser` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(y4m))
+        try:
+            yield browser
+        finally:
+            browser.close()
