@@ -449,6 +449,27 @@ def _predicted_person(server: str) -> tuple[np.ndarray, PersonPose]:
     return cv2.imread(str(STREAMER)), pose
 
 
+# A scene drawn by the page's renderer.js into a canvas, as a PNG data URL; `expression` null draws what each
+# page's `?expr=off` pins: the face drawn as draw.py draws it.
+_DRAW_WITH = """async ([poses, width, height, expression]) => {
+    const { drawScene } = await import('./static/renderer.js');
+    const config = await (await fetch('api/config')).json();
+    const canvas = document.createElement('canvas');
+    canvas.width = width; canvas.height = height;
+    const avatars = Object.fromEntries(config.avatars.map((a) => [a.name, a]));
+    const settings = { mirror: false, skeleton: false, background: { kind: 'color', color: '#c85a28' } };
+    const look = { settings, avatars, background: null, skeleton: [] };
+    if (expression) drawScene(canvas.getContext('2d'), poses, look, expression);
+    else drawScene(canvas.getContext('2d'), poses, look);
+    return canvas.toDataURL('image/png');
+}"""
+
+
+def _png(data_url: str) -> np.ndarray:
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
 @pytest.mark.parametrize("avatar", ["kitty", "idol", "robot", "sketch"])
 def test_the_page_draws_the_avatar_as_vtpose_avatar_does(browser: Any, server: str, avatar: str) -> None:
     from vtpose.studio.avatar.scene import TrackAvatars, posed_rigs
@@ -465,22 +486,8 @@ def test_the_page_draws_the_avatar_as_vtpose_avatar_does(browser: Any, server: s
     poses = {"size": [width, height], "persons": [person_json(person, rigs[0], specs[0])]}
     page = browser.new_page()
     page.goto(f"{server}/studio/output?pair=render-check&expr=off")  # the face pinned: draw.py has no blink
-    data_url = page.evaluate(
-        """async ([poses, avatar, width, height]) => {
-            const { drawScene } = await import('./static/renderer.js');
-            const config = await (await fetch('api/config')).json();
-            const canvas = document.createElement('canvas');
-            canvas.width = width; canvas.height = height;
-            const avatars = Object.fromEntries(config.avatars.map((a) => [a.name, a]));
-            const settings = { mirror: false, skeleton: false, background: { kind: 'color', color: '#c85a28' } };
-            drawScene(canvas.getContext('2d'), poses, { settings, avatars, background: null, skeleton: [] });
-            return canvas.toDataURL('image/png');
-        }""",
-        [poses, avatar, width, height],
-    )
+    actual = cv2.cvtColor(_png(page.evaluate(_DRAW_WITH, [poses, width, height, None])), cv2.COLOR_BGR2RGB)
     page.close()
-    png = base64.b64decode(data_url.split(",", 1)[1])
-    actual = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     bg_rgb = np.array([200, 90, 40])
     mask_py = np.abs(expected.astype(int) - bg_rgb).max(axis=2) > 30
     mask_js = np.abs(actual.astype(int) - bg_rgb).max(axis=2) > 30
@@ -551,26 +558,6 @@ def test_a_redeploy_and_a_restart_while_live_keep_both_pages_going(
 
 
 # --- Expressions (web/expressions.js): blink, mouth from the microphone, the output view following ---------------
-# What each page's `?expr=off` pins: the face drawn as draw.py draws it.
-_DRAW_WITH = """async ([poses, width, height, expression]) => {
-    const { drawScene } = await import('./static/renderer.js');
-    const config = await (await fetch('api/config')).json();
-    const canvas = document.createElement('canvas');
-    canvas.width = width; canvas.height = height;
-    const avatars = Object.fromEntries(config.avatars.map((a) => [a.name, a]));
-    const settings = { mirror: false, skeleton: false, background: { kind: 'color', color: '#c85a28' } };
-    const look = { settings, avatars, background: null, skeleton: [] };
-    if (expression) drawScene(canvas.getContext('2d'), poses, look, expression);
-    else drawScene(canvas.getContext('2d'), poses, look);
-    return canvas.toDataURL('image/png');
-}"""
-
-
-def _png(data_url: str) -> np.ndarray:
-    png = base64.b64decode(data_url.split(",", 1)[1])
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-
-
 @pytest.mark.parametrize("avatar", ["kitty", "idol", "robot", "sketch"])
 def test_blink_closes_the_eyes_and_the_mouth_opens_on_every_face(browser: Any, server: str, avatar: str) -> None:
     from vtpose.studio.avatar.scene import TrackAvatars, posed_rigs
