@@ -1,6 +1,6 @@
 """The live studio in 3D: how closely the VRM follows the keypoints, and what drawing it costs live.
 
-    .venv/bin/python benchmarks/bench_studio3d.py [--detail 6] [--seconds 20] [--warmup 6] [--fidelity-frames 60]
+    .venv/bin/python benchmarks/bench_studio3d.py [--detail 9] [--seconds 20] [--warmup 6] [--fidelity-frames 60]
         [--out benchmarks/STUDIO3D_RESULTS.md] [--screenshot docs/images/studio-3d.jpg]
 
 Serves the Bento `make studio` serves (the pretrained checkpoint, OpenVINO INT8; packaged once under
@@ -131,7 +131,7 @@ def fidelity_lines(name: str, records: list[dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--detail", type=int, default=6, help="the heavy VRM's --detail (about 30k triangles)")
+    parser.add_argument("--detail", type=int, default=9, help="the heavy VRM's --detail (about 30k triangles)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per live configuration")
     parser.add_argument("--warmup", type=float, default=6.0, help="seconds of frames before measuring")
     parser.add_argument("--fidelity-frames", type=int, default=60, help="frames of dance.avi for the fidelity")
