@@ -216,9 +216,10 @@ class Body3D:
 
     def to_json(self) -> dict[str, Any]:
         """The `body3d` record of the poses message."""
+        # tolist: rounding Python floats, not numpy scalars one by one (this runs per person per frame too).
         return {
-            "bones": {name: [round(float(v), DIGITS) for v in q] for name, q in self.bones.items()},
-            "hips": [round(float(v), 2) for v in self.hips],
+            "bones": {name: [round(v, DIGITS) for v in q.tolist()] for name, q in self.bones.items()},
+            "hips": [round(v, 2) for v in self.hips.tolist()],
             "shoulder_width": round(float(self.shoulder_width), 2),
             "confidence": {name: round(float(c), 3) for name, c in self.confidence.items()},
         }
