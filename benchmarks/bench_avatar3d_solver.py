@@ -58,7 +58,7 @@ def main() -> None:
         world = Body3D(local, hips, width, confidence).world()
         for bone, (a, b, _, _) in LIMBS.items():
             truth = pose.joints[b] - pose.joints[a]
-            solved[bone].append(_degrees(_qrot(world[bone], REST_DIRECTIONS[bone]), truth))
+            solved[bone].append(_degrees(np.array(_qrot(world[bone], REST_DIRECTIONS[bone])), truth))
             naive[bone].append(_degrees(truth * [1.0, 1.0, 0.0], truth))
     print(f"{args.poses} synthetic poses (first {CALIBRATION_POSES} left out), seed {args.seed}")
     print("| bone group | solver median | solver p90 | in-plane only median | in-plane only p90 |")

@@ -37,7 +37,7 @@ def _direction_errors(
         for bone, (a, b, _, _) in LIMBS.items():
             truth = pose.joints[b] - pose.joints[a]
             truth /= np.linalg.norm(truth)
-            got = _qrot(world[bone], REST_DIRECTIONS[bone])
+            got = np.array(_qrot(world[bone], REST_DIRECTIONS[bone]))
             flat = truth * [1.0, 1.0, 0.0]
             solved[bone].append(float(np.degrees(np.arccos(np.clip(got @ truth, -1, 1)))))
             naive[bone].append(float(np.degrees(np.arccos(np.clip(flat @ truth / np.linalg.norm(flat), -1, 1)))))
@@ -118,7 +118,7 @@ def test_a_lost_arm_relaxes_and_a_bend_past_the_limit_is_clamped() -> None:
     body = BodySolver().update(person, rig, 1 / 30)
     assert body.confidence["leftUpperArm"] < 0.1 and body.confidence["rightUpperArm"] > 0.5
     world = body.world()
-    hang = _qrot(world["leftUpperArm"], REST_DIRECTIONS["leftUpperArm"])
+    hang = np.array(_qrot(world["leftUpperArm"], REST_DIRECTIONS["leftUpperArm"]))
     assert hang[1] < -0.8 and abs(hang[2]) < 1e-6, "the rig's hanging arm, in the image plane"
 
     # A forearm folded straight back onto the upper arm (impossible) is clamped to the bend limit.
@@ -129,8 +129,8 @@ def test_a_lost_arm_relaxes_and_a_bend_past_the_limit_is_clamped() -> None:
     rig = complete_pose(folded, track_id=1)
     assert rig is not None
     world = BodySolver().update(person, rig, 1 / 30).world()
-    upper = _qrot(world["rightUpperArm"], REST_DIRECTIONS["rightUpperArm"])
-    lower = _qrot(world["rightLowerArm"], REST_DIRECTIONS["rightLowerArm"])
+    upper = np.array(_qrot(world["rightUpperArm"], REST_DIRECTIONS["rightUpperArm"]))
+    lower = np.array(_qrot(world["rightLowerArm"], REST_DIRECTIONS["rightLowerArm"]))
     assert _angle_between(upper, lower) <= MAX_BEND_DEG + 0.5
 
 
@@ -165,7 +165,7 @@ def test_the_head_turns_and_tilts_with_the_face() -> None:
         assert rig is not None
         local, confidence, width, hips = solver.solve(pose.person, rig)
         head = Body3D(local, hips, width, confidence).world()["head"]
-        forward, right = _qrot(head, np.array([0.0, 0.0, 1.0])), _qrot(head, np.array([1.0, 0.0, 0.0]))
+        forward, right = np.array(_qrot(head, (0.0, 0.0, 1.0))), np.array(_qrot(head, (1.0, 0.0, 0.0)))
         j = pose.joints
         ears = (j["left_ear"] + j["right_ear"]) / 2
         solved_turn.append(forward[0])

@@ -14,6 +14,10 @@ Weak perspective, as the page's orthographic camera: image x right, y down; the 
   so the bones relax toward the rest pose, with low confidence.
 - Rotations are smoothed per bone by a One Euro filter on quaternions (its cutoff rises with angular speed), told
   the real time between frames. Elbows and knees bend at most MAX_BEND_DEG.
+
+The math runs on plain float tuples: it runs for every drawn person of every frame, and numpy's per-call overhead on
+3- and 4-element vectors cost several times the arithmetic. The public outputs (`Body3D`, `BodySolver.solve`) hold
+numpy arrays.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from vtpose.pose import PersonPose
 from vtpose.studio.avatar.rig import FOREARM, HIP_WIDTH, MIN_JOINT_CONFIDENCE, SHIN, THIGH, TORSO, UPPER_ARM, Rig
 from vtpose.studio.avatar3d.skeleton import DRIVEN_BONES, PARENT
 
+Vec3 = tuple[float, float, float]
+Quat = tuple[float, float, float, float]  # x, y, z, w
+
 BONES: Final = DRIVEN_BONES
 # Limbs: bone -> (from joint, to joint, prior length in shoulder widths, sign of its depth where the image cannot tell).
 LIMBS: Final[dict[str, tuple[str, str, float, float]]] = {
@@ -41,16 +48,22 @@ LIMBS: Final[dict[str, tuple[str, str, float, float]]] = {
     "rightUpperLeg": ("right_hip", "right_knee", THIGH, 1.0),
     "rightLowerLeg": ("right_knee", "right_ankle", SHIN, -1.0),
 }
-REST_DIRECTIONS: Final[dict[str, np.ndarray]] = {
-    "leftUpperArm": np.array([1.0, 0.0, 0.0]),
-    "leftLowerArm": np.array([1.0, 0.0, 0.0]),
-    "rightUpperArm": np.array([-1.0, 0.0, 0.0]),
-    "rightLowerArm": np.array([-1.0, 0.0, 0.0]),
-    "leftUpperLeg": np.array([0.0, -1.0, 0.0]),
-    "leftLowerLeg": np.array([0.0, -1.0, 0.0]),
-    "rightUpperLeg": np.array([0.0, -1.0, 0.0]),
-    "rightLowerLeg": np.array([0.0, -1.0, 0.0]),
+REST_DIRECTIONS: Final[dict[str, Vec3]] = {
+    "leftUpperArm": (1.0, 0.0, 0.0),
+    "leftLowerArm": (1.0, 0.0, 0.0),
+    "rightUpperArm": (-1.0, 0.0, 0.0),
+    "rightLowerArm": (-1.0, 0.0, 0.0),
+    "leftUpperLeg": (0.0, -1.0, 0.0),
+    "leftLowerLeg": (0.0, -1.0, 0.0),
+    "rightUpperLeg": (0.0, -1.0, 0.0),
+    "rightLowerLeg": (0.0, -1.0, 0.0),
 }
+# Each side's limb chains: (upper bone, lower bone, the torso bone they hang from).
+CHAINS: Final = tuple(
+    (f"{side}{upper}", f"{side}{lower}", base)
+    for side in ("left", "right")
+    for upper, lower, base in (("UpperArm", "LowerArm", "chest"), ("UpperLeg", "LowerLeg", "hips"))
+)
 LENGTH_QUANTILE: Final = 0.95  # a bone's calibrated length: this quantile of its 2D length over the frames
 TORSO_QUANTILE: Final = 0.1  # the torso-to-shoulders ratio: this (low) quantile
 QUANTILE_RATE: Final = 0.02  # step of the running quantile estimates (in body units per frame)
@@ -61,90 +74,128 @@ MIN_CUTOFF_HZ: Final = 2.0  # One Euro: the cutoff of a still bone
 BETA: Final = 0.6  # One Euro: added cutoff per radian per second of angular speed
 SPEED_CUTOFF_HZ: Final = 1.0
 DIGITS: Final = 4
+_TINY: Final = 1e-12  # the floor of a norm that is divided by
 
-Quat = np.ndarray  # (4,) x, y, z, w
+
+def _norm(v: Vec3) -> float:
+    x, y, z = v
+    return math.sqrt(x * x + y * y + z * z)
+
+
+def _unit(v: Vec3) -> Vec3:
+    n = max(_norm(v), _TINY)
+    return (v[0] / n, v[1] / n, v[2] / n)
+
+
+def _dot(a: Vec3, b: Vec3) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _cross(a: Vec3, b: Vec3) -> Vec3:
+    ax, ay, az = a
+    bx, by, bz = b
+    return (ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx)
+
+
+def _qdot(a: Quat, b: Quat) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3]
+
+
+def _qnormalized(q: Quat) -> Quat:
+    x, y, z, w = q
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    return (x / n, y / n, z / n, w / n)
 
 
 def _qmul(a: Quat, b: Quat) -> Quat:
     ax, ay, az, aw = a
     bx, by, bz, bw = b
-    return np.array([
+    return (
         aw * bx + ax * bw + ay * bz - az * by,
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
         aw * bw - ax * bx - ay * by - az * bz,
-    ])  # fmt: skip
+    )
 
 
 def _qinv(q: Quat) -> Quat:
-    return np.array([-q[0], -q[1], -q[2], q[3]])
+    return (-q[0], -q[1], -q[2], q[3])
 
 
-def _qrot(q: Quat, v: np.ndarray) -> np.ndarray:
-    u, w = q[:3], q[3]
-    return np.asarray(v + 2.0 * np.cross(u, np.cross(u, v) + w * v))
+def _qrot(q: Quat, v: Vec3) -> Vec3:
+    """v rotated by the unit quaternion q: v + 2 u x (u x v + w v), u the vector part."""
+    ux, uy, uz, w = q
+    vx, vy, vz = v
+    cx = uy * vz - uz * vy + w * vx
+    cy = uz * vx - ux * vz + w * vy
+    cz = ux * vy - uy * vx + w * vz
+    return (vx + 2.0 * (uy * cz - uz * cy), vy + 2.0 * (uz * cx - ux * cz), vz + 2.0 * (ux * cy - uy * cx))
 
 
-def _qaxis(axis: np.ndarray, angle: float) -> Quat:
-    axis = axis / max(float(np.linalg.norm(axis)), 1e-12)
-    return np.array([*(axis * math.sin(angle / 2)), math.cos(angle / 2)])
+def _qaxis(axis: Vec3, angle: float) -> Quat:
+    x, y, z = _unit(axis)
+    s = math.sin(angle / 2)
+    return (x * s, y * s, z * s, math.cos(angle / 2))
 
 
-def _arc(u: np.ndarray, v: np.ndarray) -> Quat:
+def _arc(u: Vec3, v: Vec3) -> Quat:
     """The shortest rotation taking direction u to direction v."""
-    u = u / max(float(np.linalg.norm(u)), 1e-12)
-    v = v / max(float(np.linalg.norm(v)), 1e-12)
-    d = float(np.dot(u, v))
+    u, v = _unit(u), _unit(v)
+    d = _dot(u, v)
     if d < -0.999999:
-        other = np.array([0.0, 1.0, 0.0]) if abs(u[0]) > 0.9 else np.array([1.0, 0.0, 0.0])
-        return _qaxis(np.cross(u, other), math.pi)
-    q = np.array([*np.cross(u, v), 1.0 + d])
-    return q / np.linalg.norm(q)
+        other = (0.0, 1.0, 0.0) if abs(u[0]) > 0.9 else (1.0, 0.0, 0.0)
+        return _qaxis(_cross(u, other), math.pi)
+    return _qnormalized((*_cross(u, v), 1.0 + d))
 
 
-def _qmatrix(m: np.ndarray) -> Quat:
-    """A rotation matrix (columns: the rotated x, y, z axes) as a unit quaternion."""
-    t = float(np.trace(m))
+def _qmatrix(x: Vec3, y: Vec3, z: Vec3) -> Quat:
+    """The rotation matrix whose columns are x, y, z (the rotated axes) as a unit quaternion."""
+    # m[i][j] is column j's component i: m00 m10 m20 = x, m01 m11 m21 = y, m02 m12 m22 = z.
+    m00, m10, m20 = x
+    m01, m11, m21 = y
+    m02, m12, m22 = z
+    t = m00 + m11 + m22
     if t > 0:
         s = math.sqrt(t + 1.0) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+        q = ((m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s, 0.25 * s)
+    elif m00 > m11 and m00 > m22:
+        s = math.sqrt(1.0 + m00 - m11 - m22) * 2
+        q = (0.25 * s, (m01 + m10) / s, (m02 + m20) / s, (m21 - m12) / s)
+    elif m11 > m22:
+        s = math.sqrt(1.0 + m11 - m00 - m22) * 2
+        q = ((m01 + m10) / s, 0.25 * s, (m12 + m21) / s, (m02 - m20) / s)
     else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    out = np.array(q)
-    return out / np.linalg.norm(out)
+        s = math.sqrt(1.0 + m22 - m00 - m11) * 2
+        q = ((m02 + m20) / s, (m12 + m21) / s, 0.25 * s, (m10 - m01) / s)
+    return _qnormalized(q)
 
 
-def _frame(across: np.ndarray, up: np.ndarray) -> Quat:
+def _frame(across: Vec3, up: Vec3) -> Quat:
     """The rotation taking rest +X to `across` and rest +Y (as near as orthogonal allows) to `up`."""
-    x = across / max(float(np.linalg.norm(across)), 1e-12)
-    y = up - float(np.dot(up, x)) * x
-    y = y / max(float(np.linalg.norm(y)), 1e-12)
-    return _qmatrix(np.stack([x, y, np.cross(x, y)], axis=1))
+    x = _unit(across)
+    along = _dot(up, x)
+    y = _unit((up[0] - along * x[0], up[1] - along * x[1], up[2] - along * x[2]))
+    return _qmatrix(x, y, _cross(x, y))
 
 
 def _slerp(a: Quat, b: Quat, t: float) -> Quat:
-    if float(np.dot(a, b)) < 0:
-        b = -b
-    d = min(float(np.dot(a, b)), 1.0)
+    if _qdot(a, b) < 0:
+        b = (-b[0], -b[1], -b[2], -b[3])
+    d = min(_qdot(a, b), 1.0)
     if d > 0.9995:
-        q = a + t * (b - a)
-        return q / np.linalg.norm(q)
+        return _qnormalized((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), a[2] + t * (b[2] - a[2]),
+                             a[3] + t * (b[3] - a[3])))  # fmt: skip
     theta = math.acos(d)
-    return (math.sin((1 - t) * theta) * a + math.sin(t * theta) * b) / math.sin(theta)
+    sa, sb, st = math.sin((1 - t) * theta), math.sin(t * theta), math.sin(theta)
+    return ((sa * a[0] + sb * b[0]) / st, (sa * a[1] + sb * b[1]) / st, (sa * a[2] + sb * b[2]) / st,
+            (sa * a[3] + sb * b[3]) / st)  # fmt: skip
 
 
 def _angle(a: Quat, b: Quat) -> float:
-    return 2.0 * math.acos(min(abs(float(np.dot(a, b))), 1.0))
+    return 2.0 * math.acos(min(abs(_qdot(a, b)), 1.0))
 
 
-IDENTITY: Final = np.array([0.0, 0.0, 0.0, 1.0])
+IDENTITY: Final[Quat] = (0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass
@@ -158,27 +209,33 @@ class Body3D:
         confidence: bone name -> 0-1, how sure the solver is (relaxed bones are low).
     """
 
-    bones: dict[str, Quat]
+    bones: dict[str, np.ndarray]
     hips: np.ndarray
     shoulder_width: float
     confidence: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
         """The `body3d` record of the poses message."""
+        # tolist: rounding Python floats, not numpy scalars one by one (this runs per person per frame too).
         return {
-            "bones": {name: [round(float(v), DIGITS) for v in q] for name, q in self.bones.items()},
-            "hips": [round(float(v), 2) for v in self.hips],
+            "bones": {name: [round(v, DIGITS) for v in q.tolist()] for name, q in self.bones.items()},
+            "hips": [round(v, 2) for v in self.hips.tolist()],
             "shoulder_width": round(float(self.shoulder_width), 2),
             "confidence": {name: round(float(c), 3) for name, c in self.confidence.items()},
         }
 
-    def world(self) -> dict[str, Quat]:
+    def world(self) -> dict[str, np.ndarray]:
         """Each bone's rotation in the solver's space (its parents' composed)."""
         out: dict[str, Quat] = {}
         for name in BONES:
-            parent = PARENT[name]
-            out[name] = self.bones[name] if parent is None else _qmul(out[parent], self.bones[name])
-        return out
+            parent, q = PARENT[name], _as_quat(self.bones[name])
+            out[name] = q if parent is None else _qmul(out[parent], q)
+        return {name: np.array(q) for name, q in out.items()}
+
+
+def _as_quat(q: np.ndarray) -> Quat:
+    x, y, z, w = q.tolist()
+    return (x, y, z, w)
 
 
 @dataclass
@@ -207,8 +264,8 @@ class _OneEuroQuat:
         if self.value is None:
             self.value = target
             return target
-        if float(np.dot(self.value, target)) < 0:
-            target = -target
+        if _qdot(self.value, target) < 0:
+            target = (-target[0], -target[1], -target[2], -target[3])
         raw_speed = _angle(self.value, target) / dt
         self.speed += _alpha(SPEED_CUTOFF_HZ, dt) * (raw_speed - self.speed)
         self.value = _slerp(self.value, target, _alpha(MIN_CUTOFF_HZ + BETA * self.speed, dt))
@@ -240,44 +297,60 @@ class BodySolver:
             rig: its completed rig (`vtpose.studio.avatar.rig.complete_pose`), frame pixels.
             dt: seconds since this track's previous frame (the LiveSession's measured gap).
         """
-        raw, confidence, shoulder_width, hips = self.solve(person, rig)
+        raw, confidence, shoulder_width, hips = self._solve(person, rig)
         dt = max(float(dt), 1e-3)
-        bones = {name: self.filters[name].update(raw[name], dt) for name in BONES}
+        bones = {name: np.array(self.filters[name].update(raw[name], dt)) for name in BONES}
         return Body3D(bones, hips, shoulder_width, confidence)
 
-    def solve(self, person: PersonPose, rig: Rig) -> tuple[dict[str, Quat], dict[str, float], float, np.ndarray]:
+    def solve(self, person: PersonPose, rig: Rig) -> tuple[dict[str, np.ndarray], dict[str, float], float, np.ndarray]:
         """One frame's rotations without smoothing (the calibration does learn from it)."""
-        p = {name: np.array([v[0], -v[1], 0.0]) for name, v in rig.points.items()}  # y up
-        kp = np.asarray(person.keypoints, dtype=np.float64)
+        local, confidence, shoulder_width, hips = self._solve(person, rig)
+        return {name: np.array(q) for name, q in local.items()}, confidence, shoulder_width, hips
+
+    def _solve(self, person: PersonPose, rig: Rig) -> tuple[dict[str, Quat], dict[str, float], float, np.ndarray]:
+        """`solve` on tuples: each rotation (x, y, z, w)."""
+        p: dict[str, tuple[float, float]] = {}
+        for name, v in rig.points.items():
+            x, y = v.tolist()
+            p[name] = (x, -y)  # y up
+        scores: list[float] = np.asarray(person.keypoints, dtype=np.float64)[:, 2].tolist()
+        detected = rig.detected
 
         def conf(*names: str) -> float:
-            values = [float(kp[KEYPOINT_INDEX[n], 2]) if n in rig.detected else 0.0 for n in names]
-            return min(values)
+            return min([scores[KEYPOINT_INDEX[n]] if n in detected else 0.0 for n in names])
 
-        ls, rs, lh, rh = p["left_shoulder"], p["right_shoulder"], p["left_hip"], p["right_hip"]
-        across_2d = float(np.linalg.norm((ls - rs)[:2]))
-        torso_2d = float(np.linalg.norm((p["neck"] - p["pelvis"])[:2]))
+        def between(a: str, b: str) -> tuple[float, float]:
+            """The 2D vector from joint a to joint b."""
+            (ax, ay), (bx, by) = p[a], p[b]
+            return (bx - ax, by - ay)
+
+        across_x, across_y = between("right_shoulder", "left_shoulder")
+        across_2d = math.sqrt(across_x * across_x + across_y * across_y)
+        up_x, up_y = between("pelvis", "neck")
+        torso_2d = math.sqrt(up_x * up_x + up_y * up_y)
         torso_seen = conf("left_shoulder", "right_shoulder", "left_hip", "right_hip") >= MIN_JOINT_CONFIDENCE
         if torso_seen and across_2d > 1.0:
             self.torso_ratio.update(torso_2d / across_2d)
-        shoulder_width = max(across_2d, torso_2d / max(self.torso_ratio.value, 0.5), rig.unit, 1.0)
+        shoulder_width = max(across_2d, torso_2d / max(self.torso_ratio.value, 0.5), float(rig.unit), 1.0)
 
         # Torso yaw: the shoulder line's foreshortening, turned the way the nose points.
         turn = float(rig.face_turn)
-        face_seen = conf("nose") >= MIN_JOINT_CONFIDENCE and float(ls[0] - rs[0]) > 0
+        face_seen = conf("nose") >= MIN_JOINT_CONFIDENCE and across_x > 0
         # A face seen nearly frontally (or not at all) does not say which way the body turns: the last clear answer
         # holds. Turning round, the shoulders' order flips on screen and the same sign carries the yaw past 90 deg.
         if face_seen and abs(turn) > YAW_SIGN_TURN:
             self.yaw_sign = -1.0 if turn > 0 else 1.0
         depth = math.sqrt(max(shoulder_width**2 - across_2d**2, 0.0))
-        s_across = (ls - rs) + np.array([0.0, 0.0, self.yaw_sign * depth])
-        hip_2d = float(np.linalg.norm((lh - rh)[:2]))
+        # No depth (an unturned torso) is +0.0, whose sign the hips' depth takes below.
+        s_across = (across_x, across_y, self.yaw_sign * depth if depth > 0 else 0.0)
+        hip_x, hip_y = between("right_hip", "left_hip")
+        hip_2d = math.sqrt(hip_x * hip_x + hip_y * hip_y)
         if torso_seen and conf("left_hip", "right_hip") >= MIN_JOINT_CONFIDENCE:
             self.hip_ratio.update(hip_2d / shoulder_width)
         hip_width = max(self.hip_ratio.value * shoulder_width, hip_2d)
         h_depth = math.sqrt(max(hip_width**2 - hip_2d**2, 0.0))
-        h_across = (lh - rh) + np.array([0.0, 0.0, math.copysign(h_depth, s_across[2])])
-        up = p["neck"] - p["pelvis"]
+        h_across = (hip_x, hip_y, math.copysign(h_depth, s_across[2]))
+        up = (up_x, up_y, 0.0)
 
         world: dict[str, Quat] = {}
         world["hips"] = _frame(h_across, up)
@@ -289,7 +362,7 @@ class BodySolver:
 
         # Head: yaw from the face's turn, roll from the eyes (the rig's estimates), on top of the body's facing.
         yaw = math.asin(max(-1.0, min(1.0, turn))) * MAX_HEAD_YAW_DEG / 90.0
-        head_world = _qmul(_qaxis(np.array([0.0, 0.0, 1.0]), -float(rig.head_roll)), _qaxis(np.array([0, 1.0, 0]), yaw))
+        head_world = _qmul(_qaxis((0.0, 0.0, 1.0), -float(rig.head_roll)), _qaxis((0.0, 1.0, 0.0), yaw))
         if not face_seen:  # no face to read (turned away): the head relaxes onto the chest
             head_world = world["chest"]
         head_relative = _qmul(_qinv(world["chest"]), head_world)
@@ -298,29 +371,29 @@ class BodySolver:
         world["head"] = _qmul(world["neck"], neck_half)
 
         # Limbs: each bone's 3D direction from its 2D bone and its calibrated length.
-        directions: dict[str, np.ndarray] = {}
+        directions: dict[str, Vec3] = {}
         confidence: dict[str, float] = {}
+        hanging = (-up_x, -up_y, 0.0)
         for bone, (a, b, _, prior_sign) in LIMBS.items():
-            d = p[b] - p[a]
-            length_2d = float(np.linalg.norm(d[:2])) / shoulder_width
+            dx, dy = between(a, b)
+            dz = 0.0
+            length_2d = math.sqrt(dx * dx + dy * dy) / shoulder_width
             c = conf(a, b)
             confidence[bone] = c
             if c >= MIN_JOINT_CONFIDENCE:
-                self.lengths[bone].update(length_2d)
-                full = max(self.lengths[bone].value, length_2d)
-                d = d + np.array([0.0, 0.0, prior_sign * math.sqrt(max(full**2 - length_2d**2, 0.0)) * shoulder_width])
+                length = self.lengths[bone]
+                length.update(length_2d)
+                full = max(length.value, length_2d)
+                dz = prior_sign * math.sqrt(max(full**2 - length_2d**2, 0.0)) * shoulder_width
             # An unsure bone stays in the image plane, where the rig put it (hanging arm, straight leg).
-            directions[bone] = d if float(np.linalg.norm(d)) > 1e-6 else -up
-        for side in ("left", "right"):
-            for upper, lower, base in (
-                (f"{side}UpperArm", f"{side}LowerArm", "chest"),
-                (f"{side}UpperLeg", f"{side}LowerLeg", "hips"),
-            ):
-                upper_dir, lower_dir = directions[upper], _limit_bend(directions[upper], directions[lower])
-                rest_in_base = _qrot(world[base], REST_DIRECTIONS[upper])
-                world[upper] = _qmul(_arc(rest_in_base, upper_dir), world[base])
-                carried = _qrot(world[upper], REST_DIRECTIONS[lower])
-                world[lower] = _qmul(_arc(carried, lower_dir), world[upper])
+            d = (dx, dy, dz)
+            directions[bone] = d if _norm(d) > 1e-6 else hanging
+        for upper, lower, base in CHAINS:
+            upper_dir, lower_dir = directions[upper], _limit_bend(directions[upper], directions[lower])
+            rest_in_base = _qrot(world[base], REST_DIRECTIONS[upper])
+            world[upper] = _qmul(_arc(rest_in_base, upper_dir), world[base])
+            carried = _qrot(world[upper], REST_DIRECTIONS[lower])
+            world[lower] = _qmul(_arc(carried, lower_dir), world[upper])
 
         local = {}
         for name in BONES:
@@ -334,15 +407,14 @@ class BodySolver:
         return local, {b: confidence[b] for b in BONES}, shoulder_width, np.asarray(pelvis, dtype=np.float64)
 
 
-def _limit_bend(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def _limit_bend(upper: Vec3, lower: Vec3) -> Vec3:
     """The lower bone's direction with its bend from the upper bone's line clamped to MAX_BEND_DEG."""
-    u = upper / max(float(np.linalg.norm(upper)), 1e-12)
-    v = lower / max(float(np.linalg.norm(lower)), 1e-12)
-    angle = math.acos(max(-1.0, min(1.0, float(np.dot(u, v)))))
+    u, v = _unit(upper), _unit(lower)
+    angle = math.acos(max(-1.0, min(1.0, _dot(u, v))))
     limit = math.radians(MAX_BEND_DEG)
     if angle <= limit:
         return v
-    axis = np.cross(u, v)
-    if float(np.linalg.norm(axis)) < 1e-9:
-        axis = np.cross(u, np.array([0.0, 0.0, 1.0]))
+    axis = _cross(u, v)
+    if _norm(axis) < 1e-9:
+        axis = _cross(u, (0.0, 0.0, 1.0))
     return _qrot(_qaxis(axis, limit), u)
