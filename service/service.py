@@ -48,6 +48,7 @@ from vtpose.serving.middleware import (
     MultipartFieldCheck,
     UploadRoute,
     UploadRoutes,
+    untraced_without_exporter,
 )
 from vtpose.serving.render import RenderStyle, render_png
 from vtpose.serving.schemas import BatchResult, PoseResult, pose_result
@@ -116,6 +117,8 @@ IMAGE = (
 # The live studio (/studio): the page, its WebSocket and its assets; it calls the model through `live_poses`. Its
 # socket takes messages as large as a user's VRM file (uvicorn's own limit is 16 MiB).
 allow_websocket_messages()
+# Tracing as BentoML ships it: off (no exporter) unless configured; then the public endpoints skip its span work.
+untraced_without_exporter(PUBLIC_FIELDS)
 STUDIO = create_studio_app(
     lambda: bentoml.get_current_service().live_poses,
     model_version=lambda: bentoml.get_current_service().model_version,

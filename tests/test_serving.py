@@ -21,7 +21,7 @@ from vtpose.pose import PersonPose
 from vtpose.serving.batcher import PoseBatcher, gather_in_order
 from vtpose.serving.limits import ServingLimits, check_batch_size
 from vtpose.serving.memory import limit_malloc_retention
-from vtpose.serving.middleware import UploadRoute, UploadRoutes
+from vtpose.serving.middleware import UploadRoute, UploadRoutes, untraced_without_exporter
 from vtpose.serving.multipart import MultipartError, PartHeader, PartParser, multipart_boundary
 from vtpose.serving.packaging import sanitize_version
 
@@ -251,6 +251,45 @@ def test_upload_routes_refuse_a_long_body_and_answer_a_failure_as_bentoml_does()
     # Not ready (the service instance not made yet): everything goes to the app.
     waiting = UploadRoutes(app, routes.routes, ready=lambda: False, max_body_bytes=1000, server_name="S/x")
     assert _post(waiting, "/one", [("image", ("a.jpg", b"\xff", "image/jpeg"))]).status_code == 299
+
+
+def test_public_paths_skip_the_trace_span_only_while_no_tracing_exporter_is_configured() -> None:
+    import opentelemetry.instrumentation.asgi as otel_asgi
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    traced: list[tuple[str, bool]] = []
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+        traced.append((scope["path"], trace.get_current_span().get_span_context().is_valid))
+        await JSONResponse({})(scope, receive, send)
+
+    def requests(paths: list[str]) -> list[tuple[str, bool]]:
+        # Built as BentoML builds it (the class looked up when the app is made), every span sampled.
+        middleware = otel_asgi.OpenTelemetryMiddleware(app, tracer_provider=TracerProvider())
+
+        async def main() -> None:
+            transport = httpx.ASGITransport(app=middleware)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                for path in paths:
+                    assert (await client.post(path)).status_code == 200
+
+        traced.clear()
+        asyncio.run(main())
+        return list(traced)
+
+    original, exporter = otel_asgi.OpenTelemetryMiddleware, BentoMLContainer.tracing.exporter_type
+    assert exporter.get() is None  # BentoML's default: no exporter, nothing collected
+    untraced_without_exporter(["/predict"])
+    untraced_without_exporter(["/predict"])  # twice is harmless
+    try:
+        assert requests(["/predict", "/other"]) == [("/predict", False), ("/other", True)]
+        exporter.set("otlp")
+        assert requests(["/predict", "/other"]) == [("/predict", True), ("/other", True)]
+    finally:
+        exporter.set(None)
+        otel_asgi.OpenTelemetryMiddleware = original
 
 
 def test_malloc_settings_are_accepted() -> None:
