@@ -403,4 +403,5 @@ def untraced_without_exporter(paths: Collection[str]) -> None:
                 return
             await super().__call__(scope, receive, send)
 
-    otel_asgi.OpenTelemetryMiddleware = TracedWithExporter
+    # Replacing the class BentoML looks up when it builds the app is the point here, hence the assignment to a type.
+    otel_asgi.OpenTelemetryMiddleware = TracedWithExporter  # type: ignore[misc]
