@@ -223,8 +223,10 @@ def test_an_uploaded_vrm_reaches_the_output_view_which_draws_the_same_bones(
     capture.set_input_files("#vrm-file", str(mine))
     _wait(capture, "window.studio.scene3d.key && window.studio.scene3d.key.startsWith('upload:')")
     assert capture.input_value("#vrm") == "upload:mine.vrm"
+    # Both pages at full resolution (`?scale=1`), so that the canvases compare pixel for pixel below.
+    capture.evaluate("Object.assign(window.studio.scene3d, { fixedScale: 1, scale: 1 })")
     output = browser.new_page()
-    output.goto(f"{server}/studio/output?pair={capture.evaluate('window.studio.socket.pair')}")
+    output.goto(f"{server}/studio/output?pair={capture.evaluate('window.studio.socket.pair')}&scale=1")
     _wait(output, "window.studio.look.scene3d.key && window.studio.look.scene3d.key.startsWith('upload:')")
     _wait(output, "window.studio.joints3d().length > 0")
     # Hold the camera still: both pages then draw the same last poses.
@@ -251,6 +253,7 @@ def test_an_uploaded_vrm_reaches_the_output_view_which_draws_the_same_bones(
         assert iou >= 0.9, f"the two pages' VRMs overlap {iou:.2f} (IoU)"
     finally:
         capture.evaluate("document.getElementById('preview').play()")
+        capture.evaluate("window.studio.scene3d.fixedScale = null")
     assert not output.evaluate("window.studio.vrmErrors")
     output.close()
 
@@ -318,3 +321,32 @@ def test_the_3d_page_runs_under_its_own_content_security_policy(chromium: Any, s
     assert page.evaluate("window.studio.joints3d().length") > 0
     assert not problems, problems
     context.close()
+
+
+def test_a_3d_scene_over_budget_is_drawn_smaller_and_scale_pins_it(capture: Any, browser: Any, server: str) -> None:
+    steps = capture.evaluate(
+        """async () => {
+        const { nextRenderScale: next, fixedScaleFrom: fixed } = await import('./static/renderer3d.js');
+        return {
+          over: next(1, 20, 15), justTaken: next(1, 20, 3), smallest: next(0.5, 30, 15),
+          cheap: next(0.5, 1, 15), wouldOverrun: next(0.75, 7, 15), unknown: next(0.3, 1, 15),
+          pinned: fixed('?pair=AB&scale=1'), half: fixed('?scale=0.5'), tooLarge: fixed('?scale=2'),
+          notANumber: fixed('?scale=x'), none: fixed(''),
+        };
+      }"""
+    )
+    assert steps == {
+        "over": 0.75, "justTaken": 1, "smallest": 0.5, "cheap": 0.75, "wouldOverrun": 0.75, "unknown": 1,
+        "pinned": 1, "half": 0.5, "tooLarge": None, "notANumber": None, "none": None,
+    }  # fmt: skip
+    assert capture.evaluate("window.studio.scene3d.scale") in (1, 0.75, 0.5)
+    # `?scale=0.5` draws the WebGL canvas at half the scene's size, and keeps it there.
+    page = browser.new_page()
+    page.goto(f"{server}/studio/?scale=0.5")
+    _wait(page, "window.studio.ready && window.studio.stats.frames.length >= 3")
+    page.select_option("#mode", "3d")
+    _wait(page, "window.studio.joints3d().length > 0")
+    _frames_after(page, 20)
+    scene = page.evaluate("[document.getElementById('scene').width, window.studio.scene3d.canvas.width]")
+    assert page.evaluate("window.studio.scene3d.scale") == 0.5 and scene[1] == round(scene[0] * 0.5), scene
+    page.close()

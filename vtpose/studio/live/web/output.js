@@ -6,7 +6,7 @@
 import { Expressions, FACE_REDRAW_MS, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { drawScene, fitScene } from "./renderer.js";
-import { Scene3D } from "./renderer3d.js";
+import { Scene3D, fixedScaleFrom } from "./renderer3d.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
 import { VrmChoice } from "./vrms.js";
@@ -23,10 +23,14 @@ async function main() {
   const expressions = new Expressions({ enabled: params.get("expr") !== "off" });
   look.expressions = expressions; // the 3D renderer reads it there
   const vrmErrors = []; // a VRM that does not load here (the view has nowhere to show it); the one before stays
-  const scene3d = new Scene3D((message) => {
-    vrmErrors.push(message);
-    console.warn(message);
-  }, () => redraw());
+  const scene3d = new Scene3D(
+    (message) => {
+      vrmErrors.push(message);
+      console.warn(message);
+    },
+    () => redraw(),
+    fixedScaleFrom(location.search),
+  );
   look.scene3d = scene3d;
   const vrms = new VrmChoice(config, scene3d);
   const joints3d = () => scene3d.joints3d();

@@ -24,6 +24,18 @@ const CAMERA_Z = 20000;
 const BREATH_ANGLE = 0.035;
 // Bones whose rotation changing by less than this (radians, per frame) count as still, for breathing.
 const STILL_ANGLE = 0.02;
+// Dynamic resolution: the WebGL canvas is drawn at one of these fractions of the scene canvas's width and height,
+// then scaled into the scene. A GPU draws the avatars in a millisecond at full size; software WebGL (SwiftShader:
+// a browser source on a machine without a GPU, headless Chromium) pays for every pixel and triangle on the CPU the
+// model needs too, so a scene over budget is drawn smaller rather than slower (four kitties: 11 ms at 1, 7 at 0.5).
+const RENDER_SCALES = [1, 0.75, 0.5];
+// The 3D drawing's budget per frame (ms: the render and its copy into the scene, which waits for the render).
+const DRAW_BUDGET_MS = 8;
+// A larger scale is taken back when the cost, grown by its pixels, would stay under this share of the budget.
+const SCALE_UP_SHARE = 0.6;
+// Frames drawn at a scale before it may change again, and each frame's weight in the running cost.
+const SCALE_HOLD_FRAMES = 15;
+const COST_WEIGHT = 0.2;
 // The humanoid joints projected for tests and benchmarks (vtpose/testing/vrm_fidelity.py pairs them with
 // keypoints); "hips" is the midpoint of the upper-leg joints, where body3d.hips puts it, and "face" a point
 // FACE_ABOVE_HEAD shoulder widths up the head bone from its joint (the skull's base), where a face's centre is on
@@ -164,12 +176,42 @@ class Avatar {
   }
 }
 
+/**
+ * The render scale for the next frames (RENDER_SCALES), given the running cost of drawing at `scale` and the
+ * frames drawn since it was taken.
+ * @param {number} scale the scale now
+ * @param {number} costMs the running cost of a frame's 3D drawing at that scale
+ * @param {number} held frames drawn at that scale
+ */
+export function nextRenderScale(scale, costMs, held) {
+  const i = RENDER_SCALES.indexOf(scale);
+  if (i < 0) return RENDER_SCALES[0];
+  if (held < SCALE_HOLD_FRAMES) return scale;
+  if (costMs > DRAW_BUDGET_MS && i + 1 < RENDER_SCALES.length) return RENDER_SCALES[i + 1];
+  const larger = RENDER_SCALES[i - 1];
+  if (i > 0 && costMs * (larger / scale) ** 2 < SCALE_UP_SHARE * DRAW_BUDGET_MS) return larger;
+  return scale;
+}
+
+/**
+ * The pages' `?scale=F` (F in (0, 1]: draw the 3D scene at that fraction of its size always, e.g. 1 for full
+ * resolution on a slow machine), or null for dynamic resolution.
+ * @param {string} search location.search
+ */
+export function fixedScaleFrom(search) {
+  const value = new URLSearchParams(search).get("scale");
+  const scale = value === null ? NaN : Number(value);
+  return scale > 0 && scale <= 1 ? scale : null;
+}
+
 export class Scene3D {
   /**
    * @param {(message: string) => void} onError shows a VRM that cannot be loaded (the previous one stays)
    * @param {() => void} onChange redraws the scene (another instance for one more person is ready)
+   * @param {number | null} fixedScale draw at this fraction of the scene's size always (the pages' `?scale=`),
+   *   or null: dynamic resolution (RENDER_SCALES)
    */
-  constructor(onError, onChange = () => {}) {
+  constructor(onError, onChange = () => {}, fixedScale = null) {
     this.onError = onError;
     this.onChange = onChange;
     this.wanted = 1; // instances the last frame needed (one per person, at most MAX_INSTANCES)
@@ -191,6 +233,10 @@ export class Scene3D {
     this.size = [1, 1]; // the frame's [width, height]
     this.posesId = null; // the id of the poses message drawn last
     this.lastDraw = null;
+    this.fixedScale = fixedScale;
+    this.scale = fixedScale ?? RENDER_SCALES[0]; // the WebGL canvas's size over the scene canvas's
+    this.cost = 0; // running cost of a frame's 3D drawing at this scale (ms)
+    this.held = 0; // frames drawn at this scale
   }
 
   /** The WebGL renderer, made on first use; null (said once) where the browser has no WebGL. */
@@ -283,7 +329,8 @@ export class Scene3D {
     const [frameWidth, frameHeight] = poses.size;
     Object.assign(this.camera, { left: 0, right: frameWidth, top: 0, bottom: -frameHeight });
     this.camera.updateProjectionMatrix();
-    if (this.canvas.width !== width || this.canvas.height !== height) this.renderer.setSize(width, height, false);
+    const [glWidth, glHeight] = [Math.round(width * this.scale), Math.round(height * this.scale)];
+    if (this.canvas.width !== glWidth || this.canvas.height !== glHeight) this.renderer.setSize(glWidth, glHeight, false);
     const shown = persons.slice(0, this.avatars.length);
     this.avatars.forEach((avatar, i) => {
       const person = shown[i];
@@ -293,6 +340,7 @@ export class Scene3D {
       avatar.pose(person.body3d, expr, dt, person.body3d.hips[1] * DEPTH_PER_PIXEL);
       this.drawn.push({ person, avatar });
     });
+    const start = performance.now();
     this.renderer.clear();
     this.renderer.render(this.scene, this.camera);
     ctx.save();
@@ -300,6 +348,18 @@ export class Scene3D {
     if (mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
     ctx.drawImage(this.canvas, 0, 0, width, height);
     ctx.restore();
+    this.adapt(performance.now() - start);
+  }
+
+  /** Dynamic resolution: fold this frame's drawing time into the running cost, and change the scale if due. */
+  adapt(costMs) {
+    if (this.fixedScale !== null) return;
+    // The first frame at a scale pays for the resized buffers (and, for a new VRM, its shaders): not counted.
+    this.held += 1;
+    if (this.held === 1) return;
+    this.cost = this.held === 2 ? costMs : this.cost + COST_WEIGHT * (costMs - this.cost);
+    const next = nextRenderScale(this.scale, this.cost, this.held);
+    if (next !== this.scale) Object.assign(this, { scale: next, held: 0 });
   }
 
   /**

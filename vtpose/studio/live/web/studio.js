@@ -9,7 +9,7 @@ import { EYES_SHUT, ExprSender, Expressions, FACE_REDRAW_MS, MOUTH_OPEN, faceCha
 import { Look, loadConfig } from "./look.js";
 import { FramePump } from "./pump.js";
 import { drawScene, fitScene } from "./renderer.js";
-import { Scene3D, checkVrmLoads, vrmFileProblem } from "./renderer3d.js";
+import { Scene3D, checkVrmLoads, fixedScaleFrom, vrmFileProblem } from "./renderer3d.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
 import { Uploads } from "./uploads.js";
@@ -66,7 +66,7 @@ class CapturePage {
     this.expressionsDrawn = { shut: 0, open: 0 }; // frames drawn with the eyes shut, the mouth open (for tests)
     this.drawnAtMs = 0;
     this.vrmErrors = []; // VRM files this page refused or could not load, as shown
-    this.scene3d = new Scene3D((message) => this.vrmError(message), () => this.redraw());
+    this.scene3d = new Scene3D((message) => this.vrmError(message), () => this.redraw(), fixedScaleFrom(location.search));
     this.look.scene3d = this.scene3d;
     this.vrms = new VrmChoice(config, this.scene3d);
   }
