@@ -59,3 +59,20 @@ def test_package_weights_refuses_with_a_message_naming_the_fix(
         kwargs = {**kwargs, "int8_images": tmp_path / str(kwargs["int8_images"])}
     with pytest.raises(error, match=re.escape(words)):
         package_weights(PRETRAINED_WEIGHTS, "refused", imgsz=SMALL, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_reused_studio_bento_is_keyed_by_the_files_a_bento_carries(tmp_path: Path) -> None:
+    from vtpose.testing.local_server import bento_sources_fingerprint
+
+    web = tmp_path / "vtpose" / "studio" / "live" / "web"
+    web.mkdir(parents=True)
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "service.py").write_text("SERVICE = 1\n")
+    (web / "renderer3d.js").write_text("export const SCALE = 1;\n")
+    before = bento_sources_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("not carried")
+    (web / "__pycache__").mkdir()
+    (web / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert bento_sources_fingerprint(tmp_path) == before  # files a Bento leaves out change nothing
+    (web / "renderer3d.js").write_text("export const SCALE = 0.5;\n")
+    assert bento_sources_fingerprint(tmp_path) != before  # a changed page is packaged again, not served stale

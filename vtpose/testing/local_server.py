@@ -8,6 +8,7 @@ log on failure and stopping the whole process group.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vtpose.errors import VtposeError
-from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS
+from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
 from vtpose.serving.what_runs import PRETRAINED_VARIANT
 
 LOOPBACK = "127.0.0.1"
@@ -38,6 +39,7 @@ STUDIO_VARIANT = PRETRAINED_VARIANT
 STUDIO_CALIBRATION_DIR = COCO_MINI_DIR / "images" / "train2017"
 STUDIO_CALIBRATION_IMAGES = 10
 _INFO_FILE = "bento-info.json"
+_FINGERPRINT_KEY = "sources_sha256"
 
 
 def package_bento(weights: Path, model_version: str, home: Path, *options: str,
@@ -71,10 +73,13 @@ def package_bento(weights: Path, model_version: str, home: Path, *options: str,
 
 
 def studio_bento(root: Path, calibration_images: int = STUDIO_CALIBRATION_IMAGES) -> dict[str, Any]:
-    """The Bento `make studio` serves (`STUDIO_VARIANT`), packaged once under `root` and reused after.
+    """The Bento `make studio` serves (`STUDIO_VARIANT`), packaged once under `root` and reused while the code it
+    carries is unchanged.
 
     Test modules that each start a studio server share one packaging this way: `root` is a session's temporary
-    folder, and the BentoInfo JSON written there marks it done. The "env" returned serves `STUDIO_VARIANT`.
+    folder, and the BentoInfo JSON written there marks it done. A benchmark keeps `root` between runs; the
+    fingerprint of the files the Bento copies (`bento_sources_fingerprint`), kept in that JSON, repackages it when
+    the pages or the service changed, instead of serving the old ones. The "env" returned serves `STUDIO_VARIANT`.
 
     Raises:
         VtposeError: packaging failed (the message ends with its stderr's tail).
@@ -82,19 +87,36 @@ def studio_bento(root: Path, calibration_images: int = STUDIO_CALIBRATION_IMAGES
     from vtpose.backends import ENV_BACKEND
 
     info_file = root / _INFO_FILE
-    if info_file.is_file():
-        info = json.loads(info_file.read_text())
-    else:
+    fingerprint = bento_sources_fingerprint()
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    if info.get(_FINGERPRINT_KEY) != fingerprint:
         home = root / "bentoml"
         home.mkdir(parents=True, exist_ok=True)
         options = ("--openvino", "--int8-images", str(STUDIO_CALIBRATION_DIR),
                    "--int8-size", str(calibration_images), "--backend", STUDIO_VARIANT)  # fmt: skip
         packaged = package_bento(PRETRAINED_WEIGHTS, "pretrained", home, *options)
-        info = {k: v for k, v in packaged.items() if k not in ("home", "env")}
-        info_file.write_text(json.dumps(info))
+        info = {k: v for k, v in packaged.items() if k not in ("home", "env")} | {_FINGERPRINT_KEY: fingerprint}
+        temporary = info_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(info))
+        temporary.replace(info_file)
     home = root / "bentoml"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", ENV_BACKEND: STUDIO_VARIANT}
     return {**info, "home": home, "env": env}
+
+
+def bento_sources_fingerprint(project_root: Path = PROJECT_ROOT) -> str:
+    """SHA-256 over the paths and bytes of the files a Bento copies from the project (`BENTO_INCLUDE`)."""
+    from vtpose.serving.packaging import BENTO_INCLUDE
+
+    files: set[Path] = set()
+    for pattern in BENTO_INCLUDE:
+        # Path.glob's trailing "**" yields folders only (Python 3.11): their files are "**/*".
+        matched = project_root.glob(pattern + "/*" if pattern.endswith("**") else pattern)
+        files.update(path for path in matched if path.is_file() and "__pycache__" not in path.parts)
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.relative_to(project_root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def free_port(host: str = LOOPBACK) -> int:
