@@ -1,12 +1,14 @@
 """The pose-to-bones solver where the truth is known, against the naive alternative, and its cost.
 
-    .venv/bin/python benchmarks/bench_avatar3d_solver.py [--poses 1000] [--seed 0]
+    .venv/bin/python benchmarks/bench_avatar3d_solver.py [--poses 1000] [--seed 0] [--max-lean 10]
 
 Synthetic people (`vtpose.studio.avatar3d.synthetic`: 3D poses within human joint limits, the torso turned up to
-35 degrees, projected by weak perspective to COCO-17 keypoints) are solved back one after another by one
-`BodySolver` (its calibration learning over the run, as on a live track). For each limb bone group: the median and
-90th percentile angle between the solved bone direction and the true one, in degrees, for the solver and for the
-naive alternative (in-plane angles only: every bone in the image plane, zero depth). The first CALIBRATION_POSES
+35 degrees and leaning up to --max-lean degrees toward or away from the camera and sideways, projected by weak
+perspective to COCO-17 keypoints) are solved back one after another by one `BodySolver` (its calibration learning
+over the run, as on a live track). For each limb bone group, and the spine (the chest's up against pelvis to neck):
+the median and 90th percentile angle between the solved bone direction and the true one, in degrees, for the solver
+and for the naive alternative (in-plane angles only: every bone in the image plane, zero depth). The first
+CALIBRATION_POSES
 poses are left out of the figures (the calibration's warm-up). Cost: `BodySolver.update` per person per frame
 (smoothing included, the rig given), microseconds, median of the run.
 """
@@ -28,7 +30,9 @@ GROUPS = {
     "forearms": ("leftLowerArm", "rightLowerArm"),
     "thighs": ("leftUpperLeg", "rightUpperLeg"),
     "shins": ("leftLowerLeg", "rightLowerLeg"),
+    "spine": ("spine",),
 }
+SPINE = "spine"  # the chest's up, against the true pelvis-to-neck direction
 
 
 def _degrees(u: np.ndarray, v: np.ndarray) -> float:
@@ -39,14 +43,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--poses", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-lean", type=float, default=10.0, help="the torso's lean, degrees (a seated streamer: 30)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     solver, timer = BodySolver(), BodySolver()
-    solved: dict[str, list[float]] = {b: [] for b in LIMBS}
-    naive: dict[str, list[float]] = {b: [] for b in LIMBS}
+    solved: dict[str, list[float]] = {b: [] for b in (*LIMBS, SPINE)}
+    naive: dict[str, list[float]] = {b: [] for b in (*LIMBS, SPINE)}
     costs = []
     for i in range(args.poses):
-        pose = random_pose(rng)
+        pose = random_pose(rng, max_lean_deg=args.max_lean)
         rig = complete_pose(pose.person.keypoints, track_id=1)
         assert rig is not None
         start = time.perf_counter()
@@ -60,7 +67,11 @@ def main() -> None:
             truth = pose.joints[b] - pose.joints[a]
             solved[bone].append(_degrees(np.array(_qrot(world[bone], REST_DIRECTIONS[bone])), truth))
             naive[bone].append(_degrees(truth * [1.0, 1.0, 0.0], truth))
-    print(f"{args.poses} synthetic poses (first {CALIBRATION_POSES} left out), seed {args.seed}")
+        spine = pose.joints["neck"] - pose.joints["pelvis"]
+        solved[SPINE].append(_degrees(np.array(_qrot(world["chest"], (0.0, 1.0, 0.0))), spine))
+        naive[SPINE].append(_degrees(spine * [1.0, 1.0, 0.0], spine))
+    print(f"{args.poses} synthetic poses (first {CALIBRATION_POSES} left out), seed {args.seed}, lean up to "
+          f"{args.max_lean:g} degrees")  # fmt: skip
     print("| bone group | solver median | solver p90 | in-plane only median | in-plane only p90 |")
     print("|---|---|---|---|---|")
     for group, bones in GROUPS.items():

@@ -174,3 +174,24 @@ def test_the_head_turns_and_tilts_with_the_face() -> None:
         true_tilt.append((j["left_eye"] - j["right_eye"])[1])
     assert np.corrcoef(solved_turn, true_turn)[0, 1] > 0.8, "the head turns the way the face does"
     assert np.corrcoef(solved_tilt, true_tilt)[0, 1] > 0.8, "and tilts the way the eyes do"
+
+
+def test_a_turned_torso_leaning_toward_the_camera_keeps_its_spine_where_the_image_has_it() -> None:
+    """A seated streamer turned and leaning shows the shoulder line off square with the spine on screen: the chest
+    must lean in depth, not swing sideways (which moved the whole upper body off the keypoints)."""
+    rng = np.random.default_rng(11)
+    solver = BodySolver()
+    on_screen, in_3d = [], []
+    for _ in range(150):
+        pose = random_pose(rng, max_lean_deg=30.0)
+        rig = complete_pose(pose.person.keypoints, track_id=1)
+        assert rig is not None
+        local, confidence, width, hips = solver.solve(pose.person, rig)
+        chest_up = np.array(_qrot(Body3D(local, hips, width, confidence).world()["chest"], (0.0, 1.0, 0.0)))
+        spine = pose.joints["neck"] - pose.joints["pelvis"]
+        on_screen.append(_angle_between(chest_up[:2], spine[:2]))
+        in_3d.append(_angle_between(chest_up, spine))
+    assert np.median(on_screen) < 1.0 and np.percentile(on_screen, 90) < 5.0, np.percentile(on_screen, [50, 90])
+    # In depth the lean's sign rides on the yaw's (the nose's), so a few come out mirrored: the median is the check
+    # (squaring the spine to the shoulder line instead gave 3.3 on screen and 16.4 here).
+    assert np.median(in_3d) < 9.0, f"the lean in depth: median {np.median(in_3d):.1f} degrees off"

@@ -69,6 +69,9 @@ TORSO_QUANTILE: Final = 0.1  # the torso-to-shoulders ratio: this (low) quantile
 QUANTILE_RATE: Final = 0.02  # step of the running quantile estimates (in body units per frame)
 MAX_BEND_DEG: Final = 160.0
 MAX_HEAD_YAW_DEG: Final = 80.0
+# How far the torso may lean toward or away from the camera to square a turned torso's shoulder (or hip) line with
+# its spine on screen (see _torso_up); a shoulder line still off square beyond it tilts the torso with it.
+MAX_TORSO_PITCH_DEG: Final = 45.0
 YAW_SIGN_TURN: Final = 0.25  # the face's turn (rig.face_turn) that decides the torso's yaw sign
 MIN_CUTOFF_HZ: Final = 2.0  # One Euro: the cutoff of a still bone
 BETA: Final = 0.6  # One Euro: added cutoff per radian per second of angular speed
@@ -350,11 +353,9 @@ class BodySolver:
         hip_width = max(self.hip_ratio.value * shoulder_width, hip_2d)
         h_depth = math.sqrt(max(hip_width**2 - hip_2d**2, 0.0))
         h_across = (hip_x, hip_y, math.copysign(h_depth, s_across[2]))
-        up = (up_x, up_y, 0.0)
-
         world: dict[str, Quat] = {}
-        world["hips"] = _frame(h_across, up)
-        chest_world = _frame(s_across, up)
+        world["hips"] = _frame(h_across, _torso_up(h_across, up_x, up_y))
+        chest_world = _frame(s_across, _torso_up(s_across, up_x, up_y))
         relative = _qmul(_qinv(world["hips"]), chest_world)
         half = _slerp(IDENTITY, relative, 0.5)
         world["spine"] = _qmul(world["hips"], half)
@@ -405,6 +406,21 @@ class BodySolver:
         confidence["head"] = face_conf
         pelvis = rig.points["pelvis"]
         return local, {b: confidence[b] for b in BONES}, shoulder_width, np.asarray(pelvis, dtype=np.float64)
+
+
+def _torso_up(across: Vec3, up_x: float, up_y: float) -> Vec3:
+    """The spine's 3D direction: its 2D direction, with the depth that makes it perpendicular to `across`.
+
+    A torso turned (`across` has depth) and leaning toward or away from the camera, as a seated streamer does,
+    shows its shoulder line off square with its spine on screen. Taking the spine as drawn and the lean as that
+    depth puts both the shoulders and the neck where the image has them; without it the frame squares the spine to
+    the shoulder line, which swings the whole upper body sideways (by 0.17 shoulder widths on the streamer photo).
+    """
+    along = across[0] * up_x + across[1] * up_y
+    if abs(across[2]) < _TINY:
+        return (up_x, up_y, 0.0)
+    limit = math.tan(math.radians(MAX_TORSO_PITCH_DEG)) * math.sqrt(up_x * up_x + up_y * up_y)
+    return (up_x, up_y, max(-limit, min(limit, -along / across[2])))
 
 
 def _limit_bend(upper: Vec3, lower: Vec3) -> Vec3:

@@ -54,12 +54,16 @@ def _direction(rng: np.random.Generator, base: np.ndarray, spread_deg: float, z_
 
 
 def random_pose(
-    rng: np.random.Generator, scale: float = 120.0, centre: tuple[float, float] = (640.0, 400.0)
+    rng: np.random.Generator,
+    scale: float = 120.0,
+    centre: tuple[float, float] = (640.0, 400.0),
+    max_lean_deg: float = 10.0,
 ) -> SyntheticPose:
-    """A random pose within the limits above, `scale` pixels per body unit, pelvis near `centre`."""
+    """A random pose within the limits above, `scale` pixels per body unit, pelvis near `centre`, the torso leaning
+    up to `max_lean_deg` toward or away from the camera and sideways."""
     rest = rest_keypoints()
     yaw = np.radians(rng.uniform(-35, 35))
-    lean = Rotation.from_euler("xz", rng.uniform(-10, 10, size=2), degrees=True)
+    lean = Rotation.from_euler("xz", rng.uniform(-max_lean_deg, max_lean_deg, size=2), degrees=True)
     body = Rotation.from_euler("y", yaw) * lean
     pelvis = rest["pelvis"]
     joints: dict[str, np.ndarray] = {"pelvis": np.zeros(3)}
