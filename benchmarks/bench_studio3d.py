@@ -205,6 +205,11 @@ def report(fidelity: list[str], live: dict[str, dict[str, Any]], heavy: dict[str
             f"{'-' if s['render_scale'] is None else format(s['render_scale'], 'g')} | "
             f"{s['load'][0].split('load average: ')[-1]} |"
         )
+    stage_names = list(next(iter(live.values()))["stages_mean_ms"])
+    stage_rows = [
+        f"| {label} | " + " | ".join(f"{s['stages_mean_ms'][name]:.1f}" for name in stage_names) + " |"
+        for label, s in live.items()
+    ]
     prepared = next(s for label, s in live.items() if label.startswith("3D, prepared"))
     fps_ok = "met" if prepared["fps_displayed"] >= GOAL_FPS else "NOT met"
     p50_ok = "met" if prepared["latency_p50_ms"] <= GOAL_P50_MS else "NOT met"
@@ -231,6 +236,12 @@ def report(fidelity: list[str], live: dict[str, dict[str, Any]], heavy: dict[str
             "",
             f"Goals with the prepared 3D avatar: >= {GOAL_FPS:.0f} fps ({fps_ok}), "
             f"p50 <= {GOAL_P50_MS:.0f} ms ({p50_ok}).",
+            "",
+            "Where a frame's capture-to-screen time goes (mean ms; the page's stages, as bench_live.py reads them):",
+            "",
+            "| drawn | " + " | ".join(stage_names) + " |",
+            "|---|" + "---|" * len(stage_names),
+            *stage_rows,
             "",
         ]
     )

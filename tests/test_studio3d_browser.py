@@ -201,7 +201,10 @@ def test_a_vrm_0x_from_the_server_folder_faces_the_camera_and_follows(capture: A
     assert {"name": USER_VRM, "source": "user"}.items() <= next(v for v in vrms if v["name"] == USER_VRM).items()
     capture.select_option("#vrm", f"prepared:{USER_VRM}")
     _wait(capture, f"window.studio.scene3d.key === 'prepared:{USER_VRM}'")
-    records = _samples(capture, 6)
+    # A few frames for its instances to be parsed for everyone, then a dozen: six frames of one stretch of the
+    # clip moved the median by 0.03-0.07 between runs on a busy machine.
+    _frames_after(capture, 3)
+    records = _samples(capture, 12)
     # Turned by rotateVRM0 and posed in VRM 1.0 axes: its left shoulder is on the side of the person's, for those
     # whose shoulders are clearly apart in the image (facing the camera, or their back to it).
     left, right = KEYPOINT_NAMES.index("left_shoulder"), KEYPOINT_NAMES.index("right_shoulder")
