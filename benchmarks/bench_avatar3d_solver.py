@@ -8,9 +8,8 @@ perspective to COCO-17 keypoints) are solved back one after another by one `Body
 over the run, as on a live track). For each limb bone group, and the spine (the chest's up against pelvis to neck):
 the median and 90th percentile angle between the solved bone direction and the true one, in degrees, for the solver
 and for the naive alternative (in-plane angles only: every bone in the image plane, zero depth). The first
-CALIBRATION_POSES
-poses are left out of the figures (the calibration's warm-up). Cost: `BodySolver.update` per person per frame
-(smoothing included, the rig given), microseconds, median of the run.
+CALIBRATION_POSES poses are left out of the figures (the calibration's warm-up). Cost: `BodySolver.update` per
+person per frame (smoothing included, the rig given), microseconds, median of the run.
 """
 
 from __future__ import annotations
@@ -25,14 +24,14 @@ from vtpose.studio.avatar3d.solver import LIMBS, REST_DIRECTIONS, Body3D, BodySo
 from vtpose.studio.avatar3d.synthetic import random_pose
 
 CALIBRATION_POSES = 50
+SPINE = "spine"  # the chest's up, against the true pelvis-to-neck direction
 GROUPS = {
     "upper arms": ("leftUpperArm", "rightUpperArm"),
     "forearms": ("leftLowerArm", "rightLowerArm"),
     "thighs": ("leftUpperLeg", "rightUpperLeg"),
     "shins": ("leftLowerLeg", "rightLowerLeg"),
-    "spine": ("spine",),
+    "spine": (SPINE,),
 }
-SPINE = "spine"  # the chest's up, against the true pelvis-to-neck direction
 
 
 def _degrees(u: np.ndarray, v: np.ndarray) -> float:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vtpose.artifacts import sha256_file
 from vtpose.errors import VtposeError
-from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT
+from vtpose.paths import COCO_MINI_DIR, PRETRAINED_WEIGHTS, PROJECT_ROOT, atomic_path
 from vtpose.serving.what_runs import PRETRAINED_VARIANT
 
 LOOPBACK = "127.0.0.1"
@@ -86,26 +87,23 @@ def studio_bento(root: Path, calibration_images: int = STUDIO_CALIBRATION_IMAGES
     """
     from vtpose.backends import ENV_BACKEND
 
-    info_file = root / _INFO_FILE
+    info_file, home = root / _INFO_FILE, root / "bentoml"
     fingerprint = bento_sources_fingerprint()
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     if info.get(_FINGERPRINT_KEY) != fingerprint:
-        home = root / "bentoml"
         home.mkdir(parents=True, exist_ok=True)
         options = ("--openvino", "--int8-images", str(STUDIO_CALIBRATION_DIR),
                    "--int8-size", str(calibration_images), "--backend", STUDIO_VARIANT)  # fmt: skip
         packaged = package_bento(PRETRAINED_WEIGHTS, "pretrained", home, *options)
         info = {k: v for k, v in packaged.items() if k not in ("home", "env")} | {_FINGERPRINT_KEY: fingerprint}
-        temporary = info_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(info))
-        temporary.replace(info_file)
-    home = root / "bentoml"
+        with atomic_path(info_file) as temporary:
+            temporary.write_text(json.dumps(info))
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", ENV_BACKEND: STUDIO_VARIANT}
     return {**info, "home": home, "env": env}
 
 
 def bento_sources_fingerprint(project_root: Path = PROJECT_ROOT) -> str:
-    """SHA-256 over the paths and bytes of the files a Bento copies from the project (`BENTO_INCLUDE`)."""
+    """SHA-256 over the paths and checksums of the files a Bento copies from the project (`BENTO_INCLUDE`)."""
     from vtpose.serving.packaging import BENTO_INCLUDE
 
     files: set[Path] = set()
@@ -115,7 +113,7 @@ def bento_sources_fingerprint(project_root: Path = PROJECT_ROOT) -> str:
         files.update(path for path in matched if path.is_file() and "__pycache__" not in path.parts)
     digest = hashlib.sha256()
     for path in sorted(files):
-        digest.update(path.relative_to(project_root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(f"{path.relative_to(project_root).as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
