@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,17 @@ def test_tracker_keeps_ids_through_motion_and_a_missed_frame() -> None:
             ids = [p.track_id for p in tracked]
         assert [p.track_id for p in tracked] == ids[: len(tracked)]
     assert len(set(ids)) == 2
+
+
+def test_a_faint_second_box_on_a_person_does_not_take_their_track() -> None:
+    # A person half hidden behind another comes with a faint box beside their own (NMS keeps both). The faint one
+    # sits a little nearer where the track is predicted; the person's confident box keeps the track all the same.
+    tracker = PoseTracker()
+    (first,) = tracker.update([person(pose())])
+    confident, faint = person(pose() + np.array([12.0, 0, 0], np.float32)), person(pose())
+    faint = replace(faint, score=0.3)
+    tracked = tracker.update([faint, confident])
+    assert [(p.score, p.track_id) for p in tracked] == [(confident.score, first.track_id)]
 
 
 def test_one_euro_holds_still_input_and_follows_a_step() -> None:

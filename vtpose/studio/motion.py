@@ -27,6 +27,11 @@ IOU_WEIGHT = 0.5
 MAX_TRACK_AGE = 30
 # New tracks start only from confident detections, so a flickering false positive does not burn ids.
 MIN_NEW_TRACK_SCORE = 0.4
+# Detections at least this confident are matched to the tracks first, the rest only to the tracks left over
+# (ByteTrack's two rounds). A person half hidden behind another often comes with a faint second box that NMS keeps;
+# in one round it could win the person's track on a slightly lower cost and the person's own box open a new track:
+# on dance.avi's five dancers that churned a new id every few frames.
+MIN_FIRST_ROUND_SCORE = 0.5
 # Keypoints below this confidence are not trusted for matching or smoothing input.
 MIN_KEYPOINT_CONFIDENCE = 0.3
 
@@ -103,7 +108,8 @@ class PoseTracker:
     """Gives each person a track id that stays with them across frames.
 
     Each frame, detections are matched to live tracks by the Hungarian algorithm on a cost mixing box IoU and
-    keypoint closeness (both measured against where the track is predicted to be, at constant velocity).
+    keypoint closeness (both measured against where the track is predicted to be, at constant velocity): the
+    confident detections first, then the faint ones to the tracks still free.
 
     Args:
         max_age: frames a track survives unmatched.
@@ -123,6 +129,11 @@ class PoseTracker:
         self.min_new_score = min_new_score
         self._tracks: list[_Track] = []
         self._next_id = 1
+
+    @property
+    def live_ids(self) -> set[int]:
+        """The ids of the tracks still held: matched this frame, or unmatched for at most `max_age` frames."""
+        return {t.track_id for t in self._tracks}
 
     def update(self, persons: Sequence[PersonPose]) -> list[PersonPose]:
         """Assign track ids to one frame's persons.
@@ -144,10 +155,17 @@ class PoseTracker:
                 IOU_WEIGHT * box_iou(track_boxes, boxes)
                 + (1 - IOU_WEIGHT) * keypoint_similarity(track_kpts, kpts, track_boxes[:, 3])
             )
-            rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols, strict=True):
-                if cost[r, c] <= self.max_cost:
-                    assignment[int(c)] = self._tracks[r]
+            scores = np.array([p.score for p in persons])
+            confident = scores >= MIN_FIRST_ROUND_SCORE
+            for round_detections in (np.flatnonzero(confident), np.flatnonzero(~confident)):
+                taken = {id(t) for t in assignment.values()}
+                free_tracks = [r for r, t in enumerate(self._tracks) if id(t) not in taken]
+                if not free_tracks or not len(round_detections):
+                    continue
+                sub = cost[np.ix_(free_tracks, round_detections)]
+                for r, c in zip(*linear_sum_assignment(sub), strict=True):
+                    if sub[r, c] <= self.max_cost:
+                        assignment[int(round_detections[c])] = self._tracks[free_tracks[r]]
         matched = {id(t) for t in assignment.values()}
         for track in self._tracks:
             if id(track) not in matched:
