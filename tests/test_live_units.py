@@ -41,7 +41,7 @@ from vtpose.studio.live.protocol import (
     parse_vrm,
 )
 from vtpose.studio.live.session import LiveSession, Outbox, PairingHub
-from vtpose.studio.motion import PoseSmoother, PoseTracker
+from vtpose.studio.motion import MAX_TRACK_AGE, PoseSmoother, PoseTracker
 
 STREAMER = MEDIA_DIR / "game-streamer-tips.jpg"
 # A person standing, facing the camera: COCO-17 keypoints, pixels (x, y), all confident.
@@ -361,8 +361,14 @@ def test_3d_mode_adds_body3d_per_track_and_2d_computes_nothing() -> None:
     assert list(body["bones"]) == list(BONES) and all(len(q) == 4 for q in body["bones"].values())
     assert body["shoulder_width"] > 0 and len(body["hips"]) == 2 and set(body["confidence"]) == set(BONES)
     assert set(session.solvers) == {record["track_id"]}
+    solver = session.solvers[record["track_id"]]
     session.track(_frame(66.0), [])
-    assert session.solvers == {}, "a lost track's solver goes"
+    assert session.solvers == {record["track_id"]: solver}, "a track missed for a frame keeps its solver"
+    (again,) = session.track(_frame(99.0), [_person()])
+    assert again["track_id"] == record["track_id"] and session.solvers[record["track_id"]] is solver
+    for i in range(MAX_TRACK_AGE + 1):
+        session.track(_frame(132.0 + 33.0 * i), [])
+    assert session.solvers == {}, "a track the tracker forgot takes its solver with it"
 
 
 def test_vrm_messages_are_checked_and_the_config_offers_the_vrms(tmp_path: Path) -> None:

@@ -132,17 +132,17 @@ class LiveSession:
         rigs, specs = posed_rigs(chosen, self.avatars)
         by_track = {r.track_id: (r, s) for r, s in zip(rigs, specs, strict=True)}
         records = []
-        live_tracks = set()
         for person in chosen:
             rig, spec = by_track.get(person.track_id, (None, None))
             body = None
             if rig is not None and self.settings.mode == "3d":
                 solver = self.solvers.setdefault(person.track_id, BodySolver())
-                live_tracks.add(person.track_id)
                 body = solver.update(person, rig, self.smoother.dt)
             records.append(person_json(person, rig, spec, body))
-        if self.settings.mode == "3d":  # a lost track's calibration goes with it, so memory stays flat
-            self.solvers = {t: s for t, s in self.solvers.items() if t in live_tracks}
+        # A track missed for a frame or two keeps its calibration and smoothing (dropping them made its avatar snap
+        # back to the priors); a track the tracker has forgotten takes them with it, so memory stays flat.
+        live = self.tracker.live_ids
+        self.solvers = {t: s for t, s in self.solvers.items() if t in live}
         return records
 
     def keep_vrm(self, data: bytes, info: VrmInfo) -> dict[str, Any]:
