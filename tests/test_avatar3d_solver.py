@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from vtpose.backends import open_backend
-from vtpose.keypoints import KEYPOINT_INDEX
+from vtpose.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.pose import PersonPose, load_image
-from vtpose.studio.avatar.rig import complete_pose
-from vtpose.studio.avatar3d.solver import BONES, LIMBS, MAX_BEND_DEG, REST_DIRECTIONS, Body3D, BodySolver, _qrot
+from vtpose.studio.avatar.rig import FOREARM, TORSO, complete_pose
+from vtpose.studio.avatar3d.solver import (
+    BONES,
+    LIMBS,
+    MAX_BEND_DEG,
+    MAX_CALIBRATION_FACTOR,
+    REST_DIRECTIONS,
+    Body3D,
+    BodySolver,
+    _qrot,
+)
 from vtpose.studio.avatar3d.synthetic import random_pose
 from vtpose.studio.motion import PoseSmoother, PoseTracker
 from vtpose.studio.video import read_frames
@@ -54,7 +64,43 @@ def test_synthetic_poses_are_solved_back_within_bounds() -> None:
         assert median < np.median(naive[bone]), f"{bone}: no better than in-plane angles only"
     # The running calibration finds the person's own bone lengths (the synthetic person has the rig's proportions).
     assert solver.lengths["leftUpperArm"].value == pytest.approx(0.68, abs=0.05)
-    assert solver.torso_ratio.value == pytest.approx(1.2, abs=0.08)
+
+
+def test_a_forearm_held_foreshortened_does_not_calibrate_shorter_than_people_are() -> None:
+    # A forearm pointed at the camera for a long while (its 2D length 0.4 of what it is): the running quantile alone
+    # drifted down toward it, and every full-length forearm after was taken as in-plane and drawn too long.
+    solver = BodySolver()
+    pose = random_pose(np.random.default_rng(3))
+    keypoints = pose.person.keypoints.copy()
+    elbow, wrist = (KEYPOINT_NAMES.index(f"left_{j}") for j in ("elbow", "wrist"))
+    keypoints[wrist, :2] = keypoints[elbow, :2] + 0.4 * (keypoints[wrist, :2] - keypoints[elbow, :2])
+    person = replace(pose.person, keypoints=keypoints)
+    rig = complete_pose(keypoints, track_id=1)
+    assert rig is not None
+    for _ in range(2000):
+        solver.solve(person, rig)
+    assert solver.lengths["leftLowerArm"].value == pytest.approx(FOREARM / MAX_CALIBRATION_FACTOR)
+
+
+def test_narrow_shoulders_turn_the_avatar_instead_of_shrinking_it() -> None:
+    # Shoulders that look narrow for a long while (a person side-on, or narrower than the avatar): calibrating the
+    # torso-to-shoulders ratio up to theirs made the avatar's torso shorter than the person's. It stays the avatar's,
+    # so the avatar is drawn at the person's torso length and turned to their shoulder line.
+    solver = BodySolver()
+    pose = random_pose(np.random.default_rng(5))
+    keypoints = pose.person.keypoints.copy()
+    left, right = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
+    middle = (keypoints[left, :2] + keypoints[right, :2]) / 2
+    for joint in (left, right):
+        keypoints[joint, :2] = middle + 0.5 * (keypoints[joint, :2] - middle)
+    person = replace(pose.person, keypoints=keypoints)
+    rig = complete_pose(keypoints, track_id=1)
+    assert rig is not None
+    for _ in range(2000):
+        *_, width, _ = solver.solve(person, rig)
+    torso = np.linalg.norm(rig.points["neck"] - rig.points["pelvis"])
+    assert solver.torso_ratio.value == pytest.approx(TORSO)
+    assert width == pytest.approx(max(torso / TORSO, float(rig.unit)))
 
 
 def _unit_quaternions(body: Body3D) -> None:

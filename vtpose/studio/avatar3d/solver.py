@@ -6,8 +6,13 @@ Weak perspective, as the page's orthographic camera: image x right, y down; the 
 - In-plane angles come from the 2D bones. Each limb's out-of-plane angle comes from its foreshortening against the
   person's own bone length: the running high quantile of its 2D length relative to the calibrated shoulder width
   (the longest seen is taken as unforeshortened), seeded from human proportions (the rig's anthropometry).
-- The shoulder width itself is calibrated by the torso: facing the camera, torso length over shoulder width is the
-  body's ratio; turned, the shoulders shorten and the ratio grows, so its running low quantile is the true one.
+- The shoulder width (the scale the avatar is drawn at, and what tells the torso's turn) is calibrated by the torso:
+  facing the camera, torso length over shoulder width is the body's ratio; turned, the shoulders shorten and the
+  ratio grows, so its running low quantile is the true one. It is kept at or below the avatar's own ratio: the
+  avatar is drawn with its own proportions, and a ratio above them shrank it, its torso shorter than the person's
+  by the difference (a narrower person is matched by turning the avatar's shoulders instead). Below it, a torso
+  leaning toward the camera keeps the width its upright frames showed. Limb lengths and the hip width are
+  calibrated within MAX_CALIBRATION_FACTOR of their priors.
 - Where the image cannot tell the depth's sign, body priors do: hands and elbows come toward the camera, thighs
   forward, shins back from the knee; the torso's yaw turns the way the nose does (the rig's face_turn).
 - Joints the model is unsure of are the rig's inferred ones (arms hanging, legs straight): they are taken in-plane,
@@ -67,6 +72,10 @@ CHAINS: Final = tuple(
 LENGTH_QUANTILE: Final = 0.95  # a bone's calibrated length: this quantile of its 2D length over the frames
 TORSO_QUANTILE: Final = 0.1  # the torso-to-shoulders ratio: this (low) quantile
 QUANTILE_RATE: Final = 0.02  # step of the running quantile estimates (in body units per frame)
+# Calibrated proportions stay within this factor of their prior either way: people's limb proportions vary by
+# about that, and a running quantile left free forgets. A dancer whose forearm stayed foreshortened for a few seconds
+# had it calibrated down to 0.6x the prior, after which every full-length forearm was drawn too long.
+MAX_CALIBRATION_FACTOR: Final = 1.15
 MAX_BEND_DEG: Final = 160.0
 MAX_HEAD_YAW_DEG: Final = 80.0
 # How far the torso may lean toward or away from the camera to square a turned torso's shoulder (or hip) line with
@@ -243,16 +252,24 @@ def _as_quat(q: np.ndarray) -> Quat:
 
 @dataclass
 class _RunningQuantile:
-    """A running estimate of a quantile (stochastic approximation), starting at a prior."""
+    """A running estimate of a quantile (stochastic approximation), starting at a prior and kept between the
+    prior over MAX_CALIBRATION_FACTOR and the prior times `high_factor`."""
 
     value: float
     quantile: float
+    high_factor: float = MAX_CALIBRATION_FACTOR
+    low: float = field(init=False)
+    high: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.low, self.high = self.value / MAX_CALIBRATION_FACTOR, self.value * self.high_factor
 
     def update(self, sample: float) -> float:
         step = QUANTILE_RATE * max(self.value, 1e-3)
         self.value += (
             step * (self.quantile - (1.0 if sample < self.value else 0.0)) / max(self.quantile, 1 - self.quantile)
         )
+        self.value = min(max(self.value, self.low), self.high)
         return self.value
 
 
@@ -287,8 +304,11 @@ class BodySolver:
     lengths: dict[str, _RunningQuantile] = field(
         default_factory=lambda: {b: _RunningQuantile(LIMBS[b][2], LENGTH_QUANTILE) for b in LIMBS}
     )
-    torso_ratio: _RunningQuantile = field(default_factory=lambda: _RunningQuantile(TORSO, TORSO_QUANTILE))
     hip_ratio: _RunningQuantile = field(default_factory=lambda: _RunningQuantile(HIP_WIDTH, LENGTH_QUANTILE))
+    # Below the avatar's own ratio only: see the module's docstring.
+    torso_ratio: _RunningQuantile = field(
+        default_factory=lambda: _RunningQuantile(TORSO, TORSO_QUANTILE, high_factor=1.0)
+    )
     filters: dict[str, _OneEuroQuat] = field(default_factory=lambda: {b: _OneEuroQuat() for b in BONES})
     yaw_sign: float = 1.0  # which way the shoulders' far side points in depth (the torso's yaw sign)
 
@@ -334,7 +354,7 @@ class BodySolver:
         torso_seen = conf("left_shoulder", "right_shoulder", "left_hip", "right_hip") >= MIN_JOINT_CONFIDENCE
         if torso_seen and across_2d > 1.0:
             self.torso_ratio.update(torso_2d / across_2d)
-        shoulder_width = max(across_2d, torso_2d / max(self.torso_ratio.value, 0.5), float(rig.unit), 1.0)
+        shoulder_width = max(across_2d, torso_2d / self.torso_ratio.value, float(rig.unit), 1.0)
 
         # Torso yaw: the shoulder line's foreshortening, turned the way the nose points.
         turn = float(rig.face_turn)
