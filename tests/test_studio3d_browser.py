@@ -39,9 +39,15 @@ CAMERA_START, CAMERA_FRAMES = 130, 40
 READY_TIMEOUT_S = 120
 WAIT_MS = 60_000
 USER_VRM = "boxer"  # the VRM 0.x file in the server's avatar folder
+# Fidelity is checked on this many distinct frames, half the camera's loop: the median over a stretch of a dozen
+# moved between 0.03 and 0.08 with the stretch (the same poses give the same joints on both VRMs; what moves it
+# is how fast the arms move in that stretch, which the smoothed rotations trail).
+FIDELITY_FRAMES = CAMERA_FRAMES
 # An arm counts as raised and lowered in the samples when its wrist's height over the shoulder (keypoints, in
-# shoulder widths) spans at least this much; the VRM's must then follow it with at least this correlation, over at
-# least this share of the span.
+# shoulder widths) spans at least this much, leaving out the highest and the lowest sample; the VRM's must then
+# follow it with at least this correlation, over at least this share of that span. Without the extremes: one
+# frame's wrist misplaced by the model widens the keypoints' range, which the smoothed VRM rightly does not follow
+# (percentiles would cut off the raise itself, a few frames of the clip's loop).
 MIN_WRIST_SPAN = 0.6
 MIN_WRIST_CORRELATION = 0.8
 MIN_SPAN_FOLLOWED = 0.5
@@ -169,7 +175,7 @@ def test_the_prepared_vrm_is_drawn_where_the_dancers_are_and_follows_their_keypo
         near[max(0, int(y - pad)) : int(y + h + pad), max(0, int(x - pad)) : int(x + w + pad)] = True
     inside = (drawn & near).sum() / drawn.sum()
     assert inside > 0.95, f"only {inside:.1%} of the VRM pixels are near a detected person"
-    _check_fidelity(_samples(capture, 6), "prepared VRM")
+    _check_fidelity(_samples(capture, FIDELITY_FRAMES), "prepared VRM")
 
 
 def test_an_arm_raised_in_the_video_raises_the_vrm_arm(capture: Any) -> None:
@@ -186,14 +192,24 @@ def test_an_arm_raised_in_the_video_raises_the_vrm_arm(capture: Any) -> None:
             joints = record["joints"]
             vrm_rise = (joints[f"{side}UpperArm"][1] - joints[f"{side}Hand"][1]) / width
             series.setdefault((record["track_id"], side), []).append(((shoulder[1] - wrist[1]) / width, vrm_rise))
-    moving = {k: np.array(v) for k, v in series.items() if len(v) >= 10 and np.ptp(np.array(v)[:, 0]) >= MIN_WRIST_SPAN}
-    assert moving, f"no wrist in the clip rose and fell by {MIN_WRIST_SPAN} shoulder widths: {series.keys()}"
+    moving = {k: np.array(v) for k, v in series.items() if len(v) >= 10 and _span(np.array(v)[:, 0]) >= MIN_WRIST_SPAN}
+    seen = {k: (len(v), round(_span(np.array(v)[:, 0]), 2)) for k, v in series.items() if len(v) >= 3}
+    assert moving, f"no wrist in the clip rose and fell by {MIN_WRIST_SPAN} shoulder widths: (samples, span) {seen}"
     for (track, side), values in moving.items():
         correlation = np.corrcoef(values[:, 0], values[:, 1])[0, 1]
-        followed = np.ptp(values[:, 1]) / np.ptp(values[:, 0])
-        print(f"track {track} {side} wrist: span {np.ptp(values[:, 0]):.2f}, correlation {correlation:.2f}")
-        assert correlation >= MIN_WRIST_CORRELATION, (track, side, correlation)
-        assert followed >= MIN_SPAN_FOLLOWED, (track, side, followed)
+        followed = _span(values[:, 1]) / _span(values[:, 0])
+        print(
+            f"track {track} {side} wrist: span {_span(values[:, 0]):.2f}, correlation {correlation:.2f},"
+            f" followed {followed:.2f} over {len(values)} frames"
+        )
+        assert correlation >= MIN_WRIST_CORRELATION, (track, side, correlation, values.tolist())
+        assert followed >= MIN_SPAN_FOLLOWED, (track, side, followed, values.tolist())
+
+
+def _span(values: np.ndarray) -> float:
+    """The range of `values` without its highest and lowest one."""
+    ordered = np.sort(values)
+    return float(ordered[-2] - ordered[1]) if len(ordered) > 2 else 0.0
 
 
 def test_a_vrm_0x_from_the_server_folder_faces_the_camera_and_follows(capture: Any) -> None:
@@ -201,10 +217,9 @@ def test_a_vrm_0x_from_the_server_folder_faces_the_camera_and_follows(capture: A
     assert {"name": USER_VRM, "source": "user"}.items() <= next(v for v in vrms if v["name"] == USER_VRM).items()
     capture.select_option("#vrm", f"prepared:{USER_VRM}")
     _wait(capture, f"window.studio.scene3d.key === 'prepared:{USER_VRM}'")
-    # A few frames for its instances to be parsed for everyone, then a dozen: six frames of one stretch of the
-    # clip moved the median by 0.03-0.07 between runs on a busy machine.
+    # A few frames for its instances to be parsed for everyone, then the fidelity's frames.
     _frames_after(capture, 3)
-    records = _samples(capture, 12)
+    records = _samples(capture, FIDELITY_FRAMES)
     # Turned by rotateVRM0 and posed in VRM 1.0 axes: its left shoulder is on the side of the person's, for those
     # whose shoulders are clearly apart in the image (facing the camera, or their back to it).
     left, right = KEYPOINT_NAMES.index("left_shoulder"), KEYPOINT_NAMES.index("right_shoulder")
