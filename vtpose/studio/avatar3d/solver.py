@@ -11,8 +11,10 @@ Weak perspective, as the page's orthographic camera: image x right, y down; the 
   ratio grows, so its running low quantile is the true one. It is kept at or below the avatar's own ratio: the
   avatar is drawn with its own proportions, and a ratio above them shrank it, its torso shorter than the person's
   by the difference (a narrower person is matched by turning the avatar's shoulders instead). Below it, a torso
-  leaning toward the camera keeps the width its upright frames showed. Limb lengths and the hip width are
-  calibrated within MAX_CALIBRATION_FACTOR of their priors.
+  leaning toward the camera keeps the width its upright frames showed. The hip width is the avatar's for the same
+  reason (calibrated, it moved a seated streamer's torso from 0.03 to 0.056 shoulder widths off); limb lengths are
+  calibrated within MAX_CALIBRATION_FACTOR of their priors (that kept the streamer's arms at 0.056, against 0.095
+  with the priors alone).
 - Where the image cannot tell the depth's sign, body priors do: hands and elbows come toward the camera, thighs
   forward, shins back from the knee; the torso's yaw turns the way the nose does (the rig's face_turn).
 - Joints the model is unsure of are the rig's inferred ones (arms hanging, legs straight): they are taken in-plane,
@@ -304,7 +306,6 @@ class BodySolver:
     lengths: dict[str, _RunningQuantile] = field(
         default_factory=lambda: {b: _RunningQuantile(LIMBS[b][2], LENGTH_QUANTILE) for b in LIMBS}
     )
-    hip_ratio: _RunningQuantile = field(default_factory=lambda: _RunningQuantile(HIP_WIDTH, LENGTH_QUANTILE))
     # Below the avatar's own ratio only: see the module's docstring.
     torso_ratio: _RunningQuantile = field(
         default_factory=lambda: _RunningQuantile(TORSO, TORSO_QUANTILE, high_factor=1.0)
@@ -368,9 +369,9 @@ class BodySolver:
         s_across = (across_x, across_y, self.yaw_sign * depth if depth > 0 else 0.0)
         hip_x, hip_y = between("right_hip", "left_hip")
         hip_2d = math.sqrt(hip_x * hip_x + hip_y * hip_y)
-        if torso_seen and conf("left_hip", "right_hip") >= MIN_JOINT_CONFIDENCE:
-            self.hip_ratio.update(hip_2d / shoulder_width)
-        hip_width = max(self.hip_ratio.value * shoulder_width, hip_2d)
+        # The avatar's own hip width (see the module's docstring): the hips' turn then lays its hip joints on the
+        # person's.
+        hip_width = max(HIP_WIDTH * shoulder_width, hip_2d)
         h_depth = math.sqrt(max(hip_width**2 - hip_2d**2, 0.0))
         h_across = (hip_x, hip_y, math.copysign(h_depth, s_across[2]))
         world: dict[str, Quat] = {}
