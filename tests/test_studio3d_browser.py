@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from vtpose.keypoints import KEYPOINT_NAMES
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
@@ -112,7 +113,10 @@ def capture(browser: Any, server: str) -> Any:
 
 
 def _wait(page: Any, expression: str, timeout_ms: float = WAIT_MS) -> None:
-    page.wait_for_function(f"window.studio && ({expression})", timeout=timeout_ms)
+    try:
+        page.wait_for_function(f"window.studio && ({expression})", timeout=timeout_ms)
+    except PlaywrightTimeout as error:
+        raise AssertionError(f"{page.url}: still not true after {timeout_ms / 1000:g} s: {expression}") from error
 
 
 def _frames_after(page: Any, count: int) -> None:
@@ -135,7 +139,7 @@ def _samples(page: Any, count: int) -> list[dict[str, Any]]:
 
 
 def _canvas(page: Any) -> np.ndarray:
-    data = page.evaluate("document.getElementById('scene').toDataURL('image/png')")
+    data = page.evaluate("window.studio.sceneImage()")
     rgba = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
     return cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)
 
@@ -254,6 +258,9 @@ def test_an_uploaded_vrm_reaches_the_output_view_which_draws_the_same_bones(
         last = capture.evaluate("window.studio.lastPoses.id")
         _wait(output, f"window.studio.lastPoses.id === {last} && window.studio.look.scene3d.posesId === {last}")
         _wait(capture, f"window.studio.scene3d.posesId === {last}")
+        # Each page parses its instances of the VRM one after another: both draw everyone once all are parsed.
+        _wait(capture, "window.studio.joints3d().length === window.studio.scene3d.wanted")
+        _wait(output, "window.studio.joints3d().length === window.studio.look.scene3d.wanted")
         mine_records = {r["track_id"]: r for r in capture.evaluate("window.studio.joints3d()")}
         theirs = {r["track_id"]: r for r in output.evaluate("window.studio.joints3d()")}
         assert mine_records and mine_records.keys() == theirs.keys()
@@ -367,4 +374,15 @@ def test_a_3d_scene_over_budget_is_drawn_smaller_and_scale_pins_it(capture: Any,
     _frames_after(page, 20)
     scene = page.evaluate("[document.getElementById('scene').width, window.studio.scene3d.canvas.width]")
     assert page.evaluate("window.studio.scene3d.scale") == 0.5 and scene[1] == round(scene[0] * 0.5), scene
+    # The avatars' WebGL layer lies over the scene canvas in the same box, flipped when mirrored; hidden in 2D.
+    boxes = page.evaluate(
+        "[document.getElementById('scene'), window.studio.scene3d.canvas].map((c) => {"
+        " const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })"
+    )
+    assert np.allclose(boxes[0], boxes[1], atol=1.0), boxes
+    assert page.evaluate("window.studio.scene3d.canvas.classList.contains('mirrored')")
+    page.select_option("#mode", "2d")
+    _frames_after(page, 2)
+    layer = "window.studio.scene3d.canvas"
+    assert page.evaluate(f"{layer}.hidden && getComputedStyle({layer}).display === 'none'")
     page.close()

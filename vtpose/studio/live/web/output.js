@@ -5,7 +5,7 @@
 
 import { Expressions, FACE_REDRAW_MS, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
-import { drawScene, fitScene } from "./renderer.js";
+import { drawScene, fitScene, sceneImage } from "./renderer.js";
 import { Scene3D, fixedScaleFrom } from "./renderer3d.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
@@ -31,16 +31,18 @@ async function main() {
     () => redraw(),
     fixedScaleFrom(location.search),
   );
+  scene3d.attach(scene);
   look.scene3d = scene3d;
   const vrms = new VrmChoice(config, scene3d);
   const joints3d = () => scene3d.joints3d();
-  const studio = { stats, look, socket, expressions, expression: null, exprs: 0, lastPoses: null, settings: null, closes: [], vrmErrors, joints3d };
+  const image = () => sceneImage(scene, look);
+  const studio = { stats, look, socket, expressions, expression: null, exprs: 0, lastPoses: null, settings: null, closes: [], vrmErrors, joints3d, sceneImage: image };
   window.studio = studio;
   let drawnAtMs = 0;
   const redraw = (expression = expressions.state(performance.now())) => {
     studio.expression = expression;
     drawnAtMs = performance.now();
-    drawScene(ctx, studio.lastPoses, look, expression);
+    return drawScene(ctx, studio.lastPoses, look, expression);
   };
   // Each display frame: redraw between poses when the face changed (a blink, the capture page's `expr`).
   const tick = () => {
@@ -70,8 +72,10 @@ async function main() {
     const poses = event.detail;
     fitScene(scene, width, poses.size);
     studio.lastPoses = poses;
-    redraw();
-    stats.add({ id: poses.id, drawnAt: performance.now(), persons: poses.persons.length }, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
+    const rendered = redraw();
+    const drawn = (drawnAt) => stats.add({ id: poses.id, drawnAt, persons: poses.persons.length }, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
+    if (rendered) rendered.then(drawn);
+    else drawn(performance.now());
   });
   await look.apply(look.settings);
   redraw();

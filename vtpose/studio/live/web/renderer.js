@@ -349,6 +349,8 @@ function drawSkeleton(ctx, keypoints, skeleton, scale) {
  * @param {object} look {settings, avatars: name -> definition, background: CanvasImageSource | null, skeleton: pairs,
  *   scene3d: the 3D scene (renderer3d.js) drawn instead of the avatars when settings.mode is "3d", expressions}
  * @param {{blink: number, mouth: number}} [expression] every avatar's blink and mouth (default NEUTRAL: draw.py's face)
+ * @returns {Promise<number> | null} in 3D, when the avatars' layer is rendered (performance.now()); else null: drawn
+ *   now. (In 3D the skeleton, drawn on the scene canvas, is under the avatars' layer.)
  */
 export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   const { width, height } = ctx.canvas;
@@ -362,7 +364,9 @@ export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   } else if (bg.kind !== "transparent" && look.background) {
     ctx.drawImage(look.background, 0, 0, width, height);
   }
-  if (!poses) return;
+  const in3d = settings.mode === "3d" && look.scene3d;
+  if (look.scene3d && (!in3d || !poses)) look.scene3d.hide();
+  if (!poses) return null;
   const scale = width / poses.size[0];
   if (settings.mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
   // OpenCV centres pixel (x, y) at x, y; a canvas at x + 0.5, y + 0.5 (measured: the closer match).
@@ -371,14 +375,32 @@ export function drawScene(ctx, poses, look, expression = NEUTRAL) {
     .filter((p) => p.rig && look.avatars[p.avatar])
     .map((p) => ({ rig: scaleRig(p.rig, scale), avatar: look.avatars[p.avatar] }))
     .sort((a, b) => a.rig.points.pelvis[1] - b.rig.points.pelvis[1]);
-  if (settings.mode === "3d" && look.scene3d) {
+  let rendered = null;
+  if (in3d) {
     const now = look.expressions ? look.expressions.state(performance.now()) : null;
-    look.scene3d.draw(ctx, poses, settings.mirror, now ? { ...now, ...expression } : expression);
+    rendered = look.scene3d.draw(ctx, poses, settings.mirror, now ? { ...now, ...expression } : expression);
   } else {
     for (const { rig, avatar } of drawn) drawAvatar(ctx, rig, avatar, expression);
   }
   if (settings.skeleton) for (const p of poses.persons) drawSkeleton(ctx, p.keypoints, look.skeleton, scale);
   ctx.setTransform(1, 0, 0, 1, 0, 0);
+  return rendered;
+}
+
+/**
+ * For tests and snapshots: the scene as shown (the scene canvas and, in 3D, the avatars' layer over it) as a PNG
+ * data URL.
+ * @param {HTMLCanvasElement} canvas the scene canvas
+ * @param {object} look as for drawScene
+ */
+export function sceneImage(canvas, look) {
+  const out = document.createElement("canvas");
+  out.width = canvas.width;
+  out.height = canvas.height;
+  const ctx = out.getContext("2d");
+  ctx.drawImage(canvas, 0, 0);
+  if (look.scene3d) look.scene3d.composite(ctx);
+  return out.toDataURL("image/png");
 }
 
 /**

@@ -1,5 +1,9 @@
 // The 3D scene: VRM avatars posed by the server's solved bones (each person's `body3d`), drawn with three.js and
-// three-vrm into the same scene canvas as the 2D avatars (so backgrounds and mirroring have one code path).
+// three-vrm on a transparent WebGL canvas laid over the scene canvas, which holds the background (`attach`). Laid
+// over, not copied in: copying a WebGL canvas into a 2D one makes the page wait for the render (software WebGL
+// renders on the CPU, 15-28 ms for four kitties), while a layer is composited when its render is done and the page
+// meanwhile grabs and encodes the next camera frame. `draw` says when the render is done, which is when the frame is
+// counted as drawn; `composite` copies the layer into a 2D canvas for tests and snapshots.
 //
 // The camera and axes are the issue-17 contract's: an orthographic camera looking along -Z at the frame the server
 // ran the model on, scene x = frame x and scene y = -(frame y) in pixels, so a point projects to the frame pixel it
@@ -29,8 +33,10 @@ const STILL_ANGLE = 0.02;
 // a browser source on a machine without a GPU, headless Chromium) pays for every pixel and triangle on the CPU the
 // model needs too, so a scene over budget is drawn smaller rather than slower (four kitties: 11 ms at 1, 7 at 0.5).
 const RENDER_SCALES = [1, 0.75, 0.5];
-// The 3D drawing's budget per frame (ms: the render and its copy into the scene, which waits for the render).
+// The 3D drawing's budget per frame (ms: from the render's start until it is done, told by a WebGL fence).
 const DRAW_BUDGET_MS = 8;
+// How often a render's fence is asked whether it is done (ms; timers below 4 ms are clamped after a few anyway).
+const FENCE_POLL_MS = 1;
 // A larger scale is taken back when the cost, grown by its pixels, would stay under this share of the budget.
 const SCALE_UP_SHARE = 0.6;
 // Frames drawn at a scale before it may change again, and each frame's weight in the running cost.
@@ -237,6 +243,20 @@ export class Scene3D {
     this.scale = fixedScale ?? RENDER_SCALES[0]; // the WebGL canvas's size over the scene canvas's
     this.cost = 0; // running cost of a frame's 3D drawing at this scale (ms)
     this.held = 0; // frames drawn at this scale
+    this.mirror = false; // the last frame's mirroring
+    this.canvas.className = "scene3d";
+    this.canvas.hidden = true; // shown while it has avatars to draw
+  }
+
+  /** Lay the WebGL canvas over `sceneCanvas` (the background's), in the same box. */
+  attach(sceneCanvas) {
+    sceneCanvas.after(this.canvas);
+  }
+
+  /** Nothing drawn in 3D (2D mode, nobody in view): the layer is hidden. */
+  hide() {
+    this.drawn = [];
+    this.canvas.hidden = true;
   }
 
   /** The WebGL renderer, made on first use; null (said once) where the browser has no WebGL. */
@@ -308,17 +328,22 @@ export class Scene3D {
   }
 
   /**
-   * Draw every person with `body3d` into `ctx` (already holding the background), mirrored when asked.
+   * Draw every person with `body3d` on the layer over `ctx`'s canvas (which holds the background), mirrored when
+   * asked. Resolves to performance.now() when the render is done (null when nothing was drawn: the layer is hidden).
    * @param {CanvasRenderingContext2D} ctx the scene canvas
    * @param {object} poses the `poses` message
    * @param {boolean} mirror flip the drawn avatars horizontally, as the 2D scene is flipped
    * @param {{blink: number, mouth: number, breath: number} | null} expr the expressions now, or null
+   * @returns {Promise<number> | null}
    */
   draw(ctx, poses, mirror, expr) {
     const { width, height } = ctx.canvas;
     const persons = poses.persons.filter((p) => p.body3d);
+    if (!this.avatars.length || !persons.length || !this.webgl()) {
+      this.hide();
+      return null;
+    }
     this.drawn = [];
-    if (!this.avatars.length || !persons.length || !this.webgl()) return;
     const now = performance.now();
     const dt = this.lastDraw === null ? 1 / 30 : Math.min((now - this.lastDraw) / 1000, 0.5);
     this.lastDraw = now;
@@ -343,12 +368,45 @@ export class Scene3D {
     const start = performance.now();
     this.renderer.clear();
     this.renderer.render(this.scene, this.camera);
+    this.mirror = mirror;
+    this.canvas.classList.toggle("mirrored", mirror);
+    this.canvas.hidden = false;
+    return this.done(start);
+  }
+
+  /** Resolves to performance.now() when the GPU (or SwiftShader) has done what was asked of it so far, and folds
+   * the time since `start` into the dynamic resolution's cost. */
+  done(start) {
+    const gl = this.renderer.getContext();
+    const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+    gl.flush();
+    return new Promise((resolve) => {
+      const poll = () => {
+        if (fence && gl.clientWaitSync(fence, 0, 0) === gl.TIMEOUT_EXPIRED) return setTimeout(poll, FENCE_POLL_MS);
+        if (fence) gl.deleteSync(fence);
+        const at = performance.now();
+        this.adapt(at - start);
+        resolve(at);
+      };
+      setTimeout(poll, FENCE_POLL_MS);
+    });
+  }
+
+  /**
+   * For tests and snapshots: the layer as shown, drawn into `ctx` (the scene canvas's size) over what it holds.
+   * The layer is rendered again first: a WebGL canvas's pixels are gone once composited.
+   * @param {CanvasRenderingContext2D} ctx
+   */
+  composite(ctx) {
+    if (this.canvas.hidden || !this.renderer) return;
+    const { width, height } = ctx.canvas;
+    this.renderer.clear();
+    this.renderer.render(this.scene, this.camera);
     ctx.save();
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    if (mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
+    if (this.mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
     ctx.drawImage(this.canvas, 0, 0, width, height);
     ctx.restore();
-    this.adapt(performance.now() - start);
   }
 
   /** Dynamic resolution: fold this frame's drawing time into the running cost, and change the scale if due. */

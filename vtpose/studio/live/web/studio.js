@@ -8,7 +8,7 @@ import { Controls, save, saved } from "./controls.js";
 import { EYES_SHUT, ExprSender, Expressions, FACE_REDRAW_MS, MOUTH_OPEN, faceChanged } from "./expressions.js";
 import { Look, loadConfig } from "./look.js";
 import { FramePump } from "./pump.js";
-import { drawScene, fitScene } from "./renderer.js";
+import { drawScene, fitScene, sceneImage } from "./renderer.js";
 import { Scene3D, checkVrmLoads, fixedScaleFrom, vrmFileProblem } from "./renderer3d.js";
 import { StudioSocket } from "./socket.js";
 import { Stats } from "./stats.js";
@@ -67,8 +67,14 @@ class CapturePage {
     this.drawnAtMs = 0;
     this.vrmErrors = []; // VRM files this page refused or could not load, as shown
     this.scene3d = new Scene3D((message) => this.vrmError(message), () => this.redraw(), fixedScaleFrom(location.search));
+    this.scene3d.attach(this.scene);
     this.look.scene3d = this.scene3d;
     this.vrms = new VrmChoice(config, this.scene3d);
+  }
+
+  /** For tests and snapshots: the scene as shown (background, avatars in 2D or 3D), a PNG data URL. */
+  sceneImage() {
+    return sceneImage(this.scene, this.look);
   }
 
   vrmError(message) {
@@ -94,13 +100,15 @@ class CapturePage {
     this.uploads.sendVrm(file.name, bytes);
   }
 
+  /** Draw the scene; in 3D, resolves when the avatars' layer is rendered (see drawScene). */
   redraw(expression = this.expressions.state(performance.now())) {
     this.expression = expression;
     this.drawnAtMs = performance.now();
-    drawScene(this.ctx, this.lastPoses, this.look, expression);
-    if (!this.lastPoses) return;
+    const rendered = drawScene(this.ctx, this.lastPoses, this.look, expression);
+    if (!this.lastPoses) return rendered;
     if (expression.blink >= EYES_SHUT) this.expressionsDrawn.shut += 1;
     if (expression.mouth >= MOUTH_OPEN) this.expressionsDrawn.open += 1;
+    return rendered;
   }
 
   /** Each display frame: the expression goes to the output view, and the scene is redrawn when the face changed
@@ -202,11 +210,16 @@ class CapturePage {
     fitScene(this.scene, SCENE_WIDTH, poses.size);
     this.lastPoses = poses;
     const drawStart = performance.now();
-    this.redraw();
-    const record = this.pump.measure(poses, { received, drawStart, drawnAt: performance.now() });
-    if (record) this.stats.add(record, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
-    $("fps").textContent = `${this.stats.fps().toFixed(1)} fps`;
-    $("latency").textContent = `${this.stats.percentile("latency", 0.5).toFixed(0)} ms`;
+    const rendered = this.redraw();
+    // Measured as drawn when it is: in 3D once the avatars' layer is rendered, while the next frame is on its way.
+    const drawn = (drawnAt) => {
+      const record = this.pump.measure(poses, { received, drawStart, drawnAt });
+      if (record) this.stats.add(record, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
+      $("fps").textContent = `${this.stats.fps().toFixed(1)} fps`;
+      $("latency").textContent = `${this.stats.percentile("latency", 0.5).toFixed(0)} ms`;
+    };
+    if (rendered) rendered.then(drawn);
+    else drawn(performance.now());
     // Here too, not only on display frames: a hidden tab gets none, and the view must not keep a half blink.
     this.exprSender.offer(this.expression, performance.now());
   }
