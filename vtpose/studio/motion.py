@@ -162,7 +162,7 @@ class PoseTracker:
                 free_tracks = [r for r, t in enumerate(self._tracks) if id(t) not in taken]
                 if not free_tracks or not len(round_detections):
                     continue
-                sub = cost[np.ix_(free_tracks, round_detections)]
+                sub = cost[np.ix_(np.array(free_tracks, dtype=np.intp), round_detections)]
                 for r, c in zip(*linear_sum_assignment(sub), strict=True):
                     if sub[r, c] <= self.max_cost:
                         assignment[int(round_detections[c])] = self._tracks[free_tracks[r]]
