@@ -72,10 +72,7 @@ async function main() {
     const poses = event.detail;
     fitScene(scene, width, poses.size);
     studio.lastPoses = poses;
-    const rendered = redraw();
-    const drawn = (drawnAt) => stats.add({ id: poses.id, drawnAt, persons: poses.persons.length }, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
-    if (rendered) rendered.then(drawn);
-    else drawn(performance.now());
+    redraw().then((drawnAt) => stats.add({ id: poses.id, drawnAt, persons: poses.persons.length }, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]])));
   });
   await look.apply(look.settings);
   redraw();

@@ -349,8 +349,8 @@ function drawSkeleton(ctx, keypoints, skeleton, scale) {
  * @param {object} look {settings, avatars: name -> definition, background: CanvasImageSource | null, skeleton: pairs,
  *   scene3d: the 3D scene (renderer3d.js) drawn instead of the avatars when settings.mode is "3d", expressions}
  * @param {{blink: number, mouth: number}} [expression] every avatar's blink and mouth (default NEUTRAL: draw.py's face)
- * @returns {Promise<number> | null} in 3D, when the avatars' layer is rendered (performance.now()); else null: drawn
- *   now. (In 3D the skeleton, drawn on the scene canvas, is under the avatars' layer.)
+ * @returns {Promise<number>} when the scene is on screen (performance.now()): in 3D once the avatars' layer is
+ *   rendered, else now. (In 3D the skeleton, drawn on the scene canvas, is under the avatars' layer.)
  */
 export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   const { width, height } = ctx.canvas;
@@ -366,7 +366,7 @@ export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   }
   const in3d = settings.mode === "3d" && look.scene3d;
   if (look.scene3d && (!in3d || !poses)) look.scene3d.hide();
-  if (!poses) return null;
+  if (!poses) return Promise.resolve(performance.now());
   const scale = width / poses.size[0];
   if (settings.mirror) ctx.setTransform(-1, 0, 0, 1, width, 0);
   // OpenCV centres pixel (x, y) at x, y; a canvas at x + 0.5, y + 0.5 (measured: the closer match).
@@ -384,7 +384,7 @@ export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   }
   if (settings.skeleton) for (const p of poses.persons) drawSkeleton(ctx, p.keypoints, look.skeleton, scale);
   ctx.setTransform(1, 0, 0, 1, 0, 0);
-  return rendered;
+  return rendered ?? Promise.resolve(performance.now());
 }
 
 /**

@@ -100,14 +100,13 @@ class CapturePage {
     this.uploads.sendVrm(file.name, bytes);
   }
 
-  /** Draw the scene; in 3D, resolves when the avatars' layer is rendered (see drawScene). */
+  /** Draw the scene; resolves when it is on screen (see drawScene). */
   redraw(expression = this.expressions.state(performance.now())) {
     this.expression = expression;
     this.drawnAtMs = performance.now();
     const rendered = drawScene(this.ctx, this.lastPoses, this.look, expression);
-    if (!this.lastPoses) return rendered;
-    if (expression.blink >= EYES_SHUT) this.expressionsDrawn.shut += 1;
-    if (expression.mouth >= MOUTH_OPEN) this.expressionsDrawn.open += 1;
+    if (this.lastPoses && expression.blink >= EYES_SHUT) this.expressionsDrawn.shut += 1;
+    if (this.lastPoses && expression.mouth >= MOUTH_OPEN) this.expressionsDrawn.open += 1;
     return rendered;
   }
 
@@ -210,16 +209,13 @@ class CapturePage {
     fitScene(this.scene, SCENE_WIDTH, poses.size);
     this.lastPoses = poses;
     const drawStart = performance.now();
-    const rendered = this.redraw();
     // Measured as drawn when it is: in 3D once the avatars' layer is rendered, while the next frame is on its way.
-    const drawn = (drawnAt) => {
+    this.redraw().then((drawnAt) => {
       const record = this.pump.measure(poses, { received, drawStart, drawnAt });
       if (record) this.stats.add(record, poses.persons.map((p) => [p.track_id, p.bbox[2] * p.bbox[3]]));
       $("fps").textContent = `${this.stats.fps().toFixed(1)} fps`;
       $("latency").textContent = `${this.stats.percentile("latency", 0.5).toFixed(0)} ms`;
-    };
-    if (rendered) rendered.then(drawn);
-    else drawn(performance.now());
+    });
     // Here too, not only on display frames: a hidden tab gets none, and the view must not keep a half blink.
     this.exprSender.offer(this.expression, performance.now());
   }
