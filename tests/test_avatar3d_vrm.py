@@ -13,7 +13,14 @@ import pytest
 from vtpose.errors import VtposeError
 from vtpose.studio.avatar.rig import FOREARM, THIGH, UPPER_ARM
 from vtpose.studio.avatar.spec import avatar_files, load_avatar
-from vtpose.studio.avatar3d.generate import EXPRESSIONS, main, prepared_vrm_files, vrm_bytes, write_vrm
+from vtpose.studio.avatar3d.generate import (
+    EXPRESSIONS,
+    SHADING_EXTRA,
+    main,
+    prepared_vrm_files,
+    vrm_bytes,
+    write_vrm,
+)
 from vtpose.studio.avatar3d.skeleton import GENERATED_BONES, METRES_PER_UNIT, PARENT, REQUIRED_BONES, rest_joints
 from vtpose.studio.avatar3d.vrm_file import MAX_VRM_BYTES, VrmRejected, check_vrm
 
@@ -63,6 +70,13 @@ def test_generated_vrm_is_a_rigged_vrm_1_humanoid(name: str) -> None:
     vrm = gltf.extensions["VRMC_vrm"]
     assert vrm["specVersion"] == "1.0" and vrm["meta"]["authors"] and vrm["meta"]["licenseUrl"]
     bones = {b: v["node"] for b, v in vrm["humanoid"]["humanBones"].items()}
+
+    # Matte PBR for any glTF viewer, and the extra that has the studio's pages light it per vertex.
+    assert gltf.materials
+    for material in gltf.materials:
+        pbr = material.pbrMetallicRoughness
+        assert pbr.metallicFactor == 0 and pbr.roughnessFactor >= 0.5 and pbr.baseColorTexture is None
+        assert material.extras == SHADING_EXTRA, material.name
 
     # Each bone node sits where the rest T-pose says, in metres, through its parents' translations.
     world: dict[str, np.ndarray] = {}

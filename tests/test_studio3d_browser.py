@@ -6,7 +6,8 @@ UniVRM 0.x axes); Debian's Chromium opens /studio with a fake camera playing a c
 raises her arm. Checked: the prepared VRM 1.0 and the 0.x one load and are posed where the dancers are, an arm
 raised in the video raises the VRM's arm, the projected joints land on the keypoints within the fidelity bound, an
 uploaded VRM reaches the output view, which draws the same bones, and bad files are answered while the avatar
-keeps drawing; the 3D page runs under its own Content-Security-Policy.
+keeps drawing; the prepared VRMs are lit per vertex and look as their own PBR materials do; the 3D page runs under
+its own Content-Security-Policy.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pygltflib
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from vtpose.keypoints import KEYPOINT_NAMES
 from vtpose.paths import MEDIA_DIR, PRETRAINED_WEIGHTS
 from vtpose.studio.avatar.rig import MIN_JOINT_CONFIDENCE
+from vtpose.studio.avatar3d.generate import prepared_vrm_files
 from vtpose.testing.fake_camera import CHROMIUM, chromium_with_camera, write_y4m
 from vtpose.testing.local_server import serve_bento, studio_bento
 from vtpose.testing.vrm0 import BONES, write_vrm0
@@ -40,6 +43,10 @@ CAMERA_START, CAMERA_FRAMES = 130, 40
 READY_TIMEOUT_S = 120
 WAIT_MS = 60_000
 USER_VRM = "boxer"  # the VRM 0.x file in the server's avatar folder
+PBR_OF, PBR_VRM = "kitty", "kitty_pbr"  # and a prepared VRM without its shading extra (drawn as glTF PBR)
+# The prepared VRM lit per vertex and the same file drawn with three.js's PBR: their mean colours (0-255, per
+# channel) differ by at most this much (measured: about 3).
+SAME_COLOUR = 12
 # Fidelity is checked on this many distinct frames, half the camera's loop: the median over a stretch of a dozen
 # moved between 0.03 and 0.08 with the stretch (the same poses give the same joints on both VRMs; what moves it
 # is how fast the arms move in that stretch, which the smoothed rotations trail).
@@ -70,6 +77,11 @@ QUIET_PUMP = (
 def user_vrm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("user-avatars")
     write_vrm0(folder / f"{USER_VRM}.vrm")
+    # The prepared kitty without the extra that asks for per-vertex lighting: three.js's own PBR, to compare with.
+    kitty = pygltflib.GLTF2.load_from_bytes(prepared_vrm_files()[PBR_OF].read_bytes())
+    for material in kitty.materials:
+        material.extras = {}
+    (folder / f"{PBR_VRM}.vrm").write_bytes(b"".join(kitty.save_to_bytes()))
     return folder
 
 
@@ -187,6 +199,44 @@ def test_the_prepared_vrm_is_drawn_where_the_dancers_are_and_follows_their_keypo
     inside = (drawn & near).sum() / drawn.sum()
     assert inside > 0.95, f"only {inside:.1%} of the VRM pixels are near a detected person"
     _check_fidelity(_samples(capture, FIDELITY_FRAMES), "prepared VRM")
+
+
+def _avatar_look(page: Any, key: str) -> tuple[set[str], np.ndarray]:
+    """With `key` shown for everyone: the kinds of material drawn, and the mean colour of the avatar pixels."""
+    page.select_option("#vrm", key)
+    _wait(page, f"window.studio.scene3d.key === '{key}'")
+    _wait(page, "window.studio.joints3d().length === window.studio.scene3d.wanted")
+    kinds = page.evaluate(
+        """() => { const kinds = new Set(); window.studio.scene3d.scene.traverse((o) => { if (o.isMesh)
+        [o.material].flat().forEach((m) => kinds.add(`${m.type} ${m.customProgramCacheKey()}`)); });
+        return [...kinds]; }"""
+    )
+    rgba = _canvas(page)
+    avatar = np.abs(rgba[..., :3].astype(int) - (0, 255, 0)).max(axis=2) > 40
+    assert avatar.mean() > 0.005, f"no {key} on the canvas"
+    return set(kinds), rgba[avatar][:, :3].mean(axis=0)
+
+
+def test_prepared_avatars_are_lit_per_vertex_and_look_as_their_own_materials(capture: Any) -> None:
+    _green_background(capture)
+    capture.evaluate("Object.assign(window.studio.scene3d, { fixedScale: 1, scale: 1 })")
+    capture.evaluate("document.getElementById('preview').pause()")  # the same poses for both
+    try:
+        _wait(capture, QUIET_PUMP)
+        lit_kinds, lit = _avatar_look(capture, f"prepared:{PBR_OF}")
+        pbr_kinds, pbr = _avatar_look(capture, f"prepared:{PBR_VRM}")
+    finally:
+        capture.evaluate("document.getElementById('preview').play()")
+        capture.evaluate("window.studio.scene3d.fixedScale = null")
+        default = capture.evaluate("window.studio.config.default_vrm")
+        capture.select_option("#vrm", f"prepared:{default}")
+        _wait(capture, f"window.studio.scene3d.key === 'prepared:{default}'")
+    # The file asks, the page lights it per vertex (a patched MeshBasicMaterial); without the extra, the file's PBR.
+    assert lit_kinds == {"MeshBasicMaterial vtpose-vertex-lit"}, lit_kinds
+    assert all(kind.startswith("MeshStandardMaterial") for kind in pbr_kinds), pbr_kinds
+    gap = np.abs(lit - pbr).max()
+    print(f"mean avatar colour lit per vertex {lit.round(1)}, as PBR {pbr.round(1)}: {gap:.1f} apart")
+    assert gap <= SAME_COLOUR, (lit, pbr)
 
 
 def test_an_arm_raised_in_the_video_raises_the_vrm_arm(capture: Any) -> None:

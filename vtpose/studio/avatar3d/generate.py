@@ -49,6 +49,9 @@ AUTHOR = "vtpose"
 VRM_LICENSE_URL = "https://vrm.dev/licenses/1.0/"
 PROJECT_LICENSE_URL = "https://www.apache.org/licenses/LICENSE-2.0"
 DIGITS = 6  # decimals kept in every float the JSON chunk holds
+# Asks the studio's pages to light these matte, untextured materials per vertex (web/shading3d.js: the same look as
+# per-pixel PBR at a fraction of software WebGL's cost); other glTF viewers draw them as the PBR they are.
+SHADING_EXTRA = {"vtpose_shading": "vertex"}
 # Base tessellation (detail 1): segments around a shape and rings along it. `detail` N multiplies both by sqrt(N),
 # so the triangle count grows about N times. In software WebGL (SwiftShader: headless Chromium, a browser source on
 # a machine without a GPU) a skinned avatar's drawing grows with its triangles: 10 x 6 (the kitty 3.1k triangles)
@@ -434,7 +437,7 @@ def _material(
         base = _linear(color) if color is not None else [1.0, 1.0, 1.0, 1.0]
         pbr = pygltflib.PbrMetallicRoughness(baseColorFactor=base, metallicFactor=0.0, roughnessFactor=0.8)
         name = "vertex colours" if color is None else "#{:02x}{:02x}{:02x} glow".format(*color[::-1])
-        material = pygltflib.Material(name=name, pbrMetallicRoughness=pbr)
+        material = pygltflib.Material(name=name, pbrMetallicRoughness=pbr, extras=dict(SHADING_EXTRA))
         if glow:
             material.emissiveFactor = base[:3]
         materials[key] = len(gltf.materials)

@@ -13,6 +13,7 @@
 import * as THREE from "./vendor/three/three.module.js";
 import { GLTFLoader } from "./vendor/three/addons/loaders/GLTFLoader.js";
 import { VRMLoaderPlugin, VRMUtils } from "./vendor/three-vrm/three-vrm.module.min.js";
+import { applyVertexLighting, sceneLights } from "./shading3d.js";
 
 // "glTF" read as a little-endian uint32: the first four bytes of every glTF binary (.glb, .vrm) file.
 const GLB_MAGIC = 0x46546c67;
@@ -95,6 +96,7 @@ export async function parseVrm(buffer) {
   VRMUtils.removeUnnecessaryVertices(gltf.scene);
   VRMUtils.combineSkeletons(gltf.scene);
   VRMUtils.rotateVRM0(vrm);
+  applyVertexLighting(vrm.scene); // the prepared avatars' materials ask for it
   // Posed limbs leave the rest pose's bounds; the scene is small enough to draw whole.
   vrm.scene.traverse((object) => (object.frustumCulled = false));
   return vrm;
@@ -225,10 +227,7 @@ export class Scene3D {
     this.renderer = null; // made on first use: a page that stays in 2D never asks for WebGL
     this.noWebGL = null; // why WebGL could not be had, once asked
     this.scene = new THREE.Scene();
-    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x8888a0, 1.6));
-    const key = new THREE.DirectionalLight(0xffffff, 1.8);
-    key.position.set(0.3, 0.6, 1); // from the front, above, a little to the right: faces lit, limbs shaded
-    this.scene.add(key);
+    this.scene.add(...sceneLights());
     this.camera = new THREE.OrthographicCamera(0, 1, 0, -1, 1, 2 * CAMERA_Z);
     this.camera.position.set(0, 0, CAMERA_Z);
     this.bytes = null; // the shown VRM's file
