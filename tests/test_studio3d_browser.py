@@ -239,6 +239,51 @@ def test_prepared_avatars_are_lit_per_vertex_and_look_as_their_own_materials(cap
     assert gap <= SAME_COLOUR, (lit, pbr)
 
 
+def _scene_redraws(page: Any, frames: int) -> tuple[int, int]:
+    """Over the next `frames` poses drawn: how often the scene canvas was cleared (redrawn), and the frames."""
+    page.evaluate(
+        """() => { const ctx = window.studio.ctx; window.__clears = 0;
+        if (!ctx.__counted) { const clear = ctx.clearRect.bind(ctx);
+          ctx.clearRect = (...args) => { window.__clears += 1; return clear(...args); }; ctx.__counted = true; } }"""
+    )
+    start = page.evaluate("window.studio.stats.drawn")
+    page.wait_for_function(f"window.studio.stats.drawn >= {start + frames}", timeout=WAIT_MS)
+    return page.evaluate("window.__clears"), page.evaluate("window.studio.stats.drawn") - start
+
+
+def _set_colour(page: Any, colour: str) -> None:
+    page.evaluate(
+        "(c) => { const e = document.getElementById('background-color'); e.value = c;"
+        " e.dispatchEvent(new Event('change')); }",
+        colour,
+    )
+
+
+def test_in_3d_the_scene_canvas_keeps_its_background_and_redraws_for_the_skeleton(capture: Any) -> None:
+    corner = "Array.from(window.studio.ctx.getImageData(2, 2, 1, 1).data.slice(0, 3))"
+    _green_background(capture)
+    _wait(capture, f"{corner}.join() === '0,255,0'")
+    clears, frames = _scene_redraws(capture, 10)
+    assert clears == 0, f"the background was drawn again {clears} times in {frames} frames"
+    assert capture.evaluate("window.studio.scene3d.canvas.hidden") is False, "the avatars' layer is drawn meanwhile"
+    # A new background is drawn once, and kept.
+    _set_colour(capture, "#0000ff")
+    _wait(capture, f"{corner}.join() === '0,0,255'")
+    clears, frames = _scene_redraws(capture, 10)
+    assert clears == 0, (clears, frames)
+    # The skeleton is drawn on the scene canvas: with it, the canvas is drawn each frame, and kept again without it.
+    capture.check("#skeleton")
+    try:
+        clears, frames = _scene_redraws(capture, 10)
+        assert clears >= frames, (clears, frames)
+    finally:
+        capture.uncheck("#skeleton")
+    _scene_redraws(capture, 2)
+    clears, frames = _scene_redraws(capture, 10)
+    assert clears == 0, (clears, frames)
+    _green_background(capture)
+
+
 def test_an_arm_raised_in_the_video_raises_the_vrm_arm(capture: Any) -> None:
     # Over a few loops of the clip: per track and side, the wrist's height above the shoulder in the keypoints and
     # in the VRM's projected joints, both in shoulder widths.

@@ -341,6 +341,10 @@ function drawSkeleton(ctx, keypoints, skeleton, scale) {
   });
 }
 
+// Per scene canvas holding only its background (3D, no skeleton): what that background is, [kind, colour, image,
+// width, height]; a canvas also holding avatars or a skeleton has no entry.
+const BACKGROUND_DRAWN = new WeakMap();
+
 /**
  * The whole scene: background, then every person's avatar (furthest back first), then skeletons if asked.
  *
@@ -357,14 +361,23 @@ export function drawScene(ctx, poses, look, expression = NEUTRAL) {
   const { settings } = look;
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   const bg = settings.background;
-  ctx.clearRect(0, 0, width, height);
-  if (bg.kind === "color") {
-    ctx.fillStyle = bg.color;
-    ctx.fillRect(0, 0, width, height);
-  } else if (bg.kind !== "transparent" && look.background) {
-    ctx.drawImage(look.background, 0, 0, width, height);
-  }
   const in3d = settings.mode === "3d" && look.scene3d;
+  // In 3D without the skeleton the scene canvas holds the background only, the avatars being on their own layer:
+  // it is drawn again only when the background changes (software compositing pays for each canvas that changes).
+  const backgroundOnly = in3d && !(poses && settings.skeleton);
+  const background = [bg.kind, bg.color, look.background, width, height];
+  const kept = BACKGROUND_DRAWN.get(ctx.canvas);
+  if (!(backgroundOnly && kept && kept.every((value, i) => value === background[i]))) {
+    ctx.clearRect(0, 0, width, height);
+    if (bg.kind === "color") {
+      ctx.fillStyle = bg.color;
+      ctx.fillRect(0, 0, width, height);
+    } else if (bg.kind !== "transparent" && look.background) {
+      ctx.drawImage(look.background, 0, 0, width, height);
+    }
+  }
+  if (backgroundOnly) BACKGROUND_DRAWN.set(ctx.canvas, background);
+  else BACKGROUND_DRAWN.delete(ctx.canvas);
   if (look.scene3d && (!in3d || !poses)) look.scene3d.hide();
   if (!poses) return Promise.resolve(performance.now());
   const scale = width / poses.size[0];
@@ -416,5 +429,6 @@ export function fitScene(canvas, width, size) {
   if (canvas.width !== width || canvas.height !== height) {
     canvas.width = width;
     canvas.height = height;
+    BACKGROUND_DRAWN.delete(canvas); // resizing cleared it
   }
 }
