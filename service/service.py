@@ -54,7 +54,7 @@ from vtpose.serving.render import RenderStyle, render_png
 from vtpose.serving.schemas import BatchResult, PoseResult, pose_result
 from vtpose.serving.what_runs import PRETRAINED_VERSION, describe
 from vtpose.studio.live import create_studio_app
-from vtpose.studio.live.app import allow_websocket_messages
+from vtpose.studio.live.app import configure_websockets
 from vtpose.studio.live.protocol import live_imgsz
 
 logger = logging.getLogger(SERVICE_LOGGER)
@@ -115,8 +115,8 @@ IMAGE = (
 )  # fmt: skip
 
 # The live studio (/studio): the page, its WebSocket and its assets; it calls the model through `live_poses`. Its
-# socket takes messages as large as a user's VRM file (uvicorn's own limit is 16 MiB).
-allow_websocket_messages()
+# socket takes messages as large as a user's VRM file (uvicorn's own limit is 16 MiB), uncompressed.
+configure_websockets()
 # Tracing as BentoML ships it: off (no exporter) unless configured; then the public endpoints skip its span work.
 untraced_without_exporter(PUBLIC_FIELDS)
 STUDIO = create_studio_app(

@@ -3,8 +3,8 @@
 `studio_bento` packages the pretrained checkpoint as `make studio` does (its OpenVINO IRs, INT8 calibrated on a
 few train images, INT8 served); `bentoml serve` runs it on 127.0.0.1; the `websockets` package's client speaks
 the protocol. Checked: the variant that runs, a pairing code in use (4409), too many pages (4429), the Host check,
-oversize text and background messages, the uploaded-avatar limit, and the server's memory over minutes of frames.
-After every refusal the server still serves the next client.
+no compression, oversize text and background messages, the uploaded-avatar limit, and the server's memory over
+minutes of frames. After every refusal the server still serves the next client.
 """
 
 from __future__ import annotations
@@ -166,6 +166,16 @@ def test_a_socket_with_a_foreign_host_header_is_refused(url: str, streamer_frame
         assert refused.value.response.status_code == 403, host
     # A loopback name other than the one the server printed is fine.
     with studio_socket(url, host="localhost") as ws:
+        _welcome(ws)
+        assert _poses(ws, 1, streamer_frame)["persons"]
+
+
+def test_the_socket_declines_compression_which_frames_do_not_need(url: str, streamer_frame: bytes) -> None:
+    # The client offers permessage-deflate, as every browser does; JPEG frames would be run through zlib for nothing.
+    with studio_socket(url) as ws:
+        offered = ws.request.headers.get("Sec-WebSocket-Extensions") or ""
+        assert "permessage-deflate" in offered
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None, ws.response.headers
         _welcome(ws)
         assert _poses(ws, 1, streamer_frame)["persons"]
 

@@ -76,13 +76,17 @@ def user_avatars(folder: str | Path | None) -> dict[str, AvatarSpec]:
     return {p.stem: load_avatar_file(p) for p in sorted(path.iterdir()) if p.suffix in AVATAR_SUFFIXES}
 
 
-def allow_websocket_messages(max_bytes: int = protocol.MAX_WEBSOCKET_MESSAGE_BYTES) -> None:
-    """Let the server's uvicorn take WebSocket messages up to `max_bytes` (its own default closes at 16 MiB).
+def configure_websockets(max_bytes: int = protocol.MAX_WEBSOCKET_MESSAGE_BYTES) -> None:
+    """Have the server's uvicorn take WebSocket messages up to `max_bytes` (its own default closes at 16 MiB), and
+    not compress them.
 
-    BentoML 1.4 builds its `uvicorn.Config` without a `ws_max_size` and offers no setting for it, and VRoid Studio's
-    exports are often 10-30 MB; its worker reads `uvicorn.Config` when it starts serving, after the service module
-    (which calls this) is imported, so a subclass with the larger default is what it builds. Calling it twice is
-    harmless.
+    BentoML 1.4 builds its `uvicorn.Config` without `ws_max_size` or `ws_per_message_deflate` and offers no setting
+    for them. VRoid Studio's exports are often 10-30 MB. And permessage-deflate, which uvicorn agrees to whenever a
+    browser offers it (always), runs zlib over every message both ways on the cores the model needs, when the
+    frames are JPEG, which does not compress (raw pixels, tried instead of JPEG: deflating a 0.5 MB frame made its
+    trip over the socket take 30 ms, 14 ms without). Its worker reads `uvicorn.Config` when it starts serving,
+    after the service module (which calls this) is imported, so a subclass with these defaults is what it builds.
+    Calling it twice is harmless.
     """
     import uvicorn
 
@@ -93,6 +97,7 @@ def allow_websocket_messages(max_bytes: int = protocol.MAX_WEBSOCKET_MESSAGE_BYT
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("ws_max_size", max_bytes)
+            kwargs.setdefault("ws_per_message_deflate", False)
             super().__init__(*args, **kwargs)
 
     uvicorn.Config = StudioConfig  # type: ignore[misc]

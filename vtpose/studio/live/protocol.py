@@ -58,7 +58,7 @@ MAX_BACKGROUND_SIDE = 4096
 FRAME_IMAGES = ImagePolicy(MAX_FRAME_BYTES, max_side=MAX_FRAME_SIDE, formats=("JPEG", "WebP"), apply_exif=False)
 BACKGROUND_IMAGES = ImagePolicy(MAX_BACKGROUND_BYTES, max_side=MAX_BACKGROUND_SIDE, formats=("JPEG", "PNG", "WebP"))
 MAX_VRM_BYTES = vrm_file.MAX_VRM_BYTES
-# The largest WebSocket message the server reads (`app.allow_websocket_messages`; uvicorn's default is 16 MiB): a
+# The largest WebSocket message the server reads (`app.configure_websockets`; uvicorn's default is 16 MiB): a
 # VRM just over its limit still arrives, to be answered `too_large`; anything larger closes the socket with 1009.
 MAX_WEBSOCKET_MESSAGE_BYTES = MAX_VRM_BYTES + (1 << 20)
 MAX_TEXT_BYTES = 64 << 10  # a settings message is ~200 bytes; an avatar YAML a few KB
