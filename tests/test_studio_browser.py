@@ -337,8 +337,27 @@ def test_the_page_runs_under_its_own_content_security_policy(chromium: Any, serv
             break
         page.wait_for_timeout(200)
     assert page.inner_text("#fps").endswith(" fps") and float(page.inner_text("#fps").split()[0]) > 0
+    # The camera frames were encoded in the grabber's worker, which the policy lets load (worker-src: 'self').
+    assert page.evaluate("window.studio.pump.grabber.worker !== null && window.studio.pump.grabber.workerFrames > 0")
     assert not problems, problems
     context.close()
+
+
+def test_frames_are_encoded_in_a_worker_and_on_the_page_once_it_fails(browser: Any, server: str) -> None:
+    page = browser.new_page()
+    page.goto(f"{server}/studio/")
+    _wait(page, "window.studio.ready && window.studio.stats.frames.length >= 3")
+    grabber = "window.studio.pump.grabber"
+    assert page.evaluate(f"{grabber}.worker !== null && {grabber}.workerFrames >= 3")
+    # The worker fails (as when its script cannot load): the page says so once and goes on encoding on its canvas.
+    page.evaluate(f"{grabber}.worker.dispatchEvent(new ErrorEvent('error', {{ message: 'worker gone' }}))")
+    assert page.evaluate(f"{grabber}.worker === null")
+    encoded = page.evaluate(f"{grabber}.workerFrames")
+    drawn = page.evaluate("window.studio.stats.drawn")
+    _wait(page, f"window.studio.stats.drawn >= {drawn + 10}")
+    assert page.evaluate(f"{grabber}.workerFrames") == encoded
+    assert page.inner_text("#errors").count("worker gone") == 1
+    page.close()
 
 
 def _recv_json(ws: Any) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class CapturePage {
     this.video = $("preview");
     this.socket = new StudioSocket(config.protocol, "capture", saved().pair || null);
     this.uploads = new Uploads(this.socket);
-    const grabber = new FrameGrabber(this.video, config.send_side, config.jpeg_quality);
+    const grabber = new FrameGrabber(this.video, config.send_side, config.jpeg_quality, showError);
     this.pump = new FramePump(this.socket, grabber, this.stats);
     this.fps = 30; // the source's frame rate, reported in the settings
     this.lastPoses = null;
