@@ -163,12 +163,17 @@ def _canvas(page: Any) -> np.ndarray:
     return cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)
 
 
+def _set_colour(page: Any, colour: str) -> None:
+    page.evaluate(
+        "(c) => { const e = document.getElementById('background-color'); e.value = c;"
+        " e.dispatchEvent(new Event('change')); }",
+        colour,
+    )
+
+
 def _green_background(page: Any) -> None:
     page.select_option("#background", "color")
-    page.evaluate(
-        "() => { const e = document.getElementById('background-color'); e.value = '#00ff00';"
-        " e.dispatchEvent(new Event('change')); }"
-    )
+    _set_colour(page, "#00ff00")
 
 
 def _check_fidelity(records: list[dict[str, Any]], what: str) -> dict[str, float]:
@@ -249,14 +254,6 @@ def _scene_redraws(page: Any, frames: int) -> tuple[int, int]:
     start = page.evaluate("window.studio.stats.drawn")
     page.wait_for_function(f"window.studio.stats.drawn >= {start + frames}", timeout=WAIT_MS)
     return page.evaluate("window.__clears"), page.evaluate("window.studio.stats.drawn") - start
-
-
-def _set_colour(page: Any, colour: str) -> None:
-    page.evaluate(
-        "(c) => { const e = document.getElementById('background-color'); e.value = c;"
-        " e.dispatchEvent(new Event('change')); }",
-        colour,
-    )
 
 
 def test_in_3d_the_scene_canvas_keeps_its_background_and_redraws_for_the_skeleton(capture: Any) -> None:

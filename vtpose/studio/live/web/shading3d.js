@@ -9,7 +9,7 @@
 import * as THREE from "./vendor/three/three.module.js";
 
 // The material extra that asks for per-vertex lighting (generate.py's SHADING_EXTRA).
-export const SHADING_EXTRA = "vtpose_shading";
+const SHADING_EXTRA = "vtpose_shading";
 const VERTEX_SHADING = "vertex";
 
 // Sky and ground light (a hemisphere light: colour by how far a surface faces up) and a key light from the front,
