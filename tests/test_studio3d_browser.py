@@ -341,9 +341,9 @@ def test_a_vrm_0x_from_the_server_folder_faces_the_camera_and_follows(capture: A
     assert not capture.evaluate("window.studio.vrmErrors")
 
 
-def _same_poses_drawn(capture: Any, output: Any) -> int:
-    """The id of the poses both pages drew last, once the paused camera's frames are all answered: the pump quiet
-    and both pages on the same poses, twice in a row (a paused video may still present one more frame)."""
+def _wait_for_same_poses_drawn(capture: Any, output: Any) -> None:
+    """Wait until the paused camera's frames are all answered and both pages drew the same last poses: the pump
+    quiet and both pages on the same poses, twice in a row (a paused video may still present one more frame)."""
     both = (
         "() => window.studio.lastPoses.id === window.studio.scene3d.posesId && (" + QUIET_PUMP + ")"
         " ? window.studio.scene3d.posesId : null"
@@ -352,7 +352,7 @@ def _same_poses_drawn(capture: Any, output: Any) -> int:
     for _ in range(int(WAIT_MS / STILL_POLL_MS)):
         seen.append((capture.evaluate(both), output.evaluate("window.studio.look.scene3d.posesId")))
         if len(seen) >= 2 and seen[-1] == seen[-2] and seen[-1][0] is not None and seen[-1][0] == seen[-1][1]:
-            return int(seen[-1][0])
+            return
         capture.wait_for_timeout(STILL_POLL_MS)
     raise AssertionError(f"the pages never drew the same last poses (capture, output): {seen[-5:]}")
 
@@ -373,7 +373,7 @@ def test_an_uploaded_vrm_reaches_the_output_view_which_draws_the_same_bones(
     # Hold the camera still: both pages then draw the same last poses.
     capture.evaluate("document.getElementById('preview').pause()")
     try:
-        _same_poses_drawn(capture, output)
+        _wait_for_same_poses_drawn(capture, output)
         # Each page parses its instances of the VRM one after another: both draw everyone once all are parsed.
         _wait(capture, "window.studio.joints3d().length === window.studio.scene3d.wanted")
         _wait(output, "window.studio.joints3d().length === window.studio.look.scene3d.wanted")

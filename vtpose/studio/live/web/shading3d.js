@@ -63,7 +63,7 @@ function patched(source, search, replacement) {
 }
 
 /** A MeshBasicMaterial standing for `standard` (its colour, vertex colours, texture, emission), lit per vertex. */
-export function vertexLitMaterial(standard) {
+function vertexLitMaterial(standard) {
   const material = new THREE.MeshBasicMaterial({
     name: standard.name,
     color: standard.color,
